@@ -1,0 +1,219 @@
+"Feature families, the aligned space and the family tensors, on the real tables and on small tables built here."
+import csv, io, pickle, warnings
+from contextlib import redirect_stdout
+import numpy as np, pandas as pd
+import pytest
+from sklearn.base import clone
+from ephys2tx.data import DataError, META_COLS, feature_columns, load_cells, load_raw
+from ephys2tx.features import (ALIGN_RULES, EXCLUDED, Family, FamilyTensors, FamilyTransform, Feature, FlatFeatures,
+                               SCHEMAS, family_of, get_schema, to_aligned)
+
+MOUSE, HUMAN = 'mouse_gouwens2020', 'human_leedalley2023'
+
+
+@pytest.fixture(scope='module')
+def cells(mirror):
+    return {s: load_cells(s, data_dir=mirror, progress=False) for s in ['mouse', 'human']}
+
+
+def _rows(path):
+    with open(path, newline='', encoding='utf-8-sig') as f: return list(csv.DictReader(f))
+
+
+def test_every_column_in_exactly_one_family_or_excluded(mirror):
+    for sp in ['mouse', 'human']:
+        cols = feature_columns(load_raw(sp, data_dir=mirror, progress=False))
+        placed = [f.name for fam in get_schema(sp) for f in fam.features]
+        assert len(placed) == len(set(placed)), f'{sp}: a feature in two families'
+        assert not set(placed) & set(EXCLUDED[sp])
+        assert sorted(placed + list(EXCLUDED[sp])) == sorted(cols)
+        for c in cols: assert family_of(c, sp) in [f.name for f in get_schema(sp)] + ['excluded']
+    with pytest.raises(ValueError, match='no family'): family_of('not_a_feature', 'human')
+    # the aligned schema uses human names and units; gouwens widths are positive
+    hunits = {f.name: f.unit for fam in get_schema('human') for f in fam.features}
+    for f in (f for fam in get_schema('aligned') for f in fam.features): assert hunits[f.name] == f.unit
+    assert len(get_schema('gouwens')) == 12 and all(f.width > 0 for f in get_schema('gouwens'))
+    with pytest.raises(ValueError, match='unknown feature schema'): get_schema('rat')
+
+
+@pytest.mark.parametrize('specimen', [601506507, 740872937, 1003321825])
+def test_mouse_conversions_on_known_cells(mirror, cells, specimen):
+    meta = {int(r['cell_specimen_id']): r['ephys_session_id'] for r in _rows(mirror / MOUSE / '20200711_patchseq_metadata_mouse.csv')}
+    raw = [r for r in _rows(mirror / MOUSE / 'efeature.csv') if f"ses-{meta[specimen]}_" in r['ID']]
+    assert len(raw) == 1
+    r = {k: float(v) if v != '' else np.nan for k, v in raw[0].items() if k != 'ID'}
+    a = to_aligned(cells['mouse']).set_index('specimen_id').loc[specimen]
+    expected = {
+        'v_baseline': r['vrest'], 'input_resistance': r['ri'], 'tau': r['tau'] / 1000, 'sag': r['sag'],
+        'rheobase_i': r['threshold_i_long_square'], 'fi_fit_slope': r['f_i_curve_slope'],
+        'adapt_hero': r['adaptation'], 'latency_hero': r['latency'], 'mean_isi_hero': r['avg_isi'] / 1000,
+        'threshold_v_rheo': r['threshold_v_long_square'],
+        'peak_deltav_rheo': r['peak_v_long_square'] - r['threshold_v_long_square'],
+        'fast_trough_deltav_rheo': r['fast_trough_v_long_square'] - r['threshold_v_long_square'],
+        'trough_deltav_rheo': r['trough_v_long_square'] - r['threshold_v_long_square'],
+        'peak_deltav_ramp': r['peak_v_ramp'] - r['threshold_v_ramp'],
+        'trough_deltav_ramp': r['trough_v_ramp'] - r['threshold_v_ramp'],
+        'peak_deltav_short_square': r['peak_v_short_square'] - r['threshold_v_short_square'],
+        'fast_trough_deltav_short_square': r['fast_trough_v_short_square'] - r['threshold_v_short_square'],
+        'upstroke_downstroke_ratio_short_square': r['upstroke_downstroke_ratio_short_square'],
+    }
+    for k, v in expected.items():
+        assert np.isclose(a[k], v, rtol=1e-9, equal_nan=True), (k, a[k], v)
+    assert a['species'] == 'mouse'
+    assert set(a.index) == set(META_COLS[1:]) | {r.name for r in ALIGN_RULES}
+
+
+@pytest.mark.parametrize('specimen', [571674365, 855932150])
+def test_human_alignment_is_identity(mirror, cells, specimen):
+    raw = [r for r in _rows(mirror / HUMAN / 'LeeDalley_ephys_fx.csv') if int(float(r['specimen_id'])) == specimen]
+    assert len(raw) == 1
+    a = to_aligned(cells['human']).set_index('specimen_id').loc[specimen]
+    for rule in ALIGN_RULES:
+        v = float(raw[0][rule.human]) if raw[0][rule.human] != '' else np.nan
+        assert np.isclose(a[rule.name], v, rtol=1e-9, equal_nan=True), rule.name
+
+
+def test_mixed_table_and_idempotence(cells):
+    both = pd.concat([cells['mouse'], cells['human']], ignore_index=True)
+    a = to_aligned(both)
+    sep = pd.concat([to_aligned(cells['mouse']), to_aligned(cells['human'])], ignore_index=True)
+    np.testing.assert_array_equal(a.iloc[:, len(META_COLS):].to_numpy(float), sep.iloc[:, len(META_COLS):].to_numpy(float))
+    pd.testing.assert_frame_equal(to_aligned(a), a)
+    with pytest.raises(DataError, match="'species'"): to_aligned(cells['human'].drop(columns=['species']))
+
+
+def test_unit_mixups_and_missing_columns_are_caught(cells):
+    h, m = cells['human'].copy(), cells['mouse'].copy()
+    h['tau'] = h['tau'] * 1000                           # human tau in ms handed as s
+    with pytest.raises(DataError, match=r'tau \(species human\)'): FamilyTransform('human').fit(h)
+    m['avg_isi'] = m['avg_isi'] / 1000                   # mouse avg_isi already in s
+    with pytest.raises(DataError, match=r'avg_isi \(species mouse\)'): to_aligned(m)
+    with pytest.raises(DataError, match=r"\['ri'\]"): FamilyTransform('mouse').fit(cells['mouse'].drop(columns=['ri']))
+    with pytest.raises(DataError, match=r"\['sag'\]"): to_aligned(cells['human'].drop(columns=['sag']))
+    ok = FamilyTransform('human').fit(cells['human'])
+    with pytest.raises(DataError, match='fi_fit_slope'): ok.transform(cells['human'].drop(columns=['fi_fit_slope']))
+    with pytest.raises(ValueError, match='not fitted'): FamilyTransform('human').transform(cells['human'])
+
+
+def test_all_missing_training_feature_is_flagged_and_masked(cells):
+    h = cells['human'].copy(); h['sag_tau'] = np.nan
+    with pytest.warns(UserWarning, match='sag_tau'):
+        ft = FamilyTransform('human').fit(h)
+    assert ft.all_missing_ == ['sag_tau']
+    T = ft.transform(cells['human'])                     # test cells do have sag_tau: still unobserved
+    j = ft.flat_feature_names.index('sag_tau')
+    assert not T.flat_mask()[:, j].any() and not T.flat()[:, j].any()
+    with pytest.raises(DataError, match='sag_tau'): FamilyTransform('human', on_all_missing='raise').fit(h)
+
+
+@pytest.mark.filterwarnings('ignore:non-positive values')
+def test_no_statistic_leaks_from_test_rows(cells):
+    h = cells['human']
+    rng = np.random.default_rng(1)
+    A = np.sort(rng.choice(len(h), 300, replace=False)); B = np.setdiff1d(np.arange(len(h)), A)
+    cols = FamilyTransform('human').fit(h).flat_feature_names
+    wild = h.copy()
+    wild.loc[B, cols] = wild.loc[B, cols].to_numpy() * -1e3 + 7
+    wild.loc[B[:50], cols] = np.nan
+    f1, f2 = FamilyTransform('human').fit(h.iloc[A]), FamilyTransform('human').fit(wild.iloc[A])
+    pd.testing.assert_frame_equal(f1.stats(), f2.stats())
+    np.testing.assert_array_equal(f1.transform(h).values[A], f2.transform(wild).values[A])
+    np.testing.assert_array_equal(f1.transform(h).values[A], f1.transform(h.iloc[A]).values)
+    # fitting on all rows gives other statistics: the test does detect a fit that saw B
+    f3 = FamilyTransform('human').fit(h)
+    assert not np.allclose(f3.stats()['center'].to_numpy(), f1.stats()['center'].to_numpy(), equal_nan=True)
+
+
+def _toy(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({'specimen_id': np.arange(n) + 100, 'species': ['mouse'] * (n // 2) + ['human'] * (n - n // 2),
+                       'skewed': rng.lognormal(0, 1.5, n), 'normal': rng.normal(5, 2, n), 'signed': rng.lognormal(0, 1.5, n) - 1,
+                       'c': rng.normal(0, 1, n)})
+    df.loc[3, 'normal'] = np.nan
+    schema = [Family('a', (Feature('skewed', '1', ''), Feature('normal', '1', ''))),
+              Family('b', (Feature('signed', '1', ''), Feature('c', '1', ''), )),
+              Family('d', (Feature('c', '1', 'again, in a 1-wide family'),))]
+    return df, schema
+
+
+def test_transform_by_hand_on_a_toy_table():
+    df, schema = _toy()
+    ft = FamilyTransform(schema).fit(df)
+    assert ft.log_feature_names_ == ['skewed']        # skewed and positive only; 'signed' has values <= 0
+    T = ft.transform(df)
+    assert T.values.shape == (40, 3, 2) and T.values.dtype == np.float32
+    assert T.families == ['a', 'b', 'd'] and T.widths == [2, 2, 1] and T.features[0] == ['skewed', 'normal']
+    lx = np.log(df['skewed'].to_numpy())
+    q75, q25 = np.percentile(lx, [75, 25])
+    np.testing.assert_allclose(T.values[:, 0, 0], (lx - np.median(lx)) / (q75 - q25), rtol=1e-5)
+    x = df['normal'].to_numpy(); xo = x[~np.isnan(x)]
+    exp = (x - np.median(xo)) / (np.percentile(xo, 75) - np.percentile(xo, 25))
+    np.testing.assert_allclose(T.values[~np.isnan(x), 0, 1], exp[~np.isnan(x)], rtol=1e-5)
+    assert T.values[3, 0, 1] == 0 and not T.obs_mask[3, 0, 1] and T.obs_mask[3, 0, 0] and T.fam_mask[3, 0]
+    assert not T.obs_mask[:, 2, 1].any() and not T.values[:, 2, 1].any()      # padding
+    assert T.flat().shape == (40, 5) and list(T.index) == list(df.specimen_id)
+    sub = T[np.array([1, 5])]
+    assert isinstance(sub, FamilyTensors) and len(sub) == 2 and list(sub.index) == [101, 105]
+    np.testing.assert_array_equal(sub.values, T.values[[1, 5]])
+    # a non-positive value of a log feature is set to the training minimum, with a warning
+    low = df.copy(); low.loc[0, 'skewed'] = -1.0
+    with pytest.warns(UserWarning, match='skewed'): Tl = ft.transform(low)
+    assert Tl.values[0, 0, 0] == T.values[np.argmin(df['skewed'].to_numpy()), 0, 0]
+    # no log at all when asked
+    assert FamilyTransform(schema, log_skewed=False).fit(df).log_feature_names_ == []
+    with pytest.raises(DataError, match='DataFrame'): ft.fit(df.to_numpy())
+
+
+def test_per_species_statistics():
+    df, schema = _toy(60)
+    df.loc[df.species == 'human', 'c'] += 10          # a shift between species
+    ft = FamilyTransform(schema, per_species=True).fit(df)
+    T = ft.transform(df)
+    assert ft.groups_ == ['human', 'mouse']
+    for s in ['mouse', 'human']:
+        c = df.loc[df.species == s, 'c'].to_numpy()
+        np.testing.assert_allclose(T.values[(df.species == s).to_numpy(), 1, 1],
+                                   (c - np.median(c)) / (np.percentile(c, 75) - np.percentile(c, 25)), rtol=1e-5)
+    rat = df.copy(); rat['species'] = 'rat'
+    with pytest.raises(DataError, match='rat'): ft.transform(rat)
+    with pytest.raises(DataError, match='species'): FamilyTransform(schema, per_species=True).fit(df.drop(columns=['species']))
+
+
+def test_real_tables_to_tensors(cells):
+    both = pd.concat([cells['mouse'], cells['human']], ignore_index=True)
+    for schema, df, kw in [('mouse', cells['mouse'], {}), ('human', cells['human'], {}), ('aligned', both, dict(per_species=True))]:
+        ft = FamilyTransform(schema, **kw).fit(df)
+        T = ft.transform(df)
+        D = sum(f.width for f in get_schema(schema))
+        assert T.values.shape == (len(df), len(get_schema(schema)), max(f.width for f in get_schema(schema)))
+        assert T.flat().shape == (len(df), D) and len(ft.flat_feature_names) == D
+        assert np.isfinite(T.values).all() and (T.values[~T.obs_mask] == 0).all()
+        assert (T.fam_mask == T.obs_mask.any(2)).all()
+        raw = (to_aligned(df) if schema == 'aligned' else df)[ft.flat_feature_names].notna().to_numpy()
+        np.testing.assert_array_equal(T.flat_mask(), raw)
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(ft)).transform(df).values, T.values)
+        assert clone(ft).get_params() == ft.get_params()
+
+
+def test_flat_features_in_a_pipeline(cells):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.linear_model import LogisticRegression
+    h = cells['human']
+    ff = FlatFeatures('human', add_missing_indicators=True).fit(h)
+    X = ff.transform(h)
+    assert X.dtype == np.float32 and X.shape[1] == len(ff.get_feature_names_out())
+    assert len(ff.indicator_idx_) > 0 and set(np.unique(X[:, -len(ff.indicator_idx_):])) <= {0.0, 1.0}
+    # mouse cells straight into the aligned schema
+    m = cells['mouse'].iloc[:400]
+    p = make_pipeline(FlatFeatures('aligned'), LogisticRegression(max_iter=200)).fit(m, m.label4)
+    assert p.predict(cells['human'].iloc[:20]).shape == (20,)
+
+
+def test_cli_features(mirror):
+    from ephys2tx.cli import main
+    out = io.StringIO()
+    with redirect_stdout(out): rc = main(['--data-dir', str(mirror), 'features', '--species', 'mouse'])
+    s = out.getvalue()
+    assert rc == 0 and '== mouse' in s and 'subthreshold' in s
+    n_fam = len(get_schema('mouse'))
+    assert f'fam_mask (4178, {n_fam})' in s
