@@ -14,7 +14,7 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
 	# torch pinned to the CPU build that lies on this machine's disk (a bare `torch` pulls CUDA)
 	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,nwb]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,14 +37,23 @@ test: check-export nbtest pytest
 export: venv
 	$(BIN)/nbdev_export
 
+## the experiments (cached stages), the HTML reports and $(OUT)/index.html; QUICK=1 for the fast CI-like run
 reproduce: venv
-	$(BIN)/ephys2tx reproduce --out $(OUT)
+	$(BIN)/ephys2tx reproduce --out $(OUT) $(if $(QUICK),--quick,)
 
+## the docs site (nbdev + quarto) into _docs/ and README.md from nbs/index.ipynb, with the headline of $(OUT)
+## quarto comes from the quarto-cli package on PyPI (its install downloads quarto, so it needs the network)
 docs: venv
-	$(BIN)/nbdev_docs
+	@export PATH="$(abspath $(BIN)):$$PATH"; command -v quarto >/dev/null || $(BIN)/python -m pip install -q quarto-cli \
+	  || { echo "make docs: quarto is not installed and 'pip install quarto-cli' failed (it downloads quarto from GitHub);"; \
+	       echo "install quarto (https://quarto.org/docs/get-started/) and rerun"; exit 1; }
+	$(BIN)/python -c "from ephys2tx.reproduce import refresh_docs_index as r; print('docs index headline from $(OUT):', r('$(OUT)'))"
+	export PATH="$(abspath $(BIN)):$$PATH"; $(BIN)/nbdev_docs
 
+## speed and memory benchmarks (scripts, not tests): JSON into bench/results/
 bench: venv
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/python bench/bench_bilstm.py --device auto
+	$(BIN)/python bench/bench_extract.py --n-files 8 --n-workers $(N_WORKERS)
 
 clean:
 	rm -rf _docs _proc build dist *.egg-info

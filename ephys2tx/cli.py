@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['CLI_MODULES', 'build_parser', 'main']
 
-# %% ../nbs/09_cli.ipynb #eb31264b
+# %% ../nbs/09_cli.ipynb #4bf35628
 import argparse, importlib, sys
 
-CLI_MODULES = ['data']
+CLI_MODULES = ['data', 'features', 'bilstm', 'reproduce', 'nwb', 'transfer', 'evaluation']
 
 def build_parser() -> argparse.ArgumentParser:
     "The `ephys2tx` argument parser with every module's command group."

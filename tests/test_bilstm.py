@@ -1,0 +1,193 @@
+"The attention BiLSTM: bundles round-trip exactly, bad input fails clearly, masks and SMOTE behave, training is leak-free."
+import io, json, pickle, warnings
+from contextlib import redirect_stderr, redirect_stdout
+import numpy as np, pandas as pd, pytest, torch
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+
+from ephys2tx.bilstm import (BiLSTMClassifier, FamilySeqNet, NoFamilyError, VARIANTS, family_permutation_importance,
+                             load_bundle, predict_cells, resolve_device, save_bundle, smote)
+from ephys2tx.cli import main as cli_main
+from ephys2tx.data import DataError, load_cells
+from ephys2tx.features import FamilyTransform
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings('ignore:.*training minimum')
+TINY = dict(epochs=3, patience=2, device='cpu', random_state=0)
+
+
+@pytest.fixture(scope='module')
+def human(mirror):
+    return load_cells('human', data_dir=mirror, progress=False)
+
+
+@pytest.fixture(scope='module')
+def fitted(human):
+    return BiLSTMClassifier(schema='human', **TINY).fit(human, human['subclass'].to_numpy())
+
+
+def test_save_load_predict_identical(tmp_path, human, fitted):
+    P, A = fitted.predict_proba(human), fitted.attention(human)
+    save_bundle(fitted, tmp_path / 'm')
+    back = load_bundle(tmp_path / 'm')
+    np.testing.assert_array_equal(back.predict_proba(human), P)
+    np.testing.assert_array_equal(back.attention(human), A)
+    meta = json.loads((tmp_path / 'm' / 'bundle.json').read_text())
+    assert meta['classes'] == list(fitted.classes_) and meta['config']['schema'] == 'human'
+    assert meta['schema']['families'] == fitted.families_ and sum(meta['schema']['widths']) == len(meta['input_features'])
+    assert set(meta['data_sha256']) == {'mouse_gouwens2020', 'human_leedalley2023'}
+    assert meta['versions']['torch'] == torch.__version__
+    # pickling (joblib workers of the protocol) keeps the network too
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).predict_proba(human), P)
+
+
+def test_predict_cli_malformed_csv_names_missing_columns(tmp_path, human, fitted):
+    save_bundle(fitted, tmp_path / 'm')
+    cut = ['input_resistance', 'upstroke_rheo', 'sag']
+    human.iloc[:25].drop(columns=cut).to_csv(tmp_path / 'bad.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / 'bad.csv'),
+                       '--out', str(tmp_path / 'p.csv')])
+    assert rc == 2 and not (tmp_path / 'p.csv').exists()
+    msg = err.getvalue()
+    assert 'bad.csv' in msg and all(repr(c) in msg for c in cut) and '--allow-missing' in msg
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / 'bad.csv'),
+                       '--out', str(tmp_path / 'p.csv'), '--allow-missing'])
+    assert rc == 0 and 'masked' in err.getvalue() and all(c in err.getvalue() for c in cut)
+    out = pd.read_csv(tmp_path / 'p.csv')
+    assert len(out) == 25 and out.specimen_id.tolist() == human.specimen_id.iloc[:25].tolist()
+    probs = out[[f'prob_{c}' for c in fitted.classes_]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-6)
+    assert (out.predicted_subclass.to_numpy() == fitted.classes_[probs.argmax(1)]).all()
+    assert [c for c in out.columns if c.startswith('attention_')] == [f'attention_{f}' for f in fitted.families_]
+
+
+def test_predict_rejects_non_numeric(human, fitted):
+    df = human.iloc[:5].copy(); df['tau'] = df['tau'].astype(object); df.loc[df.index[0], 'tau'] = 'fast'
+    with pytest.raises(DataError, match=r"\['tau'\] hold non-numeric"): predict_cells(fitted, df)
+
+
+def test_train_cli_writes_bundle(tmp_path, mirror):
+    with redirect_stdout(io.StringIO()) as out, redirect_stderr(io.StringIO()):
+        rc = cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--out', str(tmp_path / 'b'),
+                       '--epochs', '2', '--device', 'cpu'])
+    assert rc == 0 and 'bundle' in out.getvalue()
+    meta = json.loads((tmp_path / 'b' / 'bundle.json').read_text())
+    assert meta['trained_on']['species'] == 'human' and meta['config']['epochs'] == 2 and meta['config']['smote']
+    assert meta['training']['n_synthetic'] > 0
+    assert meta['trained_on']['n_cells'] == meta['training']['n_train'] + meta['training']['n_val']
+
+
+def test_absent_family_gets_no_attention_and_empty_cell_fails():
+    rng = np.random.default_rng(1)
+    widths = [2, 5, 1, 3]; N, D = 16, 5
+    obs = np.zeros((N, 4, D), bool)
+    for f, w in enumerate(widths): obs[:, f, :w] = True
+    obs[::2, 1] = False; obs[1::3, 3] = False
+    vals = np.where(obs, rng.normal(size=obs.shape), 0).astype(np.float32)
+    fam = obs.any(2)
+    torch.manual_seed(0)
+    net = FamilySeqNet(widths, 3).eval()
+    _, a = net(torch.tensor(vals), torch.tensor(obs), torch.tensor(fam))
+    assert torch.all(a[~torch.tensor(fam)] == 0) and torch.allclose(a.sum(1), torch.ones(N))
+    fam[3] = False
+    with pytest.raises(NoFamilyError, match='no observed feature family'):
+        net(torch.tensor(vals), torch.tensor(obs), torch.tensor(fam))
+
+
+def test_every_variant_trains_and_predicts(human):
+    sub = human.iloc[::3]
+    for v in VARIANTS:
+        m = BiLSTMClassifier(schema='human', variant=v, epochs=1, patience=1, device='cpu', random_state=0)
+        m.fit(sub, sub['subclass'].to_numpy())
+        assert m.predict_proba(sub).shape == (len(sub), 4)
+        if v == 'last':
+            with pytest.raises(ValueError, match='no attention'): m.attention(sub)
+        else:
+            np.testing.assert_allclose(m.attention(sub).sum(1), 1, atol=1e-5)
+
+
+def test_learns_above_chance_on_held_out_cells(human):
+    y = human['subclass'].to_numpy()
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=0)
+    m = BiLSTMClassifier(schema='human', epochs=25, patience=25, device='cpu', random_state=0).fit(human.iloc[tr], y[tr])
+    f1 = f1_score(y[te], m.predict(human.iloc[te]), average='macro')
+    chance = f1_score(y[te], np.random.default_rng(0).permutation(y[te]), average='macro')
+    assert f1 > chance + 0.2, (f1, chance)
+
+
+def test_transform_fitted_on_training_rows_only(human):
+    y = human['subclass'].to_numpy()
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=1)
+    Xv = human.iloc[va].copy()
+    feats = FamilyTransform('human').fit(human.iloc[tr]).flat_feature_names
+    Xv[feats] = Xv[feats] * 7.0 + 3.0                        # wild validation rows must not move the statistics
+    m = BiLSTMClassifier(schema='human', epochs=1, patience=1, device='cpu').fit(
+        human.iloc[tr], y[tr], validation=(Xv, y[va]))
+    ref = FamilyTransform('human').fit(human.iloc[tr])
+    pd.testing.assert_frame_equal(m.transform_.stats(), ref.stats())
+    assert m.n_train_ == len(tr) and m.n_val_ == len(va)
+
+
+def test_deterministic_and_seed_dependent(human):
+    sub = human.iloc[::2]; y = sub['subclass'].to_numpy()
+    p = [BiLSTMClassifier(schema='human', epochs=2, device='cpu', random_state=s).fit(sub, y).predict_proba(sub)
+         for s in (3, 3, 4)]
+    np.testing.assert_array_equal(p[0], p[1])
+    assert not np.allclose(p[0], p[2])
+
+
+def test_smote_balances_training_rows_only(human):
+    y = human['subclass'].to_numpy()
+    m = BiLSTMClassifier(schema='human', epochs=1, device='cpu', smote=True, val_frac=0.2).fit(human, y)
+    n_val = m.n_val_
+    ytr, _ = train_test_split(y, test_size=0.2, stratify=y, random_state=0)
+    assert m.n_train_ == len(ytr) and n_val == len(y) - len(ytr)
+    assert m.n_train_ + m.n_synthetic_ == 4 * pd.Series(ytr).value_counts().max()
+    np.testing.assert_allclose(m.class_weight_, 1.0)
+
+
+def test_smote_points_lie_between_same_class_neighbours():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (50, 4)), rng.normal(20, 1, (6, 4))]); y = np.array([0] * 50 + [1] * 6)
+    Xs, ys, ms = smote(X, y, k=3, random_state=0)
+    assert (np.bincount(ys) == 50).all() and ms.all()
+    syn = Xs[56:]
+    assert (syn.min(0) >= X[50:].min(0) - 1e-9).all() and (syn.max(0) <= X[50:].max(0) + 1e-9).all()
+    # each synthetic point is collinear with some pair of minority cells
+    for s in syn[:10]:
+        ok = False
+        for i in range(50, 56):
+            for j in range(50, 56):
+                d = X[j] - X[i]
+                if i == j or not d.any(): continue
+                t = np.dot(s - X[i], d) / np.dot(d, d)
+                ok |= 0 <= t <= 1 and np.allclose(X[i] + t * d, s)
+        assert ok
+
+
+def test_permutation_importance_on_held_out(human, fitted):
+    imp = family_permutation_importance(fitted, human.iloc[:120], human['subclass'].iloc[:120], n_repeats=2)
+    assert imp.family.tolist() == fitted.families_ and np.isfinite(imp.importance).all()
+    assert imp.base_macro_f1.nunique() == 1
+
+
+def test_device_choice():
+    assert resolve_device('cpu').type == 'cpu'
+    assert resolve_device('auto').type == ('cuda' if torch.cuda.is_available() else 'cpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'): resolve_device('cuda')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_mixed_precision_and_cpu_reload(tmp_path, human):
+    y = human['subclass'].to_numpy()
+    m = BiLSTMClassifier(schema='human', epochs=3, device='cuda', random_state=0).fit(human, y)
+    assert next(m.net_.parameters()).is_cuda
+    P = m.predict_proba(human)
+    save_bundle(m, tmp_path / 'g')
+    back = load_bundle(tmp_path / 'g', device='cpu')
+    np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)

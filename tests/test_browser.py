@@ -1,0 +1,71 @@
+"""Open the generated index.html and a report in headless Chromium: figures load, the headline table has numbers.
+
+Skipped (with the reason) only where no Chromium is installed; `.ci/run` installs Debian's `chromium`."""
+import json, re, shutil, subprocess
+from pathlib import Path
+import pytest
+import ephys2tx.reproduce as R
+
+CHROMIUM = next((shutil.which(b) for b in ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable']
+                 if shutil.which(b)), None)
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on this machine (apt-get install chromium)')
+
+# Runs in the page after load: what the browser made of every <img> and of the headline table.
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => ({data: i.src.startsWith('data:'), len: i.src.length,
+                                              complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}));
+  const head = document.getElementById('headline');
+  const rows = head ? [...head.tBodies[0].rows].map(r => [...r.cells].map(c => c.textContent.trim())) : null;
+  const cols = head ? [...head.tHead.rows[0].cells].map(c => c.textContent.trim()) : null;
+  const links = [...document.links].map(a => a.getAttribute('href'));
+  const pre = document.createElement('pre'); pre.id = 'e2t-probe';
+  pre.textContent = JSON.stringify({imgs, rows, cols, links, tables: document.getElementsByTagName('table').length});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def probe(page: Path, tmp: Path) -> dict:
+    "Load a copy of `page` (same folder, so relative links hold) with the probe, in headless Chromium; its report."
+    probed = page.with_name(page.stem + '.probe.html')
+    probed.write_text(page.read_text(encoding='utf-8').replace('</body>', PROBE + '</body>'), encoding='utf-8')
+    profile = tmp / f'chromium-profile-{page.stem}'
+    cmd = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync',
+           f'--user-data-dir={profile}', '--virtual-time-budget=10000', '--dump-dom', probed.as_uri()]
+    try: dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    finally: probed.unlink()
+    m = re.search(r'<pre id="e2t-probe">(.*?)</pre>', dom, re.S)
+    assert m, f'the probe did not run in Chromium; DOM starts {dom[:300]!r}'
+    import html
+    return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory, mirror):
+    out = tmp_path_factory.mktemp('reproduce')
+    R.reproduce(out=out, quick=True, stages='data', data_dir=mirror, progress=False, echo=False)
+    return out
+
+
+def test_report_figures_load(run_dir, tmp_path):
+    p = probe(run_dir / 'reports' / 'data_qc.html', tmp_path)
+    assert len(p['imgs']) >= 2, 'the data & QC report has a class-count and a missingness figure'
+    for im in p['imgs']:
+        assert im['data'] and im['len'] > 1000, 'figures are embedded as data: URIs'
+        assert im['complete'] and im['w'] > 100 and im['h'] > 100, f'figure did not decode: {im}'
+    assert p['tables'] >= 5                                   # QC report, drops, counts, label4, missingness
+
+
+def test_index_headline_and_links(run_dir, tmp_path):
+    p = probe(run_dir / 'index.html', tmp_path)
+    assert p['cols'][:3] == ['result', 'species', 'cells']
+    rows = {r[0]: r for r in p['rows']}
+    assert set(rows) == {'mouse', 'human', 'transfer'}
+    for name in ['mouse', 'human']:
+        assert re.fullmatch(r'\d+', rows[name][2]) and int(rows[name][2]) > 100, rows[name]
+    for r in p['rows']:                                        # a macro F1 cell is a number ± SD, or pending
+        assert re.fullmatch(r'\d\.\d{3} ± \d\.\d{3}|—', r[4]), r
+    assert 'reports/data_qc.html' in p['links'] and (run_dir / 'reports' / 'data_qc.html').is_file()
+    assert 'run.log' in p['links'] and (run_dir / 'run.log').is_file()

@@ -1,0 +1,170 @@
+"The reproduce job: caching, resuming after a failing stage, notebook errors that name the cell, missing results."
+import json, os, sys
+from pathlib import Path
+import nbformat
+import pandas as pd
+import pytest
+import ephys2tx.reproduce as R
+from ephys2tx.cli import main
+from ephys2tx.data import DataError
+
+REPORTS = Path(R.REPORTS_DIR)
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    "An empty stage registry for the test (the built-in stages are restored afterwards)."
+    monkeypatch.setattr(R, 'STAGES', {})
+    return R.STAGES
+
+
+def _nb(path, cells, params='x = 1'):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(params, metadata={'tags': ['parameters']})] + \
+               [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_data_stage_cached_then_report_rerun(tmp_path, mirror):
+    out = tmp_path / 'run'
+    recs = R.reproduce(out=out, quick=True, stages='data', data_dir=mirror, progress=False, echo=False)
+    assert [r['status'] for r in recs] == ['computed']
+    d = out / 'data'
+    marker = json.loads((d / 'stage.json').read_text())
+    assert marker['inputs']['version'] and 'mouse_gouwens2020/efeature.csv' in marker['inputs']['data']
+    counts = pd.read_csv(d / 'class_counts.csv', index_col=0)
+    # the stage's tables agree with the data layer's own QC
+    from ephys2tx.data import load_cells
+    assert counts.loc['total', 'human'] == len(load_cells('human', data_dir=mirror, progress=False))
+    html = (out / 'reports' / 'data_qc.html').read_text()
+    assert html.count('src="data:image/png;base64,') >= 2, 'both figures must be embedded'
+    assert 'too many missing features' in html and '<table' in html
+    head = pd.read_csv(out / 'headline.csv')
+    assert list(head.result) == ['mouse', 'human', 'transfer'] and head.cells[0] == counts.loc['total', 'mouse']
+    mtime = (d / 'class_counts.csv').stat().st_mtime_ns
+
+    # unchanged inputs and config: nothing recomputed, nothing re-executed
+    recs = R.reproduce(out=out, quick=True, stages='data', data_dir=mirror, progress=False, echo=False)
+    assert [r['status'] for r in recs] == ['cached'] and not recs[0]['reported']
+    assert (d / 'class_counts.csv').stat().st_mtime_ns == mtime
+    log = (out / 'run.log').read_text()
+    assert 'not recomputed' in log and log.count('total wall time') == 2
+
+    # a parameter the data stage does not use (repeats) leaves its key alone but reruns its report
+    recs = R.reproduce(out=out, quick=True, repeats=2, stages='data', data_dir=mirror, progress=False, echo=False)
+    assert recs[0]['status'] == 'cached' and recs[0]['reported']
+    assert (d / 'class_counts.csv').stat().st_mtime_ns == mtime
+
+
+def test_failing_stage_stops_keeps_finished_and_resumes(tmp_path, stages):
+    out, calls, flag = tmp_path / 'run', tmp_path / 'calls.txt', tmp_path / 'broken.flag'
+    flag.touch()
+
+    def stage(name, fail=False):
+        def run(ctx):
+            with open(calls, 'a') as f: f.write(name + '\n')
+            if fail and flag.exists(): raise DataError(f"{ctx.dir/'input.csv'}: column 'sag' is not numeric")
+            pd.DataFrame({'x': [1]}).to_csv(ctx.dir / 'table.csv', index=False)
+        return R.Stage(name, name.title(), run=run, outputs=('table.csv',), config=lambda r: dict(seed=r.seed))
+
+    for s in [stage('first'), stage('broken', fail=True), stage('third')]: R.register_stage(s)
+    with pytest.raises(R.StageError) as e:
+        R.reproduce(out=out, data_dir=tmp_path, progress=False, echo=False, device='cpu')
+    msg = str(e.value)
+    assert "stage 'broken' failed" in msg and 'input.csv' in msg and "column 'sag'" in msg
+    assert (out / 'first' / 'stage.json').is_file()                    # what finished is kept
+    assert not (out / 'broken' / 'stage.json').exists() and not (out / 'third').exists()
+    index = (out / 'index.html').read_text()
+    assert 'The run stopped' in index and 'failed' in index
+    assert 'FAILED' in (out / 'run.log').read_text()
+
+    flag.unlink()                                                      # fix the problem and rerun
+    recs = R.reproduce(out=out, data_dir=tmp_path, progress=False, echo=False, device='cpu')
+    assert [r['status'] for r in recs] == ['cached', 'computed', 'computed']
+    assert calls.read_text().split() == ['first', 'broken', 'broken', 'third']   # 'first' ran once
+
+    # a changed configuration (seed) recomputes every stage that depends on it
+    recs = R.reproduce(out=out, seed=1, data_dir=tmp_path, progress=False, echo=False, device='cpu')
+    assert [r['status'] for r in recs] == ['computed'] * 3
+
+
+def test_stage_without_its_outputs_fails(tmp_path, stages):
+    R.register_stage(R.Stage('lazy', 'Lazy', run=lambda ctx: None, outputs=('results.parquet',)))
+    with pytest.raises(R.StageError, match=r"stage 'lazy' finished without writing .*lazy/results.parquet"):
+        R.reproduce(out=tmp_path, progress=False, echo=False, device='cpu')
+
+
+def test_notebook_error_names_notebook_and_cell(tmp_path, stages):
+    rep = tmp_path / 'reports'; rep.mkdir()
+    nb = _nb(rep / 'bad.ipynb', ['import math', 'y = 1 / (x - 1)  # fails while x == 1', 'print(y)'])
+    calls = []
+    R.register_stage(R.Stage('s', 'S', run=lambda ctx: calls.append(1) or (ctx.dir / 't.csv').write_text('a\n1\n'),
+                             outputs=('t.csv',), report='bad.ipynb'))
+    out = tmp_path / 'run'
+    with pytest.raises(R.StageError) as e:
+        R.reproduce(out=out, reports_dir=rep, progress=False, echo=False, device='cpu')
+    msg = str(e.value)
+    assert 'bad.ipynb failed in cell 3' in msg and 'ZeroDivisionError' in msg and "'y = 1 / (x - 1)" in msg
+    assert (out / 'reports' / 'bad.ipynb').is_file()                   # the executed notebook with the traceback
+    assert (out / 's' / 'stage.json').is_file() and len(calls) == 1    # the computation is kept
+
+    _nb(nb, ['import math', 'y = 1 / (x - 2)', 'print(y)'])            # fix the notebook and rerun
+    recs = R.reproduce(out=out, reports_dir=rep, progress=False, echo=False, device='cpu')
+    assert recs[0]['status'] == 'cached' and recs[0]['reported'] and len(calls) == 1
+    assert (out / 'reports' / 'bad.html').is_file()
+
+
+@pytest.mark.parametrize('report,missing', [('gouwens.ipynb', 'gouwens/results.parquet'),
+                                            ('models.ipynb', 'models/results.parquet'),
+                                            ('attention.ipynb', 'attention/summary_mouse.csv'),
+                                            ('transfer.ipynb', 'transfer/results.parquet')])
+def test_report_without_results_names_the_missing_file(tmp_path, report, missing):
+    params = R.RunConfig(out=tmp_path / 'empty', device='cpu').params()
+    with pytest.raises(R.StageError) as e:
+        R.execute_report(REPORTS / report, tmp_path / report, params)
+    msg = str(e.value)
+    assert report in msg and 'MissingResultsError' in msg and missing in msg
+
+
+def test_every_report_has_the_parameters_cell():
+    want = {'species', 'repeats', 'folds', 'seed', 'device', 'data_dir', 'out_dir', 'quick'}
+    for st in R.STAGES.values():
+        nb = nbformat.read(REPORTS / st.report, as_version=4)
+        cells = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
+        assert len(cells) == 1, st.report
+        names = {l.split('=')[0].strip() for l in cells[0].source.splitlines() if '=' in l}
+        assert names == want, (st.report, names ^ want)
+
+
+def test_kernel_runs_this_interpreter():
+    from jupyter_client.kernelspec import KernelSpecManager
+    name = R.ensure_kernel()
+    assert Path(KernelSpecManager().get_kernel_spec(name).argv[0]).resolve() == Path(sys.executable).resolve()
+
+
+def test_cli(tmp_path, capsys, stages):
+    R.register_stage(R.Stage('ok', 'OK', run=lambda ctx: (ctx.dir / 't.csv').write_text('a\n1\n'), outputs=('t.csv',)))
+    assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 0
+    assert 'index.html' in capsys.readouterr().out and (tmp_path / 'index.html').is_file()
+    assert main(['reproduce', '--out', str(tmp_path), '--stages', 'nope', '--no-progress']) == 2
+    assert "unknown stage(s) ['nope']" in capsys.readouterr().err
+    R.register_stage(R.Stage('boom', 'Boom', run=lambda ctx: 1 / 0))
+    assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 1
+    err = capsys.readouterr().err
+    assert "stage 'boom' failed: ZeroDivisionError" in err and 'rerun to resume' in err
+
+
+def test_headline_from_results_tables(tmp_path):
+    "The headline rows come from the stages' tables: best model per species, best transfer strategy at 'all'."
+    for name, rows in [('models', [dict(species=s, protocol='stratified', model=m, repeat=0, fold=f, macro_f1=v + 0.01 * f)
+                                   for s, base in [('mouse', 0.7), ('human', 0.6)] for m, v in [('rf', base), ('bilstm', base + 0.05)]
+                                   for f in range(3)]),
+                       ('transfer', [dict(strategy=st, size=z, repeat=0, fold=f, macro_f1=v + 0.02 * f)
+                                     for st, v in [('nn_human', 0.6), ('nn_finetune', 0.55)] for z in ['20', 'all'] for f in range(3)])]:
+        d = tmp_path / name; d.mkdir()
+        pd.DataFrame(rows).to_parquet(d / 'results.parquet'); (d / 'stage.json').write_text('{}')
+    h = R.headline_table(tmp_path).set_index('result')
+    assert h.loc['mouse', 'model'] == 'bilstm' and h.loc['human', 'model'] == 'bilstm'
+    assert h.loc['mouse', 'macro_f1'] == '0.760 ± 0.010' and h.loc['transfer', 'model'] == 'nn_finetune'  # not the human-only nn_human
+    assert h.loc['transfer', 'n'] == 3 and pd.isna(h.loc['mouse', 'cells'])   # no data stage ran here
