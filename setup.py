@@ -32,7 +32,11 @@ setuptools.setup(
     author=cfg['author'],
     author_email=cfg['author_email'],
     project_urls={'Source': cfg['git_url'], 'Documentation': cfg['doc_host'] + cfg['doc_baseurl']},
-    packages=setuptools.find_packages(include=['ephys2tx', 'ephys2tx.*']),
+    # the papermill report notebooks (nbs/_reports) ship inside the package, so an installed ephys2tx can
+    # run `ephys2tx reproduce` without the source checkout
+    packages=setuptools.find_packages(include=['ephys2tx', 'ephys2tx.*']) + ['ephys2tx.report_notebooks'],
+    package_dir={'ephys2tx.report_notebooks': 'nbs/_reports'},
+    package_data={'ephys2tx.report_notebooks': ['*.ipynb']},
     include_package_data=True,
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'nwb': nwb_requirements,
