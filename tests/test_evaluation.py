@@ -155,12 +155,17 @@ def test_cli_evaluate_writes_tables(tmp_path, mirror):
     with redirect_stdout(buf):
         rc = main(['--data-dir', str(mirror), 'evaluate', '--model', 'logreg', '--model', 'rf', '--species', 'human',
                    '--protocol', 'both', '--repeats', '1', '--folds', '2', '--set', 'rf.n_estimators=20',
-                   '--out', str(tmp_path), '--no-progress'])
+                   '--out', str(tmp_path), '--no-progress', '--compare-to', 'rf'])
     assert rc == 0
     for proto in ['stratified', 'grouped']:
         r = pd.read_parquet(tmp_path / f'evaluate_human_{proto}.parquet')
         assert set(r.model) == {'logreg', 'rf'} and len(r) == 4 and set(r.protocol) == {proto}
         assert (tmp_path / f'evaluate_human_{proto}.csv').is_file()
-    assert '±' in buf.getvalue() and 'grouped protocol' in buf.getvalue()
+        # --compare-to: the paired difference is the mean of the per-fold differences of the results table
+        c = pd.read_csv(tmp_path / f'evaluate_human_{proto}_compare.csv')
+        assert list(c.model) == ['logreg'] and list(c.versus) == ['rf'] and c.n_pairs[0] == 2
+        d = r.set_index(['repeat', 'fold', 'model']).macro_f1.unstack()
+        assert np.isclose(c.mean_diff[0], (d['logreg'] - d['rf']).mean()) and 0 <= c.p[0] <= 1
+    assert '±' in buf.getvalue() and 'grouped protocol' in buf.getvalue() and 'paired comparison with rf' in buf.getvalue()
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         main(['--data-dir', str(mirror), 'evaluate', '--model', 'nope', '--species', 'human'])
