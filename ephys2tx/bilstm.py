@@ -5,6 +5,7 @@
 # %% ../nbs/05_bilstm.ipynb #0fbf740e
 from __future__ import annotations
 import contextlib, json, pickle, platform, sys, time, warnings
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -17,12 +18,12 @@ from .data import DataError, DATASETS, META_COLS, load_cells
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
-           'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device',
-           'inverse_frequency_weights', 'train_net', 'BiLSTMClassifier', 'save_bundle', 'load_bundle',
-           'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement', 'plot_interpretation',
-           'missing_features', 'predict_cells', 'train_bundle', 'register_cli', 'inner_validation_sweep',
-           'register_models', 'bilstm_results']
+__all__ = ['VARIANTS', 'NET_DEFAULTS', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder',
+           'AdditiveAttention', 'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families',
+           'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net', 'BiLSTMClassifier', 'save_bundle',
+           'load_bundle', 'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement',
+           'plot_interpretation', 'missing_features', 'predict_cells', 'train_bundle', 'register_cli',
+           'inner_validation_sweep', 'register_models', 'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #21269a99
 class FamilyEncoder(nn.Module):
@@ -77,7 +78,7 @@ class FamilySeqNet(nn.Module):
                  attn_dim:int=64, dropout:float=0.2):
         super().__init__()
         if variant not in VARIANTS: raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.variant, self.widths = variant, [int(w) for w in widths]
+        self.variant, self.widths, self.n_classes = variant, [int(w) for w in widths], int(n_classes)
         if variant == 'published':   # zero-padded families, one shared input layer after LayerNorm
             self.inp = nn.LayerNorm(max(self.widths)); d_in = max(self.widths)
         else:
@@ -139,7 +140,11 @@ def smote_families(values, obs, y, widths, k:int=5, random_state=0):
     V[:, fi, pi], O[:, fi, pi] = Xs, ms
     return V, O, O.any(2), ys
 
-# %% ../nbs/05_bilstm.ipynb #08dd3857
+# %% ../nbs/05_bilstm.ipynb #8c23681e
+NET_DEFAULTS = dict(token_dim=32, hidden=128, attn_dim=64, dropout=0.4, lr=1e-3, weight_decay=1e-4, batch_size=64,
+                    patience=15)
+
+# %% ../nbs/05_bilstm.ipynb #da8669a5
 def resolve_device(device='auto') -> torch.device:
     "`'auto'` -> CUDA if available else CPU; asking for CUDA without one is an error."
     if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -148,60 +153,125 @@ def resolve_device(device='auto') -> torch.device:
         raise ValueError(f"device={device!r} asked for, but CUDA is not available on this machine")
     return dev
 
+# %% ../nbs/05_bilstm.ipynb #cf3f2547
 def inverse_frequency_weights(y_idx, n_classes:int) -> np.ndarray:
     "n / (C * count_c) per class (0 for a class absent from `y_idx`)."
+    y_idx = y_idx.detach().cpu().numpy() if torch.is_tensor(y_idx) else np.asarray(y_idx)
     cnt = np.bincount(y_idx, minlength=n_classes).astype(float)
     return np.where(cnt > 0, len(y_idx) / (n_classes * np.maximum(cnt, 1)), 0.0)
 
+# %% ../nbs/05_bilstm.ipynb #d69311b1
+@dataclass
+class TrainTask:
+    "Cells of one training objective: tensors, integer labels (`None`: unlabelled), the head that reads them, a weight."
+    values: torch.Tensor
+    obs: torch.Tensor
+    fam: torch.Tensor
+    y: torch.Tensor|None = None
+    head: str|None = None
+    weight: float = 1.0
+    def __len__(self): return len(self.values)
+
+    @classmethod
+    def of(cls, values, obs, fam, y=None, head=None, weight:float=1.0, device='cpu') -> 'TrainTask':
+        "A task from arrays (numpy or torch), moved to `device`."
+        tt = lambda a, dt=None: torch.as_tensor(a, dtype=dt).to(device)
+        return cls(tt(values, torch.float32), tt(obs, torch.bool), tt(fam, torch.bool),
+                   None if y is None else tt(y, torch.long), head, weight)
+
+    def batch(self, b) -> tuple:
+        "(values, obs, fam) of the rows `b`."
+        return self.values[b], self.obs[b], self.fam[b]
+
+# %% ../nbs/05_bilstm.ipynb #c0d2d1df
 def _amp_context(device, amp):
     if not (amp and device.type == 'cuda'): return contextlib.nullcontext, None
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return (lambda: torch.autocast('cuda', dtype=dtype)), dtype
 
-def train_net(net, train, val, class_weight, epochs=100, batch_size=64, lr=1e-3, weight_decay=1e-4, patience=15,
-              device='cpu', amp=True, seed=0, progress=False, clip=1.0):
-    "Fit `net` on `train=(values, obs, fam, y_idx)` with early stopping on `val`; returns the history DataFrame."
+def _as_task(t, device):
+    if t is None or isinstance(t, TrainTask): return t
+    return TrainTask.of(*t, device=device)   # the (values, obs, fam, y_idx) tuple form
+
+def _cycled(rng, n:int, length:int) -> torch.Tensor:
+    "`length` indices into range(n): concatenated fresh permutations (every cell once before any repeats)."
+    reps = int(np.ceil(length / n))
+    return torch.as_tensor(np.concatenate([rng.permutation(n) for _ in range(reps)])[:length])
+
+def _forward(net, t:TrainTask, b):
+    out = net(*t.batch(b), head=t.head) if t.head is not None else net(*t.batch(b))
+    return out if isinstance(out, tuple) else (out, None)
+
+def _task_weights(t:TrainTask, n_classes:int, device):
+    if t.y is None: return None
+    return torch.as_tensor(inverse_frequency_weights(t.y, n_classes), dtype=torch.float32).to(device)
+
+def _step_batches(tasks, ep_orders, s, bts, device):
+    out = []
+    for k, t in enumerate(tasks):
+        b = ep_orders[k][s * bts[k]:(s + 1) * bts[k]] if k else ep_orders[0][s]
+        out.append(b.to(device))
+    return out
+
+def train_net(net, train, val=None, class_weight=None, epochs=100, batch_size=64, lr=1e-3, weight_decay=1e-4,
+              patience=15, device='cpu', amp=True, seed=0, progress=False, clip=1.0, params=None, aux_loss=None):
+    "Fit `net` on `train` (a `TrainTask`, a list of them, or a `(values, obs, fam, y_idx)` tuple); returns the history."
     device = torch.device(device)
-    tt = lambda a, dt=None: torch.as_tensor(a, dtype=dt).to(device)
-    Xtr = [tt(train[0], torch.float32), tt(train[1]), tt(train[2])]; ytr = tt(train[3], torch.long)
-    Xva = [tt(val[0], torch.float32), tt(val[1]), tt(val[2])]; yva = tt(val[3], torch.long)
+    tasks = [_as_task(t, device) for t in (train if isinstance(train, list) else [train])]
+    val = _as_task(val, device)
     net.to(device)
-    lossf = nn.CrossEntropyLoss(weight=tt(class_weight, torch.float32))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    n_classes = len(class_weight) if class_weight is not None else net.n_classes
+    cws = [_task_weights(t, n_classes, device) for t in tasks]
+    if class_weight is not None: cws[0] = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
+    params = list(net.parameters()) if params is None else list(params)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     autocast, dtype = _amp_context(device, amp)
     scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
-    g = torch.Generator().manual_seed(int(seed))
+    g, rng = torch.Generator().manual_seed(int(seed)), np.random.default_rng(int(seed))
+    bts = [min(batch_size, len(t)) for t in tasks]
     best, best_state, bad, hist = np.inf, None, 0, []
-    n = len(ytr)
+    n = len(tasks[0])
     for ep in tqdm(range(epochs), desc='epochs', disable=not progress, leave=False):
         net.train(); tot = 0.0
-        for b in torch.randperm(n, generator=g).split(batch_size):
-            b = b.to(device)
-            if len(b) < 2 and n >= 2: continue            # BatchNorm-free, but a 1-cell batch is noise
+        first = torch.randperm(n, generator=g).split(batch_size)
+        orders = [first] + [_cycled(rng, len(t), len(first) * bt) for t, bt in zip(tasks[1:], bts[1:])]
+        for s in range(len(first)):
+            bs = _step_batches(tasks, orders, s, bts, device)
+            if len(bs[0]) < 2 and n >= 2: continue            # BatchNorm-free, but a 1-cell batch is noise
+            loss, extras = 0.0, []
             with autocast():
-                logits, _ = net(Xtr[0][b], Xtr[1][b], Xtr[2][b])
-            loss = lossf(logits.float(), ytr[b])
+                outs = [_forward(net, t, b) for t, b in zip(tasks, bs)]
+            for t, b, cw, (logits, extra) in zip(tasks, bs, cws, outs):
+                extras.append(extra)
+                if t.y is not None:
+                    loss = loss + t.weight * nn.functional.cross_entropy(logits.float(), t.y[b], weight=cw)
+            if aux_loss is not None: loss = loss + aux_loss(extras)
             opt.zero_grad(set_to_none=True)
             if scaler: scaler.scale(loss).backward(); scaler.unscale_(opt)
             else: loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), clip)
+            nn.utils.clip_grad_norm_(params, clip)
             if scaler: scaler.step(opt); scaler.update()
             else: opt.step()
-            tot += loss.item() * len(b)
-        net.eval()
-        with torch.no_grad():
-            lv = net(*Xva)[0].float()
-            vloss = lossf(lv, yva).item()
-            vf1 = f1_score(yva.cpu().numpy(), lv.argmax(1).cpu().numpy(), average='macro', zero_division=0)
-        hist.append(dict(epoch=ep + 1, train_loss=tot / n, val_loss=vloss, val_macro_f1=vf1))
-        if vloss < best - 1e-4:
-            best, bad = vloss, 0
+            tot += loss.item() * len(bs[0])
+        row = dict(epoch=ep + 1, train_loss=tot / n, val_loss=np.nan, val_macro_f1=np.nan)
+        if val is not None:
+            net.eval()
+            with torch.no_grad():
+                lv = _forward(net, val, slice(None))[0].float()
+                row['val_loss'] = nn.functional.cross_entropy(lv, val.y, weight=cws[0]).item()
+                row['val_macro_f1'] = f1_score(val.y.cpu().numpy(), lv.argmax(1).cpu().numpy(), average='macro',
+                                               zero_division=0)
+        hist.append(row)
+        if val is None: continue
+        if row['val_loss'] < best - 1e-4:
+            best, bad = row['val_loss'], 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             bad += 1
             if bad >= patience: break
     if best_state is not None: net.load_state_dict(best_state)
-    h = pd.DataFrame(hist); h['best'] = h.epoch == h.loc[h.val_loss.idxmin(), 'epoch']
+    h = pd.DataFrame(hist)
+    h['best'] = (h.epoch == h.loc[h.val_loss.idxmin(), 'epoch']) if val is not None else (h.epoch == h.epoch.max())
     return h
 
 # %% ../nbs/05_bilstm.ipynb #d2a67a8e

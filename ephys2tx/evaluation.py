@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_evaluation.ipynb #d305b768
 from __future__ import annotations
-import inspect, json, time, warnings
+import hashlib, inspect, json, os, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -14,27 +14,78 @@ from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, load_cells
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'TASK_SPECIES', 'Split', 'splits', 'expected_calibration_error',
-           'confusion', 'score', 'accepts_validation', 'aligned_proba', 'run_split', 'evaluate', 'summarize',
-           'per_class', 'mean_confusion', 'compare', 'LookupClassifier', 'RecordingTransformer', 'register_model',
-           'list_models', 'make_model', 'model_factory', 'feature_step', 'Task', 'load_task', 'run_experiment',
-           'write_results', 'register_cli', 'compare_all']
+__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'TASK_SPECIES', 'subsample', 'sizes_list', 'Split', 'splits',
+           'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba',
+           'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate', 'summarize', 'per_class', 'mean_confusion',
+           'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model', 'list_models',
+           'make_model', 'model_factory', 'feature_step', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs',
+           'run_experiment', 'write_results', 'register_cli']
 
-# %% ../nbs/03_evaluation.ipynb #83e4d4bb
+# %% ../nbs/03_evaluation.ipynb #75a2f292
+def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
+    k = len(counts)
+    q = np.full(k, min_per_class)
+    share = counts / counts.sum() * (size - q.sum())
+    q = q + np.floor(share).astype(int)
+    for i in np.argsort(-(share - np.floor(share)), kind='stable')[: size - q.sum()]: q[i] += 1
+    while (q > counts).any():  # a class smaller than its quota: give the excess, cell by cell, to classes with room
+        i = int(np.argmax(q - counts)); excess = q[i] - counts[i]; q[i] = counts[i]
+        for _ in range(excess): q[int(np.argmax(np.where(q < counts, counts - q, -1)))] += 1
+    return q
+
+def subsample(y, size, seed:int, min_per_class:int=2) -> np.ndarray:
+    "Sorted positions of a class-stratified, nested subsample of `size` labels from `y` (`'all'`: every position)."
+    y = np.asarray(y)
+    if str(size).lower() == 'all': return np.arange(len(y))
+    size = int(size)
+    classes, counts = np.unique(y, return_counts=True)
+    if size < min_per_class * len(classes):
+        raise ValueError(f"size={size} is below {min_per_class} cells x {len(classes)} classes")
+    if size > len(y): raise ValueError(f"size={size} exceeds the {len(y)} cells of the training fold")
+    if (counts < min_per_class).any():
+        raise ValueError(f"classes {classes[counts < min_per_class].tolist()} have fewer than {min_per_class} cells")
+    q = _quotas(counts, size, min_per_class)
+    rng = np.random.default_rng(seed)
+    idx = [rng.permutation(np.flatnonzero(y == c))[:n] for c, n in zip(classes, q)]
+    return np.sort(np.concatenate(idx))
+
+# %% ../nbs/03_evaluation.ipynb #f4870c87
+def sizes_list(sizes) -> list[str]:
+    "Parse label-efficiency sizes ('10,20,all' or a list) into strings; positive integers or 'all'."
+    out = []
+    for s in (sizes.split(',') if isinstance(sizes, str) else sizes):
+        s = str(s).strip().lower()
+        if s != 'all' and not (s.isdigit() and int(s) > 0): raise ValueError(f"size {s!r}: use positive integers or 'all'")
+        if s not in out: out.append(s)
+    return sorted(out, key=lambda z: (z == 'all', int(z) if z != 'all' else 0))
+
+# %% ../nbs/03_evaluation.ipynb #2a50f54a
 @dataclass(frozen=True)
 class Split:
-    "One outer fold of one repeat: positional index arrays `train`, `val` (inner, from the training fold), `test`."
+    "One outer fold of one repeat (and size): positions `train`, `val` (inner), `test`; `pool`: the whole training fold."
     repeat: int
     fold: int
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    size: str = 'all'
+    pool: np.ndarray|None = None
     @property
     def fit_rows(self) -> np.ndarray:
-        "The whole training fold (train ∪ val), sorted."
+        "The rows a model without a validation hook fits on (train ∪ val), sorted."
         return np.sort(np.concatenate([self.train, self.val]))
+    @property
+    def unlabelled(self) -> np.ndarray:
+        "Training-fold rows outside the labelled subsample (empty without `sizes`)."
+        if self.pool is None: return self.train[:0]
+        return np.setdiff1d(self.pool, self.fit_rows)
+    @property
+    def n_pool(self) -> int:
+        "Size of the outer training fold."
+        return len(self.pool) if self.pool is not None else len(self.train) + len(self.val)
     def __repr__(self):
-        return f"Split(repeat={self.repeat}, fold={self.fold}, train={len(self.train)}, val={len(self.val)}, test={len(self.test)})"
+        return (f"Split(repeat={self.repeat}, fold={self.fold}, size={self.size}, train={len(self.train)}, "
+                f"val={len(self.val)}, test={len(self.test)}, unlabelled={len(self.unlabelled)})")
 
 def _inner(y, groups, idx, val_frac, grouped, seed):
     "Carve a validation split (positions into `idx`'s rows) from training-fold rows `idx`."
@@ -55,22 +106,32 @@ def _inner(y, groups, idx, val_frac, grouped, seed):
         tr, va = next(cv.split(idx, yi))
     return np.sort(idx[tr]), np.sort(idx[va])
 
+def _check_groups(y, groups, folds):
+    if groups is None: raise ValueError("grouped=True needs `groups` (e.g. the donor of each cell)")
+    groups = np.asarray(groups, dtype=object)
+    if len(groups) != len(y): raise ValueError(f"groups has {len(groups)} entries, y has {len(y)}")
+    if pd.isna(groups).any():
+        raise DataError("column 'donor': missing donor ids; grouped splits need a donor for every cell")
+    groups = groups.astype(str)
+    if len(np.unique(groups)) < folds:
+        raise ValueError(f"grouped splits: {len(np.unique(groups))} donors, fewer than folds={folds}")
+    return groups
+
+def _fold_splits(y, groups, r, f, tr, te, val_frac, grouped, seed, sizes):
+    if sizes is None:
+        t, v = _inner(y, groups, tr, val_frac, grouped, seed)
+        return [Split(r, f, t, v, np.sort(te))]
+    return [Split(r, f, np.sort(tr[subsample(y[tr], z, seed)]), tr[:0], np.sort(te), z, np.sort(tr))
+            for z in sizes_list(sizes)]
+
 def splits(y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
-           grouped:bool=False) -> list:
-    "Repeated stratified (or donor-grouped with `grouped=True`) k-fold with inner validation splits."
+           grouped:bool=False, sizes=None) -> list:
+    "Repeated stratified (or donor-grouped) k-fold with inner validation splits, or nested subsamples with `sizes`."
     y = np.asarray(y).astype(str)
     if folds < 2: raise ValueError(f"folds must be >= 2, got {folds}")
     if repeats < 1: raise ValueError(f"repeats must be >= 1, got {repeats}")
     if not 0 <= val_frac < 1: raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
-    if grouped:
-        if groups is None: raise ValueError("grouped=True needs `groups` (e.g. the donor of each cell)")
-        groups = np.asarray(groups, dtype=object)
-        if len(groups) != len(y): raise ValueError(f"groups has {len(groups)} entries, y has {len(y)}")
-        if pd.isna(groups).any():
-            raise DataError("column 'donor': missing donor ids; grouped splits need a donor for every cell")
-        groups = groups.astype(str)
-        if len(np.unique(groups)) < folds:
-            raise ValueError(f"grouped splits: {len(np.unique(groups))} donors, fewer than folds={folds}")
+    if grouped: groups = _check_groups(y, groups, folds)
     seeds = np.random.RandomState(random_state).randint(0, 2**31 - 1, size=(repeats, folds + 1))
     out = []
     for r in range(repeats):
@@ -79,8 +140,7 @@ def splits(y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, rand
             if grouped: it = StratifiedGroupKFold(folds, shuffle=True, random_state=seeds[r, 0]).split(y, y, groups)
             else: it = StratifiedKFold(folds, shuffle=True, random_state=seeds[r, 0]).split(y, y)
             for f, (tr, te) in enumerate(it):
-                t, v = _inner(y, groups, tr, val_frac, grouped, seeds[r, f + 1])
-                out.append(Split(r, f, t, v, np.sort(te)))
+                out += _fold_splits(y, groups, r, f, tr, te, val_frac, grouped, seeds[r, f + 1], sizes)
     return out
 
 # %% ../nbs/03_evaluation.ipynb #b6e18f2d
@@ -130,7 +190,7 @@ def score(y_true, y_pred, proba=None, classes=None) -> dict:
     out['confusion'] = json.dumps(dict(labels=classes, matrix=cm.tolist()))
     return out
 
-# %% ../nbs/03_evaluation.ipynb #9821d089
+# %% ../nbs/03_evaluation.ipynb #181360a6
 def _rows(X, idx):
     return X.iloc[idx] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[idx]
 
@@ -144,10 +204,14 @@ def _estimator(spec, seed:int):
     if callable(spec): return spec(random_state=seed)
     raise TypeError(f"a model must be an estimator or a factory f(random_state) -> estimator, got {type(spec).__name__}")
 
+def fit_accepts(est, name:str) -> bool:
+    "Whether `est.fit` takes the keyword `name` (`validation`, `source`, `unlabelled`)."
+    try: return name in inspect.signature(est.fit).parameters
+    except (TypeError, ValueError): return False
+
 def accepts_validation(est) -> bool:
     "Whether `est.fit` takes a `validation=(X_val, y_val)` keyword."
-    try: return 'validation' in inspect.signature(est.fit).parameters
-    except (TypeError, ValueError): return False
+    return fit_accepts(est, 'validation')
 
 def aligned_proba(est, X, classes) -> np.ndarray|None:
     "predict_proba of `est` on `X` with columns in the order of `classes` (0 for classes it never saw)."
@@ -161,57 +225,140 @@ def aligned_proba(est, X, classes) -> np.ndarray|None:
         out[:, pos[c]] = P[:, j]
     return out
 
-def run_split(name:str, spec, X, y, split:Split, classes, seed:int) -> dict:
-    "Fit model `spec` on one split (with its validation split if it takes one) and score the test fold."
-    est = _estimator(spec, seed)
-    t0 = time.perf_counter()
+# %% ../nbs/03_evaluation.ipynb #0e608f67
+def _fit_kwargs(est, X, split:Split, context:dict|None):
+    kw, rows = {}, split.fit_rows
     if accepts_validation(est) and len(split.val):
         rows = split.train
-        est.fit(_rows(X, rows), y[rows], validation=(_rows(X, split.val), y[split.val]))
-    else:
-        rows = split.fit_rows
-        est.fit(_rows(X, rows), y[rows])
+        kw['validation'] = (_rows(X, split.val), None)
+    if fit_accepts(est, 'source') and (context or {}).get('source') is not None: kw['source'] = context['source']
+    if fit_accepts(est, 'unlabelled') and len(split.unlabelled): kw['unlabelled'] = _rows(X, split.unlabelled)
+    return rows, kw
+
+def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict|None=None) -> dict:
+    "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold."
+    est = _estimator(spec, seed)
+    rows, kw = _fit_kwargs(est, X, split, context)
+    if 'validation' in kw: kw['validation'] = (kw['validation'][0], y[split.val])
+    t0 = time.perf_counter()
+    est.fit(_rows(X, rows), y[rows], **kw)
     t1 = time.perf_counter()
     Xt = _rows(X, split.test)
     y_pred = np.asarray(est.predict(Xt)).astype(str)
     P = aligned_proba(est, Xt, classes)
     t2 = time.perf_counter()
-    return dict(model=name, repeat=split.repeat, fold=split.fold, n_train=len(split.train) + len(split.val),
-                n_fit=len(rows), n_val=len(split.val) if rows is split.train else 0, n_test=len(split.test),
-                **score(y[split.test], y_pred, P, classes), fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
+    return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold, n_train=len(split.train) + len(split.val),
+                n_fit=len(rows), n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
+                n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
+                uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
+                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
+
+# %% ../nbs/03_evaluation.ipynb #a915e57b
+def run_id(model:str, split:Split, seed:int, tags:dict|None=None) -> str:
+    "The id of one run: model, tags, size, repeat, fold, seed."
+    t = '|'.join(f'{k}={v}' for k, v in sorted((tags or {}).items()))
+    return f"{model}|{t}|n={split.size}|r{split.repeat}|f{split.fold}|s{seed}"
+
+class ResultStore:
+    "Finished runs as one JSON file each under `out/parts/`; `done()` ids, `write(row)`, `read()` the table."
+    def __init__(self, out): self.out = Path(out); self.parts = self.out / 'parts'
+    def _path(self, rid:str) -> Path: return self.parts / (hashlib.sha1(rid.encode()).hexdigest()[:20] + '.json')
+
+    def write(self, row:dict) -> Path:
+        "Write one finished run (a dict with a `run_id`) atomically."
+        p = self._path(row['run_id']); p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(f'.tmp{os.getpid()}')
+        tmp.write_text(json.dumps(row, default=lambda o: o.item() if hasattr(o, 'item') else str(o))); os.replace(tmp, p)
+        return p
+
+    def _rows(self) -> list:
+        rows = []
+        for f in sorted(self.parts.glob('*.json')):
+            try: rows.append(json.loads(f.read_text()))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                warnings.warn(f"{f}: not a valid result part ({e}); that run is computed again")
+                f.unlink()
+        return rows
+
+    def read(self) -> pd.DataFrame:
+        "Every finished run (an empty table if none)."
+        return pd.DataFrame(self._rows())
+
+    def done(self) -> set:
+        "Ids of the finished runs."
+        return {r['run_id'] for r in self._rows()}
+
+# %% ../nbs/03_evaluation.ipynb #c14cee6d
+def _job(fn, args, threads):
+    if threads is None: return fn(*args)
+    from threadpoolctl import threadpool_limits
+    import torch
+    torch.set_num_threads(threads)
+    with threadpool_limits(threads): return fn(*args)
+
+def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=2, threads:int|None=1,
+            on_result=None, progress:bool=True, desc:str='runs') -> list:
+    "`fn(*shared.values(), *job)` for every job: in-process (`'sync'`), on a local Dask cluster, or at `scheduler`."
+    from tqdm.auto import tqdm
+    shared, out = dict(shared or {}), []
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
+    def done(r):
+        out.append(r); bar.update()
+        if on_result is not None: on_result(r)
+    if not jobs: bar.close(); return out
+    if scheduler == 'sync' or (scheduler is None and n_workers <= 1):
+        for j in jobs: done(_job(fn, (*shared.values(), *j), threads))
+        bar.close(); return out
+    from dask.distributed import Client, LocalCluster, as_completed
+    cluster = (LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, dashboard_address=None)
+               if scheduler is None else None)
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        sh = [client.scatter(v, broadcast=True) for v in shared.values()]
+        futs = [client.submit(_job, fn, (*sh, *j), threads, pure=False, retries=3) for j in jobs]
+        pending = as_completed(futs); del futs   # each future is dropped once handed over: a lost worker need not redo it
+        for fut in pending:
+            done(fut.result()); fut.release()
+    finally:
+        client.close()
+        if cluster is not None: cluster.close()
+    bar.close()
+    return out
+
+# %% ../nbs/03_evaluation.ipynb #bd0fa96e
+def _evaluate_job(X, y, context, name, spec, split, classes, seed, rid, tags):
+    return dict(run_id=rid, **tags, **run_split(name, spec, X, y, split, classes, seed, context))
 
 def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
              grouped:bool=False, split_list=None, classes=None, progress:bool=True, n_jobs:int=1,
-             threads:int|None=1) -> pd.DataFrame:
-    "Every model on every split: a tidy table, one row per model x repeat x fold."
-    if threads is not None:  # BLAS/OpenMP threads per fit: parallelism comes from n_jobs, not from oversubscription
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(threads):
-            return evaluate(models, X, y, groups, repeats, folds, val_frac, random_state, grouped, split_list,
-                            classes, progress, n_jobs, threads=None)
+             threads:int|None=1, sizes=None, context:dict|None=None, out=None, scheduler=None,
+             tags:dict|None=None) -> pd.DataFrame:
+    "Every model on every split: a tidy table, one row per model x (size x) repeat x fold; resumable with `out`."
     y = np.asarray(y).astype(str)
     if len(y) != len(X): raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
     if not isinstance(models, dict) or not models: raise ValueError("models must be a non-empty dict name -> model")
     classes = sorted(set(y)) if classes is None else [str(c) for c in classes]
-    sp = split_list if split_list is not None else splits(y, groups, repeats, folds, val_frac, random_state, grouped)
-    seeds = {(s.repeat, s.fold): int(np.random.RandomState([random_state, s.repeat, s.fold]).randint(2**31 - 1)) for s in sp}
-    tasks = [(n, m, s) for n, m in models.items() for s in sp]
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(tasks), desc='evaluate', disable=not progress, leave=False)
-    if n_jobs == 1:
-        rows = []
-        for n, m, s in tasks:
-            rows.append(run_split(n, m, X, y, s, classes, seeds[(s.repeat, s.fold)])); bar.update()
-    else:
-        from joblib import Parallel, delayed, parallel_config
-        with parallel_config(backend='loky', inner_max_num_threads=1):
-            gen = Parallel(n_jobs=n_jobs, return_as='generator_unordered')(
-                delayed(run_split)(n, m, X, y, s, classes, seeds[(s.repeat, s.fold)]) for n, m, s in tasks)
-            rows = []
-            for r in gen: rows.append(r); bar.update()
-    bar.close()
-    res = pd.DataFrame(rows).sort_values(['model', 'repeat', 'fold'], kind='stable').reset_index(drop=True)
-    res.attrs.update(classes=classes, grouped=grouped, repeats=repeats, folds=folds)
+    sp = (split_list if split_list is not None
+          else splits(y, groups, repeats, folds, val_frac, random_state, grouped, sizes))
+    seeds = {(s.repeat, s.fold): int(np.random.RandomState([random_state, s.repeat, s.fold]).randint(2**31 - 1))
+             for s in sp}
+    tags = dict(tags or {})
+    key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')   # the settings, when not default
+    jobs = [(n, m, s, classes, seeds[(s.repeat, s.fold)], run_id(key(n, m), s, random_state, tags), tags)
+            for n, m in models.items() for s in sp]
+    store = ResultStore(out) if out is not None else None
+    done = store.done() if store is not None else set()
+    todo = [j for j in jobs if j[5] not in done]
+    rows = fan_out(_evaluate_job, todo, dict(X=X, y=y, context=context), scheduler, n_jobs, threads,
+                   on_result=store.write if store is not None else None, progress=progress, desc='evaluate')
+    if store is not None:
+        want = {j[5] for j in jobs}
+        rows = [r for r in store.read().to_dict('records') if r['run_id'] in want]
+    res = pd.DataFrame(rows)
+    order = {j[5]: i for i, j in enumerate(jobs)}
+    res = res.iloc[np.argsort(res['run_id'].map(order).to_numpy(), kind='stable')].reset_index(drop=True)
+    res.attrs.update(classes=classes, grouped=grouped, repeats=repeats, folds=folds, computed=[j[5] for j in todo],
+                     planned=len(jobs))
     return res
 
 # %% ../nbs/03_evaluation.ipynb #f245fb1a
@@ -253,19 +400,21 @@ def compare(results:pd.DataFrame, a:str, b:str, metric:str='macro_f1', n_boot:in
             random_state:int=0) -> dict:
     "Paired comparison of models `a` and `b` on the same splits: mean diff, corrected t and p, bootstrap CI."
     from scipy import stats
-    keys = [k for k in ['species', 'protocol', 'repeat', 'fold'] if k in results.columns]
+    keys = [k for k in ['species', 'protocol', 'size', 'repeat', 'fold'] if k in results.columns]
     A = results[results['model'] == a].set_index(keys)
     B = results[results['model'] == b].set_index(keys)
     if not len(A) or not len(B): raise ValueError(f"no results for model {a if not len(A) else b!r}")
     if A.index.duplicated().any() or B.index.duplicated().any():
-        raise ValueError(f"results hold several rows per model and {keys}: filter to one species/protocol first")
+        raise ValueError(f"results hold several rows per model and {keys}: filter to one species/protocol/size first")
     common = A.index.intersection(B.index)
     if len(common) != len(A) or len(common) != len(B):
         raise ValueError(f"models {a!r} and {b!r} were not run on the same splits ({len(A)} vs {len(B)} rows, "
                          f"{len(common)} shared): run them in one `evaluate` call with the same seed")
     d = (A.loc[common, metric] - B.loc[common, metric]).to_numpy(float)
     J = len(d)
-    ratio = float((A.loc[common, 'n_test'] / A.loc[common, 'n_train']).mean())
+    # n_train of the correction is the outer training fold: the resampling design, whatever a model was fitted on
+    n_tr = A.loc[common, 'n_pool'] if 'n_pool' in A.columns else A.loc[common, 'n_train']
+    ratio = float((A.loc[common, 'n_test'] / n_tr).mean())
     mean, var = float(d.mean()), float(d.var(ddof=1)) if J > 1 else np.nan
     se = np.sqrt((1 / J + ratio) * var) if J > 1 else np.nan
     t = mean / se if se and se > 0 else (0. if mean == 0 else np.sign(mean) * np.inf)
@@ -276,6 +425,22 @@ def compare(results:pd.DataFrame, a:str, b:str, metric:str='macro_f1', n_boot:in
     return dict(a=a, b=b, metric=metric, n_pairs=J, mean_a=float(A.loc[common, metric].mean()),
                 mean_b=float(B.loc[common, metric].mean()), mean_diff=mean, sd_diff=float(np.sqrt(var)) if J > 1 else np.nan,
                 t=float(t), df=J - 1, p=p, ci_low=float(lo), ci_high=float(hi), correction=1 / J + ratio)
+
+def compare_all(results:pd.DataFrame, baseline:str, metric:str='macro_f1', by=None, alpha:float=0.05) -> pd.DataFrame:
+    "`compare` of every other model against `baseline` (within each group of `by`, e.g. 'size'), with a verdict."
+    if baseline not in set(results['model']):
+        raise ValueError(f"baseline {baseline!r} is not among the models run: {sorted(set(results['model']))}")
+    by = [] if by is None else ([by] if isinstance(by, str) else list(by))
+    rows = []
+    for key, g in (results.groupby(by, sort=False) if by else [((), results)]):
+        if baseline not in set(g['model']): continue
+        for m in dict.fromkeys(g['model']):
+            if m == baseline: continue
+            c = compare(g, m, baseline, metric)
+            v = ('helps' if c['mean_diff'] > 0 else 'hurts') if c['p'] == c['p'] and c['p'] < alpha else 'no significant difference'
+            rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | c | dict(verdict=v))
+    cols = by + ['a', 'b', 'n_pairs', 'mean_a', 'mean_b', 'mean_diff', 'sd_diff', 't', 'p', 'ci_low', 'ci_high', 'verdict']
+    return pd.DataFrame(rows, columns=cols)[cols].rename(columns=dict(a='model', b='versus'))
 
 # %% ../nbs/03_evaluation.ipynb #70ee92ec
 class LookupClassifier(ClassifierMixin, BaseEstimator):
@@ -312,7 +477,7 @@ class RecordingTransformer(TransformerMixin, BaseEstimator):
 
 # %% ../nbs/03_evaluation.ipynb #a006d0d1
 MODELS = {}
-MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm']
+MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.transfer']
 BASELINES = ['rf', 'rf_spca', 'logreg', 'hgb']
 
 def register_model(name:str, factory, description:str='') -> None:
@@ -344,6 +509,7 @@ def model_factory(name:str, schema='human', **params):
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     def f(random_state=0): return make_model(name, schema, random_state, **params)
     f.__name__ = name
+    f.config_hash = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8] if params else ''
     return f
 
 def feature_step(schema, **kw):
@@ -366,13 +532,31 @@ def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
     return Pipeline([('features', feature_step(schema)), ('scale', StandardScaler()), ('clf', LogisticRegression(
         C=C, class_weight='balanced', max_iter=kw.pop('max_iter', 5000), random_state=random_state, **kw))])
 
+class SmallSampleHGB(ClassifierMixin, BaseEstimator):
+    "Class-balanced histogram gradient boosting whose leaf size adapts to small training sets."
+    def __init__(self, max_iter:int=200, learning_rate:float=0.1, min_samples_leaf='auto', max_leaf_nodes:int=31,
+                 random_state:int=0):
+        self.max_iter, self.learning_rate, self.min_samples_leaf = max_iter, learning_rate, min_samples_leaf
+        self.max_leaf_nodes, self.random_state = max_leaf_nodes, random_state
+    def leaf_size(self, n:int) -> int:
+        "`min_samples_leaf` for `n` training cells: 'auto' is min(20, max(2, n // 20)), 20 from 400 cells on."
+        return int(self.min_samples_leaf) if self.min_samples_leaf != 'auto' else min(20, max(2, n // 20))
+    def fit(self, X, y, sample_weight=None):
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, min_samples_leaf=self.leaf_size(len(y)),
+            max_leaf_nodes=self.max_leaf_nodes, class_weight='balanced', early_stopping=False,
+            random_state=self.random_state).fit(X, y, sample_weight=sample_weight)
+        self.classes_ = self.model_.classes_
+        return self
+    def predict_proba(self, X): return self.model_.predict_proba(X)
+    def predict(self, X): return self.model_.predict(X)
+
 def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0.1, **kw):
-    "Histogram gradient boosting (class-balanced) on the standardized features"
+    "Histogram gradient boosting (class-balanced, leaf size adapted to small training sets) on the standardized features"
     from sklearn.pipeline import Pipeline
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    return Pipeline([('features', feature_step(schema)), ('clf', HistGradientBoostingClassifier(
-        max_iter=max_iter, learning_rate=learning_rate, class_weight='balanced', early_stopping=False,
-        random_state=random_state, **kw))])
+    return Pipeline([('features', feature_step(schema)), ('clf', SmallSampleHGB(
+        max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **kw))])
 
 register_model('rf', _rf); register_model('logreg', _logreg); register_model('hgb', _hgb)
 
@@ -406,24 +590,31 @@ def load_task(species:str, data_dir=None) -> Task:
     return Task(species, X, X[label].astype(str).to_numpy(), groups, species, label)
 
 # %% ../nbs/03_evaluation.ipynb #fe02eca6
+def model_specs(models, schema, params:dict|None=None) -> dict:
+    "Registered model names (or a dict name -> model) as a dict name -> factory; an unknown name is an error."
+    if isinstance(models, dict): return dict(models)
+    return {m: model_factory(m, schema, **(params or {}).get(m, {})) for m in models}
+
 def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repeats:int=10, folds:int=5,
                    val_frac:float=0.2, random_state:int=0, params:dict|None=None, progress:bool=True,
-                   n_jobs:int=1, threads:int|None=1) -> pd.DataFrame:
-    "Evaluate registered `models` (names, or a dict name -> model) on `task` under each protocol; tidy table."
-    specs = models if isinstance(models, dict) else {m: model_factory(m, task.schema, **(params or {}).get(m, {}))
-                                                     for m in models}
+                   n_jobs:int=1, threads:int|None=1, sizes=None, source=None, out=None,
+                   scheduler=None) -> pd.DataFrame:
+    "Evaluate `models` on `task` under each protocol (and label-efficiency `sizes`); tidy table, resumable with `out`."
+    specs = model_specs(models, task.schema, params)
     parts = []
     for proto in protocols:
         if proto not in ('stratified', 'grouped'): raise ValueError(f"unknown protocol {proto!r}")
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             r = evaluate(specs, task.X, task.y, task.groups, repeats, folds, val_frac, random_state,
-                         grouped=proto == 'grouped', progress=progress, n_jobs=n_jobs, threads=threads)
-        r.insert(0, 'protocol', proto); r.insert(0, 'species', task.species)
+                         grouped=proto == 'grouped', progress=progress, n_jobs=n_jobs, threads=threads, sizes=sizes,
+                         context=dict(source=source), out=out, scheduler=scheduler,
+                         tags=dict(species=task.species, protocol=proto))
         parts.append(r)
-    out = pd.concat(parts, ignore_index=True)
-    out.attrs.update(parts[0].attrs)
-    return out
+    res = pd.concat(parts, ignore_index=True)
+    res.attrs.update(parts[0].attrs, computed=sum((p.attrs['computed'] for p in parts), []),
+                     planned=sum(p.attrs['planned'] for p in parts))
+    return res
 
 def write_results(results:pd.DataFrame, out, stem:str) -> dict:
     "Write `results` as `<out>/<stem>.parquet` and `.csv` and its summary as `<stem>_summary.csv`; return the paths."
@@ -458,23 +649,21 @@ def register_cli(sub):
     g.add_argument('--protocol', choices=['stratified', 'grouped', 'both'], default=None)
     p.add_argument('--repeats', type=int, default=10); p.add_argument('--folds', type=int, default=5)
     p.add_argument('--val-frac', type=float, default=0.2, help='inner validation fraction of each training fold')
-    p.add_argument('--seed', type=int, default=0); p.add_argument('--n-jobs', type=int, default=1)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--n-jobs', '--n-workers', dest='n_jobs', type=int, default=1,
+                   help='parallel fits: 1 = in this process; N = a local Dask cluster of N worker processes')
+    p.add_argument('--scheduler', default=None, metavar='ADDRESS',
+                   help="an existing Dask scheduler (tcp://host:port) to run the fits on; 'sync' = in this process")
+    p.add_argument('--sizes', default=None, help="label-efficiency axis: labelled training cells per run, e.g. '20,80,all'")
     p.add_argument('--threads', type=int, default=1, help='BLAS/OpenMP threads per fit (default 1; 0 = no limit)')
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
-    p.add_argument('--out', default='results', help='output folder (default results/)')
+    p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
+                   '<out>/runs_<species>/parts and skipped when the command is run again')
     p.add_argument('--compare-to', default=None, metavar='MODEL',
                    help='also compare every other model with MODEL on the same folds (corrected resampled t-test, '
                         'bootstrap CI of the macro-F1 difference); written to <out>/evaluate_<species>_<protocol>_compare.csv')
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
-
-def compare_all(results:pd.DataFrame, baseline:str, metric:str='macro_f1') -> pd.DataFrame:
-    "`compare` of every other model in `results` (one species and protocol) against `baseline`: one row each."
-    if baseline not in set(results['model']):
-        raise ValueError(f"--compare-to {baseline!r} is not among the models run: {sorted(set(results['model']))}")
-    rows = [compare(results, m, baseline, metric) for m in dict.fromkeys(results['model']) if m != baseline]
-    cols = ['a', 'b', 'n_pairs', 'mean_a', 'mean_b', 'mean_diff', 't', 'p', 'ci_low', 'ci_high']
-    return pd.DataFrame(rows, columns=list(rows[0]) if rows else cols)[cols].rename(columns=dict(a='model', b='versus'))
 
 def _cli_evaluate(args):
     names = []
@@ -495,13 +684,15 @@ def _cli_evaluate(args):
     for proto in protos:
         res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.seed,
                              params=sets, progress=not args.no_progress, n_jobs=args.n_jobs,
-                             threads=args.threads or None)
+                             threads=args.threads or None, sizes=getattr(args, 'sizes', None),
+                             out=Path(args.out) / f'runs_{args.species}', scheduler=getattr(args, 'scheduler', None))
         paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
-        print(summarize(res, by='model', wide=True).to_string(index=False))
+        by = ['model', 'size'] if getattr(args, 'sizes', None) else 'model'
+        print(summarize(res, by=by, wide=True).to_string(index=False))
         print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
         if getattr(args, 'compare_to', None):
-            cmp = compare_all(res, args.compare_to)
+            cmp = compare_all(res, args.compare_to, by='size' if getattr(args, 'sizes', None) else None)
             cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'; cmp.to_csv(cp, index=False)
             print(f"\npaired comparison with {args.compare_to} on the same folds (macro-F1 difference, "
                   f"corrected resampled t-test, bootstrap 95% CI):")

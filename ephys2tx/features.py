@@ -14,8 +14,8 @@ from .data import DataError, META_COLS
 __all__ = ['UNIT_RANGES', 'HUMAN_FAMILIES', 'MOUSE_FAMILIES', 'EXCLUDED', 'GOUWENS_VECTORS', 'GOUWENS_FAMILIES', 'ALIGN_RULES',
            'ALIGNED_FAMILIES', 'SCHEMAS', 'ALIGNED_UNITS', 'Feature', 'Family', 'AlignRule', 'get_schema',
            'schema_features', 'family_of', 'family_table', 'schema_overview', 'check_columns', 'check_ranges',
-           'to_aligned', 'FamilyTensors', 'FamilyTransform', 'missingness', 'FlatFeatures', 'register_cli',
-           'features_report']
+           'to_aligned', 'FamilyTensors', 'FamilyTransform', 'missingness', 'FlatFeatures', 'domain_shift',
+           'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #cea8e6cc
 @dataclass(frozen=True)
@@ -549,6 +549,119 @@ class FlatFeatures(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         names = self.ft_.flat_feature_names
         return np.array(names + [f'missing_{names[i]}' for i in self.indicator_idx_], dtype=object)
+
+# %% ../nbs/02_features.ipynb #dshift01
+from scipy.stats import ks_2samp
+
+# %% ../nbs/02_features.ipynb #dshift02
+def _as_aligned(df:pd.DataFrame, species:str, names:list) -> pd.DataFrame:
+    "`df` as an aligned table of `species`: a raw mouse table is aligned first; rows of another species are an error."
+    if not isinstance(df, pd.DataFrame): raise DataError(f"domain_shift: the {species} cells must be a DataFrame")
+    if df.attrs.get('schema') != 'aligned' and 'vrest' in df.columns: df = to_aligned(df)
+    if 'species' in df.columns and not (df['species'] == species).all():
+        other = sorted(map(str, set(df['species'].dropna()) - {species})) or ['NaN']
+        raise DataError(f"domain_shift: the {species} table has rows of species {other}")
+    check_columns(df, names, f'{species} cells', 'aligned')
+    return df
+
+def _cohen_d(x:np.ndarray, y:np.ndarray) -> float:
+    "(mean(y) - mean(x)) / pooled SD (ddof 1); NaN with < 2 values on a side; 0 for two equal constants."
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2: return np.nan
+    sd = np.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
+    diff = y.mean() - x.mean()
+    if sd > 0: return float(diff / sd)
+    return 0. if diff == 0 else np.nan
+
+# %% ../nbs/02_features.ipynb #dshift03
+def domain_shift(mouse:pd.DataFrame, # aligned mouse cells, e.g. `to_aligned(load_cells('mouse'))`
+                 human:pd.DataFrame, # aligned human cells, e.g. `to_aligned(load_cells('human'))`
+                 by:str='label4', # column with the subclass labels shared by both species
+                 skew_threshold:float=1.0, # log a feature positive in both species whose pooled skewness exceeds this
+                ) -> pd.DataFrame: # one row per aligned feature and subclass, plus an 'all' row per feature
+    """Human-vs-mouse shift of every aligned feature within each subclass of `by` and over all cells:
+    counts, medians, Cohen's d (on the log of positive skewed features) and the two-sample KS test.
+    A raw `load_cells` table is passed through `to_aligned` first."""
+    names = [r.name for r in ALIGN_RULES]
+    mouse, human = _as_aligned(mouse, 'mouse', names), _as_aligned(human, 'human', names)
+    for sp, df in [('mouse', mouse), ('human', human)]:
+        if by not in df.columns: raise DataError(f"domain_shift: the {sp} table has no column {by!r}")
+    lm, lh = mouse[by].to_numpy(object), human[by].to_numpy(object)
+    classes = sorted(set(mouse[by].dropna()) | set(human[by].dropna()))
+    groups = [(c, lm == c, lh == c) for c in classes] + [('all', np.ones(len(lm), bool), np.ones(len(lh), bool))]
+    rows = []
+    for f in names:
+        xm, xh = mouse[f].to_numpy(float), human[f].to_numpy(float)
+        fm, fh = np.isfinite(xm), np.isfinite(xh)
+        pooled = np.concatenate([xm[fm], xh[fh]])
+        log = bool(fm.any() and fh.any() and xm[fm].min() > 0 and xh[fh].min() > 0
+                   and np.nan_to_num(_nanskew(pooled[:, None])[0]) > skew_threshold)
+        tm, th = (np.log(np.where(fm, xm, 1.)), np.log(np.where(fh, xh, 1.))) if log else (xm, xh)
+        for c, gm, gh in groups:
+            a, b = tm[gm & fm], th[gh & fh]
+            ks, p = ks_2samp(a, b) if len(a) and len(b) else (np.nan, np.nan)
+            rows.append(dict(feature=f, family=family_of(f, 'aligned'), unit=ALIGNED_UNITS[f], subclass=c,
+                             n_mouse=len(a), n_human=len(b),
+                             median_mouse=float(np.median(xm[gm & fm])) if len(a) else np.nan,
+                             median_human=float(np.median(xh[gh & fh])) if len(b) else np.nan,
+                             d=_cohen_d(a, b), ks=float(ks), ks_p=float(p), log=log))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/02_features.ipynb #dshift08
+def shift_summary(shift:pd.DataFrame, # the output of `domain_shift`
+                  max_d:float=0.5, # conserved: mean |d| over the subclasses below this ...
+                  max_ks:float=0.3, # ... and mean KS statistic over the subclasses below this
+                 ) -> pd.DataFrame: # one row per feature, most shifted first
+    "Per feature: mean d, mean |d| and mean KS over the subclasses (not 'all'), d over all cells, 'conserved'."
+    sub = shift[shift.subclass != 'all'].assign(abs_d=lambda x: x.d.abs())
+    if not len(sub): raise ValueError("shift_summary: the shift table has no subclass rows")
+    g = sub.groupby('feature', sort=False)
+    out = pd.DataFrame({'family': g.family.first(), 'unit': g.unit.first(), 'mean_d': g.d.mean(),
+                        'mean_abs_d': g.abs_d.mean(), 'mean_ks': g.ks.mean()})
+    out['d_all'] = shift[shift.subclass == 'all'].set_index('feature').d.reindex(out.index)
+    out['conserved'] = (out.mean_abs_d < max_d) & (out.mean_ks < max_ks)
+    return out.sort_values('mean_abs_d', ascending=False)
+
+# %% ../nbs/02_features.ipynb #dshift11
+def plot_domain_shift(shift:pd.DataFrame, # the output of `domain_shift`
+                      stat:str='d', # 'd': a d panel and a KS panel; 'ks': the KS panel only
+                      vmax:float|None=None, # colour limit of |d| (default: the largest |d|, at least 1)
+                     ): # a matplotlib Figure
+    "Heatmaps of the human-vs-mouse shift: features (rows, by family) x subclasses, values annotated."
+    import matplotlib.pyplot as plt
+    if stat not in ('d', 'ks'): raise ValueError(f"plot_domain_shift: stat must be 'd' or 'ks', not {stat!r}")
+    order = [f.name for f in schema_features('aligned') if f.name in set(shift.feature)]
+    cols = sorted(c for c in shift.subclass.unique() if c != 'all')
+    if (shift.subclass == 'all').any(): cols.append('all')
+    fam = [family_of(f, 'aligned') for f in order]
+    stats = ['d', 'ks'] if stat == 'd' else ['ks']
+    fig, axs = plt.subplots(1, len(stats), figsize=(2.4 + 3.6 * len(stats), 0.3 * len(order) + 2), squeeze=False)
+    for ax, s in zip(axs[0], stats):
+        M = shift.pivot(index='feature', columns='subclass', values=s).reindex(index=order, columns=cols)
+        M = M.to_numpy(float)
+        if s == 'd':
+            v = vmax or max(1., float(np.nanmax(np.abs(M))) if np.isfinite(M).any() else 1.)
+            im = ax.imshow(M, cmap='RdBu_r', vmin=-v, vmax=v, aspect='auto')
+            dark, title, fmt = (lambda x: abs(x) > 0.6 * v), "Cohen's d (human - mouse)", '{:+.2f}'
+        else:
+            im = ax.imshow(M, cmap='viridis', vmin=0, vmax=1, aspect='auto')
+            dark, title, fmt = (lambda x: x < 0.6), 'KS statistic', '{:.2f}'
+        for (i, j), x in np.ndenumerate(M):
+            if np.isfinite(x): ax.text(j, i, fmt.format(x), ha='center', va='center', fontsize=6.5,
+                                       color='white' if dark(x) else 'black')
+        ax.set_xticks(range(len(cols)), cols, fontsize=8)
+        ax.set_yticks(range(len(order)), order if ax is axs[0, 0] else [], fontsize=7)
+        ax.xaxis.tick_top(); ax.set_title(title, fontsize=9)
+        for i in range(1, len(order)):
+            if fam[i] != fam[i - 1]: ax.axhline(i - 0.5, color='k', lw=0.8)
+        if 'all' in cols and len(cols) > 1: ax.axvline(len(cols) - 1.5, color='k', lw=0.8)
+        fig.colorbar(im, ax=ax, orientation='horizontal', fraction=0.025, pad=0.01, aspect=30)
+        for i, f in enumerate(fam):   # family names beside the rows, once per family
+            if i == 0 or f != fam[i - 1]:
+                ax.text(len(cols) - 0.35, i + (fam.count(f) - 1) / 2, f, fontsize=7, va='center', rotation=90,
+                        clip_on=False)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/02_features.ipynb #7fb02064
 def register_cli(sub):

@@ -13,7 +13,7 @@ import ephys2tx
 from .data import DataError, get_dataset
 
 # %% auto #0
-__all__ = ['STAGES', 'KERNEL', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'HUMAN_ONLY', 'StageError',
+__all__ = ['STAGES', 'KERNEL', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'StageError',
            'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage', 'data_checksums',
            'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd', 'best_row',
            'ensure_kernel', 'execute_report', 'to_html', 'run_stage', 'headline_table', 'write_index', 'select_stages',
@@ -319,22 +319,23 @@ def _run_attention(ctx:StageContext):
         r['scores'].to_csv(ctx.dir/f'scores_{sp}.csv', index=False)
 
 def _run_transfer(ctx:StageContext):
-    from ephys2tx.transfer import run_experiment, TransferConfig, TINY
+    "The transfer experiment of `ephys2tx.transfer` on the experiment core, with its tables and figure."
+    from ephys2tx.transfer import transfer_experiment, write_tables
     cfg = ctx.config
-    tc = TransferConfig(**{**(TINY if ctx.run.quick else {}), 'device': ctx.run.device})
-    run_experiment(strategies=cfg['strategies'], sizes=cfg['sizes'], repeats=ctx.run.repeats, folds=ctx.run.folds,
-                   seed=ctx.run.seed, out=ctx.dir, config=tc, scheduler='sync' if ctx.run.quick else None,
-                   progress=ctx.progress, data_dir=ctx.run.data_dir)
-
-HUMAN_ONLY = ('human_logreg', 'human_rf', 'nn_human')   # transfer strategies that never see a mouse cell
+    res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
+                              out=ctx.dir, scheduler='sync' if ctx.run.quick else None, tiny=ctx.run.quick,
+                              device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir)
+    write_tables(res, ctx.dir)
 
 def _transfer_headline(d:Path, run:RunConfig) -> pd.DataFrame:
-    "Best strategy that uses mouse cells, trained with all human training cells (size 'all')."
-    r = pd.read_parquet(d/'results.parquet')
-    full = r[r['size'].astype(str) == 'all']
-    if not len(full): full = r
-    tr = full[~full.strategy.isin(HUMAN_ONLY)]
-    return pd.DataFrame([best_row(tr if len(tr) else full, 'transfer', by='strategy', species='human (mouse-pretrained)')])
+    "Per size (20, 80, all): the best strategy that uses mouse cells against the baseline of record, same folds."
+    from ephys2tx.transfer import headline, BASELINE
+    hl = headline(pd.read_parquet(d/'results.parquet'))
+    return pd.DataFrame([dict(result=f"transfer (n = {h['labelled human cells']})", species='human (mouse → human)',
+                              model=h['best transfer'], macro_f1=h['transfer macro-F1'],
+                              mean=float(h['transfer macro-F1'].split(' ± ')[0]), sd=float(h['transfer macro-F1'].split(' ± ')[1]),
+                              n=h['folds'], versus=f"{BASELINE} {h['human-only (best_human)']}", gain=h['gain'], p=h['p'])
+                         for h in hl.to_dict('records')])
 
 register_stage(Stage(
     'gouwens', 'Gouwens 2020 reproduction', run=lambda ctx: _evaluate_models(ctx, ['mouse']),
@@ -357,10 +358,11 @@ register_stage(Stage(
 register_stage(Stage(
     'transfer', 'Mouse → human transfer', run=_run_transfer, report='transfer.ipynb', requires=('ephys2tx.transfer',),
     datasets=('mouse_gouwens2020', 'human_leedalley2023'),
-    config=lambda run: dict(strategies='human_logreg,pooled_logreg,nn_human,nn_finetune' if run.quick else 'all',
+    config=lambda run: dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse' if run.quick else 'all',
                             sizes='20,all' if run.quick else '10,20,40,80,160,all', repeats=run.repeats,
                             folds=run.folds, seed=run.seed, quick=run.quick),
-    outputs=('results.parquet',), species='human', headline=_transfer_headline));
+    outputs=('results.parquet', 'curve.csv', 'gains.csv', 'headline.csv', 'curve.png'), species='human',
+    headline=_transfer_headline));
 
 # %% ../nbs/08_reproduce.ipynb #1877136f
 def _sha_file(p:Path) -> str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
@@ -430,22 +432,24 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
 
 # %% ../nbs/08_reproduce.ipynb #ceb0e75b
 def headline_table(out, stages=None) -> pd.DataFrame:
-    "Headline rows (mouse, human, transfer) from the results tables under `out`; '—' where a stage has not run."
+    "Headline rows (mouse, human, transfer per size) from the results tables under `out`; '—' where a stage has not run."
     out = Path(out); stages = STAGES if stages is None else stages
-    rows = {r: dict(result=r) for r in ['mouse', 'human', 'transfer']}
+    rows = {r: dict(result=r) for r in ['mouse', 'human']}
     for st in stages.values():
         d = stage_dir(out, st.name)
         if st.headline is None or not (d/'stage.json').is_file(): continue
         for rec in st.headline(d, None).to_dict('records'): rows.setdefault(rec['result'], dict(result=rec['result'])).update(rec)
     cells = {r: rows[r].get('cells') for r in ['mouse', 'human']}
-    rows['transfer'].setdefault('cells', cells['human']); rows['transfer'].setdefault('species', 'human')
+    if not any(k.startswith('transfer') for k in rows): rows['transfer'] = dict(result='transfer')
+    for k in [k for k in rows if k.startswith('transfer')]:
+        rows[k].setdefault('cells', cells['human']); rows[k].setdefault('species', 'human')
     t = pd.DataFrame(list(rows.values()))
-    for c in ['species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n']:
+    for c in ['species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n', 'versus', 'gain', 'p']:
         if c not in t.columns: t[c] = np.nan
     t['species'] = t['species'].fillna(t['result'])
     t['cells'] = t['cells'].astype('Int64')
-    for c in ['macro_f1', 'model']: t[c] = t[c].astype(object).where(t[c].notna(), '—')
-    return t[['result', 'species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n']]
+    for c in ['macro_f1', 'model', 'versus']: t[c] = t[c].astype(object).where(t[c].notna(), '—')
+    return t[['result', 'species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n', 'versus', 'gain', 'p']]
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
@@ -461,7 +465,9 @@ def write_index(out, records:list, run:RunConfig, wall:float, error:str|None=Non
     "Write `out/index.html` (headline table, stage table with report links) and `out/headline.csv`."
     out = Path(out)
     head = headline_table(out); head.to_csv(out/'headline.csv', index=False)
-    shown = head[['result', 'species', 'cells', 'model', 'macro_f1']].rename(columns={'macro_f1': 'macro F1 (mean ± SD)'})
+    shown = head[['result', 'species', 'cells', 'model', 'macro_f1', 'versus', 'gain', 'p']].rename(
+        columns={'macro_f1': 'macro F1 (mean ± SD)', 'versus': 'versus (same folds)', 'gain': 'gain', 'p': 'p (corrected)'})
+    shown['p (corrected)'] = [f'{p:.3g}' if p == p else '' for p in shown['p (corrected)'].astype(float)]
     rows = []
     for r in records:
         link = f'<a href="{html.escape(r["report"])}">{html.escape(r["title"])}</a>' if r.get('report') else html.escape(r['title'])

@@ -6,7 +6,8 @@ import pytest
 from sklearn.base import clone
 from ephys2tx.data import DataError, META_COLS, feature_columns, load_cells, load_raw
 from ephys2tx.features import (ALIGN_RULES, EXCLUDED, Family, FamilyTensors, FamilyTransform, Feature, FlatFeatures,
-                               SCHEMAS, family_of, get_schema, to_aligned)
+                               SCHEMAS, domain_shift, family_of, get_schema, plot_domain_shift, shift_summary,
+                               to_aligned)
 
 MOUSE, HUMAN = 'mouse_gouwens2020', 'human_leedalley2023'
 
@@ -217,3 +218,78 @@ def test_cli_features(mirror):
     assert rc == 0 and '== mouse' in s and 'subthreshold' in s
     n_fam = len(get_schema('mouse'))
     assert f'fam_mask (4178, {n_fam})' in s
+
+
+SHIFT_COLS = ['feature', 'family', 'unit', 'subclass', 'n_mouse', 'n_human', 'median_mouse', 'median_human',
+              'd', 'ks', 'ks_p']
+
+
+def test_domain_shift_on_real_tables(cells):
+    am, ah = to_aligned(cells['mouse']), to_aligned(cells['human'])
+    ds = domain_shift(am, ah)
+    feats = [r.name for r in ALIGN_RULES]
+    assert list(ds.columns[:len(SHIFT_COLS)]) == SHIFT_COLS and ds.shape[0] == len(feats) * 5 == 125
+    assert sorted(ds.subclass.unique()) == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all']
+    assert ds.ks.between(0, 1).all() and ds.ks_p.between(0, 1).all() and np.isfinite(ds.d).all()
+    assert all(ds.family == [family_of(f, 'aligned') for f in ds.feature])
+    # a raw mouse table is aligned on the way in; counts and medians come from the aligned tables
+    pd.testing.assert_frame_equal(domain_shift(cells['mouse'], cells['human']), ds)
+    r = ds.set_index(['feature', 'subclass'])
+    for sp, tab in [('mouse', am), ('human', ah)]:
+        assert r.loc[('tau', 'all'), f'n_{sp}'] == tab.tau.notna().sum()
+        sst = tab.loc[tab.label4 == 'Sst', 'input_resistance']
+        assert r.loc[('input_resistance', 'Sst'), f'n_{sp}'] == sst.notna().sum()
+        assert np.isclose(r.loc[('input_resistance', 'Sst'), f'median_{sp}'], sst.median())
+    # d of a non-log feature is the textbook pooled-SD d; sag is larger in human in every subclass
+    x, y = (t.loc[t.label4 == 'Vip', 'v_baseline'].dropna().to_numpy() for t in (am, ah))
+    sd = np.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1)) / (len(x) + len(y) - 2))
+    assert np.isclose(r.loc[('v_baseline', 'Vip'), 'd'], (y.mean() - x.mean()) / sd)
+    assert (r.loc['sag'].d > 0).all() and not r.loc[('v_baseline', 'Vip'), 'log'] and r.loc[('tau', 'Vip'), 'log']
+    summ = shift_summary(ds)
+    assert len(summ) == len(feats) and summ.mean_abs_d.is_monotonic_decreasing
+    assert (summ.conserved == ((summ.mean_abs_d < 0.5) & (summ.mean_ks < 0.3))).all()
+    assert 'sag' in summ.index[:5] and 0 < summ.conserved.sum() < len(feats)
+    with pytest.raises(DataError, match='rows of species'): domain_shift(ah, am)
+    with pytest.raises(DataError, match='missing required feature column'): domain_shift(am.drop(columns=['tau']), ah)
+
+
+def _aligned_toy(x, species, classes=('Lamp5', 'Pvalb', 'Sst', 'Vip')):
+    v = np.tile(x, len(classes))
+    df = pd.DataFrame({r.name: v for r in ALIGN_RULES}).assign(tau=np.exp(v))
+    df.insert(0, 'label4', np.repeat(classes, len(x))); df.insert(0, 'species', species)
+    return df
+
+
+def test_domain_shift_constructed():
+    z = np.random.default_rng(7).standard_normal(150); z = (z - z.mean()) / z.std(ddof=1)
+    same = domain_shift(_aligned_toy(z, 'mouse'), _aligned_toy(z, 'human'))
+    assert (same.d == 0).all() and (same.ks == 0).all() and (same.ks_p == 1).all()
+    assert shift_summary(same).conserved.all()
+    h = _aligned_toy(z + 1, 'human'); h.loc[:4, 'sag'] = np.nan   # 5 missing Lamp5 sag values
+    one = domain_shift(_aligned_toy(z, 'mouse'), h).set_index(['feature', 'subclass'])
+    sub = one.drop(index='all', level='subclass').drop(index='sag', level='feature')
+    assert np.allclose(sub.d, 1, atol=1e-9)                            # exactly one SD, tau on the log scale
+    assert set(one.index[one.log].get_level_values(0)) == {'tau'}
+    assert one.loc[('sag', 'Lamp5'), 'n_human'] == 145 and one.loc[('sag', 'all'), 'n_human'] == 595
+    assert one.loc[('sag', 'Pvalb'), 'n_human'] == 150 and np.isclose(one.loc[('sag', 'Pvalb'), 'd'], 1)
+    assert np.isclose(one.loc[('tau', 'Sst'), 'median_human'], np.e * one.loc[('tau', 'Sst'), 'median_mouse'])
+    s = shift_summary(one.reset_index())
+    assert not s.conserved.any() and (s.mean_ks > 0.3).all()
+    # a subclass present in one species only: counts 0, statistics NaN
+    m = _aligned_toy(z, 'mouse'); m.loc[m.label4 == 'Vip', 'label4'] = 'Sncg'
+    r = domain_shift(m, _aligned_toy(z, 'human')).set_index(['feature', 'subclass'])
+    assert r.loc[('tau', 'Sncg'), 'n_human'] == 0 and np.isnan(r.loc[('tau', 'Sncg'), ['d', 'ks']].astype(float)).all()
+
+
+def test_plot_domain_shift():
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    z = np.linspace(-2, 2, 40)
+    ds = domain_shift(_aligned_toy(z, 'mouse'), _aligned_toy(z + 0.5, 'human'))
+    fig = plot_domain_shift(ds)
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 4
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all']
+    assert len(fig.axes[0].get_yticklabels()) == len(ALIGN_RULES)
+    assert len(plot_domain_shift(ds, 'ks').axes) == 2
+    with pytest.raises(ValueError, match="stat must be"): plot_domain_shift(ds, 'median')
+    plt.close('all')

@@ -156,15 +156,20 @@ def test_cli(tmp_path, capsys, stages):
 
 
 def test_headline_from_results_tables(tmp_path):
-    "The headline rows come from the stages' tables: best model per species, best transfer strategy at 'all'."
+    "Headline rows from the stages' tables: best model per species; per size, best transfer vs the baseline of record."
+    tr = [dict(model=st, size=z, repeat=0, fold=f, n_train=100, n_pool=540, n_test=135, macro_f1=v + 0.02 * f)
+          for st, v in [('nn_human', 0.7), ('best_human', 0.6), ('nn_finetune', 0.55)] for z in ['20', '80', 'all']
+          for f in range(3)]
     for name, rows in [('models', [dict(species=s, protocol='stratified', model=m, repeat=0, fold=f, macro_f1=v + 0.01 * f)
                                    for s, base in [('mouse', 0.7), ('human', 0.6)] for m, v in [('rf', base), ('bilstm', base + 0.05)]
-                                   for f in range(3)]),
-                       ('transfer', [dict(strategy=st, size=z, repeat=0, fold=f, macro_f1=v + 0.02 * f)
-                                     for st, v in [('nn_human', 0.6), ('nn_finetune', 0.55)] for z in ['20', 'all'] for f in range(3)])]:
+                                   for f in range(3)]), ('transfer', tr)]:
         d = tmp_path / name; d.mkdir()
         pd.DataFrame(rows).to_parquet(d / 'results.parquet'); (d / 'stage.json').write_text('{}')
     h = R.headline_table(tmp_path).set_index('result')
     assert h.loc['mouse', 'model'] == 'bilstm' and h.loc['human', 'model'] == 'bilstm'
-    assert h.loc['mouse', 'macro_f1'] == '0.760 ± 0.010' and h.loc['transfer', 'model'] == 'nn_finetune'  # not the human-only nn_human
-    assert h.loc['transfer', 'n'] == 3 and pd.isna(h.loc['mouse', 'cells'])   # no data stage ran here
+    assert h.loc['mouse', 'macro_f1'] == '0.760 ± 0.010'
+    for z in ['20', '80', 'all']:
+        row = h.loc[f'transfer (n = {z})']
+        assert row['model'] == 'nn_finetune'                       # not the human-only nn_human
+        assert row['versus'].startswith('best_human 0.620') and abs(row['gain'] + 0.05) < 1e-9 and row['n'] == 3
+    assert pd.isna(h.loc['mouse', 'cells'])   # no data stage ran here
