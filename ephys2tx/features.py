@@ -669,6 +669,9 @@ def register_cli(sub):
     p = sub.add_parser('features', help='feature families, widths, tensor shapes and missingness')
     p.add_argument('--species', choices=['mouse', 'human', 'aligned'], default=None,
                    help='schema to show (default: all three)')
+    p.add_argument('--domain-shift', default=None, metavar='DIR',
+                   help='write the mouse-human shift of every aligned feature per subclass (domain_shift.csv, '
+                        'shift_summary.csv, domain_shift.png) to DIR and print the summary')
     p.set_defaults(func=_cli_features)
 
 def features_report(species:str, data_dir=None) -> dict:
@@ -683,7 +686,22 @@ def features_report(species:str, data_dir=None) -> dict:
         T = FamilyTransform(species, per_species=species == 'aligned').fit(df).transform(df)
     return dict(schema=schema_overview(species), tensors=T, missing=missingness(T))
 
+def _cli_domain_shift(args):
+    from pathlib import Path
+    from ephys2tx.data import load_cells
+    import matplotlib; matplotlib.use('Agg')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        m, h = (to_aligned(load_cells(s, data_dir=args.data_dir, progress=False)) for s in ['mouse', 'human'])
+    out = Path(args.domain_shift); out.mkdir(parents=True, exist_ok=True)
+    sh = domain_shift(m, h); summ = shift_summary(sh)
+    sh.to_csv(out / 'domain_shift.csv', index=False); summ.to_csv(out / 'shift_summary.csv')
+    plot_domain_shift(sh).savefig(out / 'domain_shift.png', dpi=110, bbox_inches='tight')
+    print(summ.round(3).to_string()); print(f"\n-> {out/'domain_shift.csv'}, {out/'shift_summary.csv'}, {out/'domain_shift.png'}")
+    return 0
+
 def _cli_features(args):
+    if getattr(args, 'domain_shift', None): return _cli_domain_shift(args)
     for sp in [args.species] if args.species else ['mouse', 'human', 'aligned']:
         r = features_report(sp, data_dir=args.data_dir); T = r['tensors']
         print(f"== {sp}: {len(T.families)} families, {sum(T.widths)} features")
