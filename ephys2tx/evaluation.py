@@ -14,12 +14,12 @@ from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, load_cells
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'TASK_SPECIES', 'subsample', 'sizes_list', 'Split', 'splits',
-           'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba',
-           'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate', 'summarize', 'per_class', 'mean_confusion',
-           'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model', 'list_models',
-           'make_model', 'model_factory', 'feature_step', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs',
-           'run_experiment', 'write_results', 'register_cli']
+__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TASK_SPECIES', 'subsample', 'sizes_list', 'Split',
+           'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation',
+           'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate', 'summarize', 'per_class',
+           'mean_confusion', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model',
+           'list_models', 'make_model', 'config_hash', 'model_factory', 'feature_step', 'SmallSampleHGB', 'Task',
+           'load_task', 'model_specs', 'run_experiment', 'write_results', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -503,13 +503,25 @@ def make_model(name:str, schema='human', random_state:int=0, **params):
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     return MODELS[name][0](schema=schema, random_state=random_state, **params)
 
+NOT_IN_KEY = ('cache_dir', 'device', 'progress')   # settings that do not change a model's result
+
+def config_hash(params:dict) -> str:
+    "A short hash of model parameters (nested estimators by their parameters), '' for none; `NOT_IN_KEY` left out."
+    def norm(v):
+        if hasattr(v, 'get_params'): return {type(v).__name__: norm(v.get_params(deep=False))}
+        if isinstance(v, dict): return {k: norm(x) for k, x in v.items() if k not in NOT_IN_KEY}
+        if isinstance(v, (list, tuple)): return [norm(x) for x in v]
+        return v
+    p = norm(dict(params))
+    return hashlib.sha1(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:8] if p else ''
+
 def model_factory(name:str, schema='human', **params):
     "A factory `f(random_state) -> estimator` of model `name`, for `evaluate`."
     if name not in MODELS: _load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     def f(random_state=0): return make_model(name, schema, random_state, **params)
     f.__name__ = name
-    f.config_hash = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8] if params else ''
+    f.config_hash = config_hash(params)
     return f
 
 def feature_step(schema, **kw):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import mirror_path
 
-# Strategy names change (human_logreg,human_rf -> logreg,rf); override with $EPHYS2TX_TEST_STRATS.
+# Two cheap strategies of the transfer registry (override with $EPHYS2TX_TEST_STRATS).
 STRATS = os.environ.get('EPHYS2TX_TEST_STRATS', 'logreg,rf')
 SIZES, REPEATS, FOLDS = '20,all', 2, 5
 BIN = Path(sys.executable).parent
