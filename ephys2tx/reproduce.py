@@ -569,11 +569,15 @@ def headline_markdown(out='reports_out') -> str:
     p = Path(out) / 'headline.csv'
     if not p.is_file(): return f"*No results yet: run `make reproduce` (it writes `{p.name}` into the run folder).*"
     t = pd.read_csv(p)
-    lines = ['| result | species | cells (after QC) | best model | macro F1 (mean ± SD) | folds |', '|---|---|---:|---|---:|---:|']
+    lines = ['| result | species | cells (after QC) | best model | macro F1 (mean ± SD) | versus (same folds) | gain | p | folds |',
+             '|---|---|---:|---|---:|---|---:|---:|---:|']
     for r in t.itertuples():
         cells = '' if pd.isna(r.cells) else f'{int(r.cells):,}'
         n = '' if pd.isna(r.n) else f'{int(r.n)}'
-        lines.append(f'| {r.result} | {r.species} | {cells} | {r.model} | {r.macro_f1} | {n} |')
+        vs = '' if pd.isna(getattr(r, 'versus', np.nan)) or getattr(r, 'versus', '—') == '—' else r.versus
+        gain = '' if pd.isna(getattr(r, 'gain', np.nan)) else f'{r.gain:+.3f}'
+        p = '' if pd.isna(getattr(r, 'p', np.nan)) else f'{r.p:.2g}'
+        lines.append(f'| {r.result} | {r.species} | {cells} | {r.model} | {r.macro_f1} | {vs} | {gain} | {p} | {n} |')
     return '\n'.join(lines)
 
 def refresh_docs_index(out='reports_out', nb=None) -> bool:
