@@ -619,14 +619,14 @@ SWEEP_GRID = [dict(), dict(hidden=128), dict(token_dim=64), dict(dropout=0.1), d
 SWEEP_GRID2 = [dict(), dict(hidden=128, smote=True), dict(hidden=128, dropout=0.4), dict(hidden=128, dropout=0.4, smote=True),
                dict(hidden=128, dropout=0.4, smote=True, token_dim=64), dict(hidden=128, token_dim=64, smote=True)]
 
-def _sweep_one(base, cfg, X, y, tr, va, schema):
+def _sweep_one(base, X, y, schema, cfg, tr, va):
     m = BiLSTMClassifier(schema=schema, **{**base, **cfg}).fit(X.iloc[tr], y[tr], validation=(X.iloc[va], y[va]))
     return f1_score(y[va], m.predict(X.iloc[va]), average='macro'), m.best_epoch_, len(m.history_)
 
 def inner_validation_sweep(X, y, schema, grid=None, base:dict|None=None, folds:int=3, val_frac:float=0.2,
                            random_state=0, n_jobs:int=1, progress:bool=True) -> pd.DataFrame:
     "Validation macro-F1 of each configuration in `grid` (dicts of overrides of `base`), on inner splits of training folds."
-    from joblib import Parallel, delayed
+    from ephys2tx.evaluation import fan_out
     grid = SWEEP_GRID if grid is None else grid
     base = dict(device='cpu', random_state=random_state) | SWEEP_BASE | (base or {})
     y = np.asarray(y).astype(str)
@@ -634,8 +634,8 @@ def inner_validation_sweep(X, y, schema, grid=None, base:dict|None=None, folds:i
     for k, (tr_full, _test_never_used) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=random_state).split(X, y)):
         tr, va = train_test_split(tr_full, test_size=val_frac, stratify=y[tr_full], random_state=random_state + k)
         jobs += [(i, k, tr, va) for i in range(len(grid))]
-    it = tqdm(jobs, desc='sweep fits', disable=not progress)
-    res = Parallel(n_jobs=n_jobs)(delayed(_sweep_one)(base, grid[i], X, y, tr, va, schema) for i, k, tr, va in it)
+    res = fan_out(_sweep_one, [(grid[i], tr, va) for i, k, tr, va in jobs], dict(base=base, X=X, y=y, schema=schema),
+                  n_workers=n_jobs, progress=progress, desc='sweep fits')
     rows = [dict(config=json.dumps(grid[i], sort_keys=True), fold=k, val_macro_f1=f, best_epoch=b, epochs_run=e)
             for (i, k, _, _), (f, b, e) in zip(jobs, res)]
     df = pd.DataFrame(rows)

@@ -298,16 +298,16 @@ def _job(fn, args, threads):
 
 def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=2, threads:int|None=1,
             on_result=None, progress:bool=True, desc:str='runs') -> list:
-    "`fn(*shared.values(), *job)` for every job: in-process (`'sync'`), on a local Dask cluster, or at `scheduler`."
+    "`fn(*shared.values(), *job)` for every job (in-process, local Dask cluster or `scheduler`); results in job order."
     from tqdm.auto import tqdm
-    shared, out = dict(shared or {}), []
+    shared, out = dict(shared or {}), [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
-    def done(r):
-        out.append(r); bar.update()
+    def done(k, r):
+        out[k] = r; bar.update()
         if on_result is not None: on_result(r)
     if not jobs: bar.close(); return out
     if scheduler == 'sync' or (scheduler is None and n_workers <= 1):
-        for j in jobs: done(_job(fn, (*shared.values(), *j), threads))
+        for k, j in enumerate(jobs): done(k, _job(fn, (*shared.values(), *j), threads))
         bar.close(); return out
     from dask.distributed import Client, LocalCluster, as_completed
     cluster = (LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, dashboard_address=None)
@@ -316,9 +316,10 @@ def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=
     try:
         sh = [client.scatter(v, broadcast=True) for v in shared.values()]
         futs = [client.submit(_job, fn, (*sh, *j), threads, pure=False, retries=3) for j in jobs]
+        index = {f.key: k for k, f in enumerate(futs)}
         pending = as_completed(futs); del futs   # each future is dropped once handed over: a lost worker need not redo it
         for fut in pending:
-            done(fut.result()); fut.release()
+            done(index[fut.key], fut.result()); fut.release()
     finally:
         client.close()
         if cluster is not None: cluster.close()
