@@ -678,6 +678,16 @@ def register_cli(sub):
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
 
+def _source_for(names, task, sets, data_dir):
+    "The mouse cells in the human feature space when a model of the human task takes `source` (transfer strategies)."
+    takes = [n for n in names if fit_accepts(make_model(n, task.schema, **sets.get(n, {})), 'source')]
+    if not takes: return None
+    if task.species != 'human':
+        raise ValueError(f"model(s) {takes} transfer from mouse to human cells: use --species human")
+    from ephys2tx.transfer import source_cells
+    print(f"source cells for {takes}: the QC-passed mouse cells in the human feature space")
+    return source_cells(data_dir)
+
 def _cli_evaluate(args):
     names = []
     for m in args.model:
@@ -694,11 +704,13 @@ def _cli_evaluate(args):
     print(f"{args.species}: {len(task.X)} cells, {len(set(task.groups))} donors, classes {sorted(set(task.y))}; "
           f"models {names}; {args.repeats} repeats x {args.folds} folds, {' + '.join(protos)}")
     sets = _parse_sets(args.set)
+    source = _source_for(names, task, sets, args.data_dir)
     for proto in protos:
         res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.seed,
                              params=sets, progress=not args.no_progress, n_jobs=args.n_jobs,
                              threads=args.threads or None, sizes=getattr(args, 'sizes', None),
-                             out=Path(args.out) / f'runs_{args.species}', scheduler=getattr(args, 'scheduler', None))
+                             out=Path(args.out) / f'runs_{args.species}', scheduler=getattr(args, 'scheduler', None),
+                             source=source)
         paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
         by = ['model', 'size'] if getattr(args, 'sizes', None) else 'model'

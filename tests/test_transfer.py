@@ -120,3 +120,17 @@ def test_cli_transfer_writes_tables_and_bundle(mirror, tmp_path):
     assert meta['transfer']['strategy'] == 'NetFinetune' and meta['classes'] == LABEL4
     human = load_task('human', data_dir=mirror).X
     assert m.predict_proba(human.iloc[:5]).shape == (5, 4)
+
+
+def test_cli_evaluate_runs_a_strategy_with_the_mouse_cells(mirror, tmp_path, capsys):
+    "`ephys2tx evaluate --species human --sizes ...` hands the mouse cells to a strategy that takes them."
+    from ephys2tx.cli import main
+    rc = main(['--data-dir', str(mirror), 'evaluate', '--species', 'human', '--model', 'nn_zeroshot', '--model', 'logreg',
+               '--sizes', '20', '--repeats', '1', '--folds', '2', '--set', 'nn_zeroshot.pretrain_epochs=1',
+               '--set', 'nn_zeroshot.device=cpu', '--out', str(tmp_path), '--no-progress'])
+    assert rc == 0
+    r = pd.read_parquet(tmp_path / 'evaluate_human_stratified.parquet')
+    assert set(r[r.uses_source].model) == {'nn_zeroshot'} and set(r['size']) == {'20'} and len(r) == 4
+    with pytest.raises(ValueError, match='use --species human'):
+        main(['--data-dir', str(mirror), 'evaluate', '--species', 'mouse', '--model', 'nn_zeroshot', '--repeats', '1',
+              '--folds', '2', '--out', str(tmp_path / 'm'), '--no-progress'])
