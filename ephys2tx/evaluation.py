@@ -226,11 +226,11 @@ def aligned_proba(est, X, classes) -> np.ndarray|None:
     return out
 
 # %% ../nbs/03_evaluation.ipynb #0e608f67
-def _fit_kwargs(est, X, split:Split, context:dict|None):
+def _fit_kwargs(est, X, y, split:Split, context:dict|None):
     kw, rows = {}, split.fit_rows
     if accepts_validation(est) and len(split.val):
         rows = split.train
-        kw['validation'] = (_rows(X, split.val), None)
+        kw['validation'] = (_rows(X, split.val), y[split.val])
     if fit_accepts(est, 'source') and (context or {}).get('source') is not None: kw['source'] = context['source']
     if fit_accepts(est, 'unlabelled') and len(split.unlabelled): kw['unlabelled'] = _rows(X, split.unlabelled)
     return rows, kw
@@ -238,8 +238,7 @@ def _fit_kwargs(est, X, split:Split, context:dict|None):
 def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict|None=None) -> dict:
     "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold."
     est = _estimator(spec, seed)
-    rows, kw = _fit_kwargs(est, X, split, context)
-    if 'validation' in kw: kw['validation'] = (kw['validation'][0], y[split.val])
+    rows, kw = _fit_kwargs(est, X, y, split, context)
     t0 = time.perf_counter()
     est.fit(_rows(X, rows), y[rows], **kw)
     t1 = time.perf_counter()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_transfer.ipynb #315a5e2c
 from __future__ import annotations
-import hashlib, json, os, pickle, time, warnings
+import copy, hashlib, json, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -15,19 +15,18 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
-__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'NET_STRATEGY_DEFAULTS', 'STRATEGIES', 'BASELINE', 'SAME_ARCH',
-           'SEMI_BASELINE', 'TINY', 'source_cells', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain',
-           'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV',
-           'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy',
-           'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of', 'plot_curve',
-           'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'register_cli',
-           'write_tables']
+__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'STRATEGIES', 'BASELINE', 'SAME_ARCH', 'SEMI_BASELINE', 'TINY',
+           'source_cells', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman',
+           'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained',
+           'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy', 'strategy_params', 'transfer_experiment',
+           'strategy_names', 'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline',
+           'train_final', 'to_bundle', 'register_cli', 'write_tables']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .data import LABEL4, DataError, META_COLS, load_cells
 from .features import ALIGN_RULES, FamilyTransform, FlatFeatures, get_schema, schema_features, to_aligned
 from .bilstm import FamilySeqNet, NET_DEFAULTS, TrainTask, check_families, resolve_device, train_net
-from .evaluation import (compare_all, load_task, make_model, model_factory, register_model, run_experiment,
+from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model, run_experiment,
                                  summarize, sizes_list)
 
 # %% ../nbs/06_transfer.ipynb #dfd3501d
@@ -136,9 +135,6 @@ def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, dev
     return _MEMO[key]
 
 # %% ../nbs/06_transfer.ipynb #dcb063ff
-NET_STRATEGY_DEFAULTS = dict(epochs=60, warmup_epochs=20, finetune_lr=3e-4, pretrain_epochs=60, source_weight=1.0,
-                             adv_weight=0.3)
-
 class NetStrategy(ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
     needs_pretraining = True
@@ -165,7 +161,7 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
                          weight_decay=self.weight_decay, device=self._dev(), seed=self.random_state,
                          params=params, aux_loss=aux_loss)
 
-    def _pretrained_net(self, source, widths):
+    def _pretrained_net(self, source):
         if source is None: raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
         pt = pretrain(source, self._settings(), self.pretrain_seed, self.cache_dir, self.device)
         net = self._new_net(pt['widths']); net.load_state_dict(pt['state'])
@@ -209,14 +205,14 @@ class NetZeroShot(NetStrategy):
     "The mouse-pretrained network with its mouse head; the human labels are not used."
     def fit(self, X, y, source=None):
         y, T = self._begin(X, y, source)
-        self.net_, self.head_ = self._pretrained_net(source, T.widths), 'mouse'
+        self.net_, self.head_ = self._pretrained_net(source), 'mouse'
         return self
 
 class NetFinetune(NetStrategy):
     "Pretrain on mouse; warm up the human head (encoder frozen), then fine-tune every weight on the human cells."
     def fit(self, X, y, source=None):
         y, T = self._begin(X, y, source)
-        self.net_, self.head_ = self._pretrained_net(source, T.widths), 'human'
+        self.net_, self.head_ = self._pretrained_net(source), 'human'
         th = self._task(T, y)
         self._train(th, self.net_.heads['human'].parameters(), self.warmup_epochs, self.lr)
         self.history_ = self._train(th, None, self.epochs, self.finetune_lr)
@@ -227,7 +223,7 @@ class NetJoint(NetStrategy):
     def _joint(self, X, y, source, unlabelled=None, adversarial=0.0):
         tabs = [source] + ([unlabelled] if unlabelled is not None and len(unlabelled) else [])
         y, T = self._begin(X, y, *tabs)
-        self.net_, self.head_ = self._pretrained_net(source, T.widths), 'human'
+        self.net_, self.head_ = self._pretrained_net(source), 'human'
         tasks = [self._task(T, y), self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
         if len(tabs) > 1: tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human'))
         aux = None
@@ -270,6 +266,11 @@ class BestOfInnerCV(ClassifierMixin, BaseEstimator):
     def predict(self, X): return self.model_.predict(X)
 
 # %% ../nbs/06_transfer.ipynb #e6333783
+def _zeroshot(net, X, y, source, random_state:int) -> 'NetZeroShot':
+    "A fitted copy of the zero-shot network template `net` (default settings when None): the mouse-network outputs."
+    zs = clone(net) if net is not None else NetZeroShot()
+    return zs.set_params(random_state=random_state).fit(X, y, source=source)
+
 class MouseFeatureForest(ClassifierMixin, BaseEstimator):
     "Random forest on the human features plus the class probabilities of the mouse-pretrained network."
     needs_pretraining = True
@@ -279,11 +280,9 @@ class MouseFeatureForest(ClassifierMixin, BaseEstimator):
         return np.hstack([self.features_.transform(X), self.zeroshot_.predict_proba(X)])
     def fit(self, X, y, source=None):
         y = np.asarray(y).astype(str)
-        zs = clone(self.net) if self.net is not None else NetZeroShot()
-        zs.set_params(random_state=self.random_state)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
-            self.zeroshot_ = zs.fit(X, y, source=source)
+            self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
             self.features_ = FlatFeatures('human', check_ranges=False).fit(X)
         self.model_ = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
                                              random_state=self.random_state).fit(self._inputs(X), y)
@@ -312,9 +311,7 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             self.features_ = FlatFeatures('human', check_ranges=False).fit(XU)
-            if self.use_source:
-                zs = clone(self.net) if self.net is not None else NetZeroShot()
-                self.zeroshot_ = zs.set_params(random_state=self.random_state).fit(X, y, source=source)
+            if self.use_source: self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
             labels = np.concatenate([y, np.full(len(U), None, dtype=object)]).astype(object)
             codes = np.array([LABEL4.index(v) if v is not None else -1 for v in labels])
             base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1, random_state=self.random_state)
@@ -533,14 +530,13 @@ def train_final(strategy:str='nn_finetune', seed:int=1, data=None, data_dir=None
     "Fit `strategy` on all human cells (mouse cells as the source); returns the fitted estimator."
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
     est = make_model(strategy, 'human', seed, **strategy_params([strategy], cache_dir, seed, device, tiny).get(strategy, {}))
-    kw = dict(source=source) if 'source' in est.fit.__code__.co_varnames else {}
+    kw = dict(source=source) if fit_accepts(est, 'source') else {}
     t0 = time.time(); est.fit(task.X, task.y, **kw); est.fit_seconds_ = time.time() - t0
     est.n_train_ = len(task.X)
     return est
 
 def _human_transform(ft:FamilyTransform) -> FamilyTransform:
     "A copy of a per-species transform that reads human cells without a species column."
-    import copy
     h = copy.deepcopy(ft)
     h.per_species, h.groups_ = False, ['all']
     h.center_, h.scale_ = {'all': ft.center_['human']}, {'all': ft.scale_['human']}
@@ -555,7 +551,6 @@ def to_bundle(est:NetStrategy, path) -> Path:
     m = BiLSTMClassifier(schema='human', variant='attention', epochs=est.epochs, batch_size=est.batch_size, lr=est.lr,
                          weight_decay=est.weight_decay, hidden=est.hidden, token_dim=est.token_dim, attn_dim=est.attn_dim,
                          dropout=est.dropout, device='cpu', random_state=est.random_state)
-    import copy
     seq = copy.deepcopy(est.net_.seq).cpu()
     seq.head[-1].load_state_dict(est.net_.heads[est.head_].state_dict())
     m.net_, m.transform_, m.classes_ = seq.eval(), _human_transform(est.transform_), np.array(LABEL4)

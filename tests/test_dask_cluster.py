@@ -47,7 +47,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _killpg(p: subprocess.Popen, sig=signal.SIGKILL, wait: float = 10):
-    """Signal a process's whole group (started with start_new_session=True), reap the leader, and wait for
+    """Signal a process and every process it started (it leads its own process group), reap it, and wait for
     the rest of the group (a nanny's worker process) to go; SIGKILL whatever is left after `wait` seconds."""
     if p is None: return
     try: os.killpg(p.pid, sig)

@@ -5,7 +5,7 @@ import numpy as np, pandas as pd
 import pytest, torch
 
 from ephys2tx.data import LABEL4
-from ephys2tx.evaluation import evaluate, load_task, make_model, model_factory, splits
+from ephys2tx.evaluation import evaluate, fit_accepts, load_task, make_model, model_factory, splits
 from ephys2tx.features import get_schema
 from ephys2tx.transfer import (STRATEGIES, TINY, BASELINE, gains_of, headline, source_cells, strategy_names,
                                strategy_params, transfer_experiment, verdict_text)
@@ -20,8 +20,8 @@ def data(mirror):
 
 def _fit(name, task, source, rows, unl=None, cache=None, seed=0):
     m = make_model(name, 'human', seed, **strategy_params([name], cache, device='cpu', tiny=True).get(name, {}))
-    kw = dict(source=source) if 'source' in m.fit.__code__.co_varnames else {}
-    if unl is not None and 'unlabelled' in m.fit.__code__.co_varnames: kw['unlabelled'] = task.X.iloc[unl]
+    kw = dict(source=source) if fit_accepts(m, 'source') else {}
+    if unl is not None and fit_accepts(m, 'unlabelled'): kw['unlabelled'] = task.X.iloc[unl]
     return m.fit(task.X.iloc[rows], task.y[rows], **kw)
 
 
