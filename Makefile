@@ -7,14 +7,14 @@ STAMP := $(VENV)/.installed
 OUT ?= reports_out
 N_WORKERS ?= 2
 
-.PHONY: venv test export check-export nbtest pytest reproduce docs bench clean
+.PHONY: venv test export check-export nbtest pytest reproduce docs docs-test lab bench clean
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip wheel setuptools
 	# torch pinned to the CPU build that lies on this machine's disk (a bare `torch` pulls CUDA)
 	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[dev,nwb]"
+	$(BIN)/python -m pip install -q -e ".[dev,nwb,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,7 +30,7 @@ nbtest: venv
 	$(BIN)/nbdev_test --n_workers $(N_WORKERS) --do_print --timing
 
 pytest: venv
-	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider
+	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider --ignore=tests/site
 
 test: check-export nbtest pytest
 
@@ -41,14 +41,18 @@ export: venv
 reproduce: venv
 	$(BIN)/ephys2tx reproduce --out $(OUT) $(if $(QUICK),--quick,)
 
-## the docs site (nbdev + quarto) into _docs/ and README.md from nbs/index.ipynb, with the headline of $(OUT)
-## quarto comes from the quarto-cli package on PyPI (its install downloads quarto, so it needs the network)
+## the docs site into _docs/ (Sphinx + myst-nb, offline): the notebooks executed as nbdev_test runs them,
+## nbdev's processing, a local MathJax (npm's mathjax@3), the headline and reports of the run in $(OUT)
 docs: venv
-	@export PATH="$(abspath $(BIN)):$$PATH"; command -v quarto >/dev/null || $(BIN)/python -m pip install -q quarto-cli \
-	  || { echo "make docs: quarto is not installed and 'pip install quarto-cli' failed (it downloads quarto from GitHub);"; \
-	       echo "install quarto (https://quarto.org/docs/get-started/) and rerun"; exit 1; }
-	$(BIN)/python -c "from ephys2tx.reproduce import refresh_docs_index as r; print('docs index headline from $(OUT):', r('$(OUT)'))"
-	export PATH="$(abspath $(BIN)):$$PATH"; $(BIN)/nbdev_docs
+	$(BIN)/ephys2tx docs --dest _docs --out $(OUT) --n-workers $(N_WORKERS)
+
+## the built site in headless Chromium (images, links, anchors, search, maths, a report): after `make docs`
+docs-test: venv
+	$(BIN)/python -m pytest tests/site -q -p no:cacheprovider
+
+## JupyterLab on the notebooks
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=nbs
 
 ## speed and memory benchmarks (scripts, not tests): JSON into bench/results/
 bench: venv
@@ -56,4 +60,4 @@ bench: venv
 	$(BIN)/python bench/bench_extract.py --n-files 8 --n-workers $(N_WORKERS)
 
 clean:
-	rm -rf _docs _proc build dist *.egg-info
+	rm -rf _docs _proc .cache/docs build dist *.egg-info

@@ -18,6 +18,7 @@ lic = licenses[cfg['license']]
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
 nwb_requirements = cfg.get('nwb_requirements', '').split()
+docs_requirements = cfg.get('docs_requirements', '').split()
 min_python = cfg['min_python']
 
 setuptools.setup(
@@ -39,8 +40,8 @@ setuptools.setup(
     package_data={'ephys2tx.report_notebooks': ['*.ipynb']},
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements, 'nwb': nwb_requirements,
-                    'all': dev_requirements + nwb_requirements},
+    extras_require={'dev': dev_requirements, 'nwb': nwb_requirements, 'docs': docs_requirements,
+                    'all': dev_requirements + nwb_requirements + docs_requirements},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),

@@ -8,7 +8,7 @@ __all__ = ['CLI_MODULES', 'build_parser', 'main']
 # %% ../nbs/09_cli.ipynb #4bf35628
 import argparse, importlib, sys
 
-CLI_MODULES = ['data', 'features', 'bilstm', 'reproduce', 'nwb', 'transfer', 'evaluation']
+CLI_MODULES = ['data', 'features', 'bilstm', 'reproduce', 'nwb', 'transfer', 'evaluation', 'docs']
 
 def build_parser() -> argparse.ArgumentParser:
     "The `ephys2tx` argument parser with every module's command group."

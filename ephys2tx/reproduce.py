@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_reproduce.ipynb #eefe3580
 from __future__ import annotations
-import datetime as _dt, hashlib, html, json, logging, os, shutil, sys, time, traceback
+import datetime as _dt, hashlib, html, json, logging, os, re, shutil, sys, tempfile, time, traceback
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -13,11 +13,11 @@ import ephys2tx
 from .data import DataError, get_dataset
 
 # %% auto #0
-__all__ = ['STAGES', 'KERNEL', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'StageError',
+__all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'StageError',
            'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage', 'data_checksums',
            'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd', 'best_row',
-           'ensure_kernel', 'execute_report', 'to_html', 'run_stage', 'headline_table', 'write_index', 'select_stages',
-           'reproduce', 'headline_markdown', 'refresh_docs_index', 'register_cli']
+           'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'run_stage', 'headline_table',
+           'write_index', 'select_stages', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -206,15 +206,71 @@ def execute_report(src, dest, params:dict, kernel:str|None=None, progress:bool=F
         else: os.environ['MPLBACKEND'] = old
     return dest
 
+# %% ../nbs/08_reproduce.ipynb #f258b16d
+def rel_path(path, start) -> str:
+    "`path` relative to the folder `start` ('.' for `start` itself); '…/name' where the two share only the root."
+    p, s = Path(path).expanduser().resolve(), Path(start).expanduser().resolve()
+    if p == s: return '.'
+    try: common = Path(os.path.commonpath([p, s]))
+    except ValueError: return f'…/{p.name}'      # different drives
+    if common == Path(common.anchor): return f'…/{p.name}'
+    return Path(os.path.relpath(p, s)).as_posix()
+
+# %% ../nbs/08_reproduce.ipynb #524b56bf
+def params_table(params:dict, out_dir=None) -> pd.DataFrame:
+    "The run's parameters as a (parameter, value) table; `*_dir` paths relative to the run folder `out_dir` ('.')."
+    out = out_dir if out_dir is not None else params.get('out_dir')
+    rows = []
+    for k, v in params.items():
+        if v is None: v = '(default)'
+        elif k.endswith('_dir') and out is not None: v = rel_path(v, out)
+        rows.append(dict(parameter=k, value=str(v)))
+    return pd.DataFrame(rows, columns=['parameter', 'value'])
+
 # %% ../nbs/08_reproduce.ipynb #ba13f0e7
+HIDDEN_TAGS = ('parameters', 'injected-parameters')   # cells left out of a report's HTML
+
+def _machine_paths(params:dict) -> list:
+    "(absolute path, what the page shows instead) pairs, longest path first: the run's folders, then the machine's."
+    out, subs = params.get('out_dir'), {}
+    if out:
+        if params.get('data_dir'):
+            for p in {str(params['data_dir']), str(Path(params['data_dir']).resolve())}:
+                subs[p] = rel_path(params['data_dir'], out)
+        for p in {str(out), str(Path(out).resolve())}: subs[p] = '.'
+    root = Path(ephys2tx.__file__).resolve().parent.parent
+    for p, name in [(sys.prefix, '[python env]'), (sys.base_prefix, '[python]'), (tempfile.gettempdir(), '[tmp]'),
+                    (Path.home(), '~')] + ([(root, '[ephys2tx]')] if (root/'nbs').is_dir() else []):
+        for q in {str(p), str(Path(p).resolve())}: subs.setdefault(q, name)
+    return sorted(((p, s) for p, s in subs.items() if Path(p).is_absolute() and Path(p) != Path(Path(p).anchor)),
+                  key=lambda t: -len(t[0]))
+
+def _relative_paths(nb, subs:list):
+    "Rewrite the absolute paths of `subs` in every output of `nb` (streams, text, HTML, Markdown, errors), in place."
+    if not subs: return nb
+    to = dict(subs)
+    rx = re.compile('|'.join(rf'(?<![\w.~-]){re.escape(p)}(?![\w.-])' for p, _ in subs))
+    sub = lambda s: rx.sub(lambda m: to[m.group(0)], s) if isinstance(s, str) else s
+    for c in nb.cells:
+        for o in c.get('outputs', []):
+            if 'text' in o: o['text'] = sub(o['text'])
+            for k in [k for k in o.get('data', {}) if k.startswith('text/')]: o['data'][k] = sub(o['data'][k])
+            if 'evalue' in o: o['evalue'] = sub(o['evalue'])
+            if 'traceback' in o: o['traceback'] = [sub(t) for t in o['traceback']]
+    return nb
+
 def to_html(nb_path, html_path=None, title:str|None=None) -> Path:
-    "Self-contained HTML (embedded figures, no input prompts) of an executed notebook."
+    "Self-contained HTML of an executed report: outputs only (no code, no parameters cells), figures embedded, no machine paths."
     import nbformat
     from nbconvert import HTMLExporter
+    from traitlets.config import Config
     nb_path = Path(nb_path); html_path = Path(html_path or nb_path.with_suffix('.html'))
     nb = nbformat.read(nb_path, as_version=4)
     if title: nb.metadata['title'] = title
-    exp = HTMLExporter(template_name='lab', embed_images=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    _relative_paths(nb, _machine_paths(nb.metadata.get('papermill', {}).get('parameters', {})))
+    cfg = Config(TagRemovePreprocessor=dict(enabled=True, remove_cell_tags=set(HIDDEN_TAGS)))
+    exp = HTMLExporter(config=cfg, template_name='lab', embed_images=True, exclude_input=True,
+                       exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exp.from_notebook_node(nb)
     html_path.write_text(body, encoding='utf-8')
     return html_path

@@ -1,5 +1,5 @@
 "The reproduce job: caching, resuming after a failing stage, notebook errors that name the cell, missing results."
-import json, os, sys
+import json, os, re, shutil, sys
 from pathlib import Path
 import nbformat
 import pandas as pd
@@ -173,3 +173,67 @@ def test_headline_from_results_tables(tmp_path):
         assert row['model'] == 'nn_finetune'                       # not the human-only nn_human
         assert row['versus'].startswith('best_human 0.620') and abs(row['gain'] + 0.05) < 1e-9 and row['n'] == 3
     assert pd.isna(h.loc['mouse', 'cells'])   # no data stage ran here
+
+
+def test_params_table_paths_relative_to_the_run_folder(tmp_path):
+    "One row per report parameter, in order; the run folder is '.', the data folder relative to it, never absolute."
+    out, data = tmp_path / 'runs' / 'quick', tmp_path / 'mirror'
+    params = R.RunConfig(out=out, quick=True, device='cpu', data_dir=data).params()
+    t = R.params_table(params)
+    assert t.columns.tolist() == ['parameter', 'value'] and t.parameter.tolist() == list(params)
+    v = dict(zip(t.parameter, t.value))
+    assert v['out_dir'] == '.' and v['data_dir'] == '../../mirror' and v['quick'] == 'True' and v['folds'] == '3'
+    assert not any(x.startswith('/') or str(tmp_path) in x for x in t.value)
+    assert R.params_table(dict(params, data_dir=str(out / 'data')), out).set_index('parameter').value['data_dir'] == 'data'
+    assert R.params_table(dict(params, data_dir=None)).value[list(params).index('data_dir')] == '(default)'
+    # sharing only the filesystem root, a relative path would spell out the absolute one: shown by its name
+    assert R.rel_path('/srv/mirror', out) == '…/mirror'
+
+
+def _summary(nb_path) -> str:
+    "The Markdown that the report's `summary` cell displayed."
+    cells = [c for c in nbformat.read(nb_path, as_version=4).cells if 'summary' in c.metadata.get('tags', [])]
+    assert len(cells) == 1, f'{nb_path.name}: one cell tagged summary'
+    return '\n'.join(o['data']['text/markdown'] for o in cells[0].outputs if 'text/markdown' in o.get('data', {}))
+
+
+def test_data_qc_report_opens_with_the_counts_of_its_tables(tmp_path, mirror):
+    "The opening sentences of data & QC state the after-QC and dropped counts of the stage's tables, read when it runs."
+    out = tmp_path / 'run'
+    R.reproduce(out=out, quick=True, stages='data', data_dir=mirror, progress=False, echo=False)
+    counts = pd.read_csv(out / 'data' / 'class_counts.csv', index_col=0)
+    qc = pd.read_csv(out / 'data' / 'qc_report.csv')
+    text = _summary(out / 'reports' / 'data_qc.ipynb').replace('*', '')
+    for sp in ['mouse', 'human']:
+        assert f"{counts.loc['total', sp]:,} {sp} cells" in text, text
+        q = qc[qc.species == sp]; top = q.loc[q['cells dropped'].idxmax()]
+        assert q['cells remaining'].iloc[-1] == counts.loc['total', sp]
+        assert f"{q['cells dropped'].sum():,} of the {q['cells remaining'].iloc[0] + q['cells dropped'].iloc[0]:,} {sp}" in text
+        assert f"most, {top['cells dropped']:,}, for {top['reason']}" in text, text
+    html = (out / 'reports' / 'data_qc.html').read_text(encoding='utf-8')
+    first = f"{counts.loc['total', 'mouse']:,}</strong> mouse cells"
+    assert html.index('Report: data and quality control') < html.index(first) < html.index('Parameters of this run') \
+        < html.index('The QC steps')
+    assert re.search(r'<td>out_dir</td>\s*<td>\.</td>', html)
+    assert re.search(rf"<td>data_dir</td>\s*<td>{re.escape(R.rel_path(mirror, out))}</td>", html)
+
+    # the numbers are read from the tables when the report runs, not typed in: doctored tables, other sentences
+    fake = tmp_path / 'doctored'; shutil.copytree(out / 'data', fake / 'data')
+    counts.loc['total', ['mouse', 'human']] = [12345, 678]; counts.to_csv(fake / 'data' / 'class_counts.csv')
+    params = R.RunConfig(out=fake, quick=True, device='cpu', data_dir=mirror).params()
+    text = _summary(R.execute_report(REPORTS / 'data_qc.ipynb', fake / 'reports' / 'data_qc.ipynb', params)).replace('*', '')
+    assert '12,345 mouse cells and 678 human cells' in text, text
+
+
+def test_every_report_opens_with_its_summary_and_parameters():
+    "Title, then the cell that states the findings, then the parameters table, before any section of the report."
+    for st in R.STAGES.values():
+        cells = nbformat.read(REPORTS / st.report, as_version=4).cells
+        assert cells[0].cell_type == 'markdown' and cells[0].source.startswith('# Report:'), st.report
+        tags = [c.metadata.get('tags', []) for c in cells]
+        i_sum = next(i for i, t in enumerate(tags) if 'summary' in t)
+        i_par = next(i for i, t in enumerate(tags) if 'run-parameters' in t)
+        i_sec = next(i for i, c in enumerate(cells) if c.cell_type == 'markdown' and c.source.startswith('## '))
+        assert i_sum < i_par < i_sec, (st.report, i_sum, i_par, i_sec)
+        assert 'display(Markdown(' in cells[i_sum].source and 'params_table(' in cells[i_par].source, st.report
+        assert not any(c.cell_type == 'markdown' for c in cells[1:i_sum]), f'{st.report}: prose before the summary'
