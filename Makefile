@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= reports_out
 N_WORKERS ?= 2
 
-.PHONY: venv test export check-export nbtest pytest reproduce docs docs-test lab bench clean
+.PHONY: venv test export check-export nbtest nbdev-test pytest reproduce docs docs-test lab bench clean
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +26,13 @@ check-export: venv
 	@if ! diff -r -q -x __pycache__ /tmp/ephys2tx-export-check ephys2tx; then \
 	  echo "ephys2tx/ differs from what the notebooks export: run nbdev_export and commit ephys2tx/"; exit 1; fi
 
+## the notebooks' tests: every cell run as nbdev_test runs it (slow/gpu/network skipped), each notebook in a
+## fresh process; the executed pages are kept (.cache/docs) so `make docs` does not run them again
 nbtest: venv
+	$(BIN)/ephys2tx docs --execute-only --out $(OUT) --n-workers $(N_WORKERS)
+
+## the same cells through nbdev's own runner
+nbdev-test: venv
 	$(BIN)/nbdev_test --n_workers $(N_WORKERS) --do_print --timing
 
 pytest: venv
