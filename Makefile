@@ -45,7 +45,7 @@ export: venv
 
 ## the experiments (cached stages), the HTML reports and $(OUT)/index.html; QUICK=1 for the fast CI-like run
 reproduce: venv
-	$(BIN)/ephys2tx reproduce --out $(OUT) $(if $(QUICK),--quick,)
+	$(BIN)/ephys2tx reproduce --out $(OUT) --n-workers $(N_WORKERS) $(if $(QUICK),--quick,)
 
 ## the docs site into _docs/ (Sphinx + myst-nb, offline): the notebooks executed as nbdev_test runs them,
 ## nbdev's processing, a local MathJax (npm's mathjax@3), the headline and reports of the run in $(OUT)

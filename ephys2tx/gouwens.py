@@ -161,4 +161,3 @@ def _rf_spca(schema='mouse', random_state=0, n_estimators:int=500, alpha:float=1
                                                     random_state=random_state, n_jobs=1, **kw))])
 
 register_model('rf_spca', _rf_spca)
-register_model('gouwens_rf', _rf_spca, 'alias of rf_spca (the name the reproduction pipeline uses)')

@@ -13,11 +13,12 @@ import ephys2tx
 from .data import DataError, get_dataset
 
 # %% auto #0
-__all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'StageError',
-           'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage', 'data_checksums',
-           'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd', 'best_row',
-           'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'run_stage', 'headline_table',
-           'write_index', 'select_stages', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'register_cli']
+__all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON',
+           'QUICK_PARAMS', 'EVAL_CODE', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage',
+           'register_stage', 'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result',
+           'mean_sd', 'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html',
+           'runs_store', 'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce',
+           'headline_markdown', 'refresh_docs_index', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -37,11 +38,13 @@ class RunConfig:
     seed: int = 0
     device: str = 'auto'
     data_dir: str|None = None
+    n_workers: int = 2           # processes the stages fan their fits out to (results do not depend on it)
     def __post_init__(self):
         if self.repeats is None: self.repeats = 1 if self.quick else 5
         if self.folds is None: self.folds = 3 if self.quick else 5
         if self.repeats < 1: raise ValueError(f'repeats must be >= 1, got {self.repeats}')
         if self.folds < 2: raise ValueError(f'folds must be >= 2, got {self.folds}')
+        if self.n_workers < 1: raise ValueError(f'n_workers must be >= 1, got {self.n_workers}')
         from ephys2tx.bilstm import resolve_device   # one device rule for the whole package
         self.device = str(resolve_device(self.device))
         if self.data_dir is None: self.data_dir = os.environ.get('EPHYS2TX_DATA') or None
@@ -259,9 +262,17 @@ def _relative_paths(nb, subs:list):
             if 'traceback' in o: o['traceback'] = [sub(t) for t in o['traceback']]
     return nb
 
+# nbconvert's lab template loads require.js, MathJax and mermaid from CDNs; a report needs none of them (no
+# widgets, no formulas, no diagrams), and a report must open offline
+OFFLINE_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock -%}
+{%- block html_head_js_mathjax -%}{%- endblock -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock -%}'''
+
 def to_html(nb_path, html_path=None, title:str|None=None) -> Path:
     "Self-contained HTML of an executed report: outputs only (no code, no parameters cells), figures embedded, no machine paths."
     import nbformat
+    import jinja2
     from nbconvert import HTMLExporter
     from traitlets.config import Config
     nb_path = Path(nb_path); html_path = Path(html_path or nb_path.with_suffix('.html'))
@@ -269,8 +280,9 @@ def to_html(nb_path, html_path=None, title:str|None=None) -> Path:
     if title: nb.metadata['title'] = title
     _relative_paths(nb, _machine_paths(nb.metadata.get('papermill', {}).get('parameters', {})))
     cfg = Config(TagRemovePreprocessor=dict(enabled=True, remove_cell_tags=set(HIDDEN_TAGS)))
-    exp = HTMLExporter(config=cfg, template_name='lab', embed_images=True, exclude_input=True,
-                       exclude_input_prompt=True, exclude_output_prompt=True)
+    exp = HTMLExporter(config=cfg, template_name='lab', template_file='ephys2tx_report.html.j2',
+                       extra_loaders=[jinja2.DictLoader({'ephys2tx_report.html.j2': OFFLINE_TEMPLATE})],
+                       embed_images=True, exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exp.from_notebook_node(nb)
     html_path.write_text(body, encoding='utf-8')
     return html_path
@@ -320,9 +332,9 @@ register_stage(Stage(
     headline=_data_headline));
 
 # %% ../nbs/08_reproduce.ipynb #cf0ed573
-GOUWENS_MODELS = ['gouwens_rf']                           # per-family sparse PCA + RF, registered by ephys2tx.gouwens
+GOUWENS_MODELS = ['rf_spca']                              # per-family sparse PCA + RF, registered by ephys2tx.gouwens
 MODEL_COMPARISON = ['rf', 'rf_spca', 'logreg', 'hgb', 'bilstm']  # the baselines of ephys2tx.evaluation + the BiLSTM
-QUICK_PARAMS = {'rf': dict(n_estimators=100), 'rf_spca': dict(n_estimators=100), 'gouwens_rf': dict(n_estimators=100),
+QUICK_PARAMS = {'rf': dict(n_estimators=100), 'rf_spca': dict(n_estimators=100),
                 'hgb': dict(max_iter=50),
                 'bilstm': dict(epochs=5)}                  # --quick: small training budgets
 
@@ -338,16 +350,27 @@ def _eval_config(models, run:RunConfig) -> dict:
     return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
                 params=params, repeats=run.repeats, folds=run.folds, seed=run.seed)
 
+EVAL_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens', 'ephys2tx.bilstm')
+
+def runs_store(run:RunConfig, species:str) -> Path:
+    "The store of evaluation runs that stages share: a model fitted on a fold for one stage serves every stage."
+    key = dict(species=species, repeats=run.repeats, folds=run.folds, seed=run.seed, version=ephys2tx.__version__,
+               data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')), code=code_checksums(EVAL_CODE))
+    return Path(run.out) / '_runs' / f'evaluate_{species}_{key_hash(key)[:16]}'
+
 def _evaluate_models(ctx:StageContext, species):
     "The evaluation protocol (`ephys2tx.evaluation.run_experiment`) for the configured models x `species`."
     from ephys2tx.evaluation import load_task, run_experiment, write_results
     cfg, parts = ctx.config, []
     for sp in species:
         task = load_task(sp, data_dir=ctx.run.data_dir)
-        ctx.log.info('  %s: %s on %d cells, %s, %d x %d folds', sp, ', '.join(cfg['models']), len(task.X),
-                     '+'.join(cfg['protocols']), ctx.run.repeats, ctx.run.folds)
+        ctx.log.info('  %s: %s on %d cells, %s, %d x %d folds, %d workers', sp, ', '.join(cfg['models']), len(task.X),
+                     '+'.join(cfg['protocols']), ctx.run.repeats, ctx.run.folds, ctx.run.n_workers)
         r = run_experiment(task, cfg['models'], cfg['protocols'], ctx.run.repeats, ctx.run.folds,
-                           random_state=ctx.run.seed, params=cfg['params'], progress=ctx.progress)
+                           random_state=ctx.run.seed, params=cfg['params'], progress=ctx.progress,
+                           n_jobs=ctx.run.n_workers, out=runs_store(ctx.run, sp))
+        done = len(r.attrs['computed'])
+        ctx.log.info('  %s: %d runs fitted, %d read from the shared run store', sp, done, r.attrs['planned'] - done)
         write_results(r, ctx.dir, f'evaluate_{sp}')
         parts.append(r)
     res = pd.concat(parts, ignore_index=True)
@@ -358,17 +381,24 @@ def _models_headline(d:Path, run:RunConfig) -> pd.DataFrame:
     if 'protocol' in r.columns and (r.protocol == 'stratified').any(): r = r[r.protocol == 'stratified']
     return pd.DataFrame([best_row(r[r.species == sp], sp) for sp in ['mouse', 'human'] if (r.species == sp).any()])
 
-def _run_attention(ctx:StageContext):
-    "Held-out attention and family permutation importance of the BiLSTM, per species (`interpret_cv`)."
+def _interpret_species(cfg, run, sp):
+    "One species of the attention stage (a fan-out job)."
     from ephys2tx.bilstm import BiLSTMClassifier, interpret_cv
     from ephys2tx.data import load_cells
-    cfg = ctx.config
-    for sp in ('mouse', 'human'):
-        cells = load_cells(sp, data_dir=ctx.run.data_dir, progress=False)
-        model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=ctx.run.device, random_state=ctx.run.seed)
-        ctx.log.info('  %s: interpreting a BiLSTM over %d folds (%d epochs)', sp, ctx.run.folds, cfg['epochs'])
-        r = interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=ctx.run.folds, n_repeats=cfg['n_repeats'],
-                         random_state=ctx.run.seed, progress=ctx.progress)
+    cells = load_cells(sp, data_dir=run.data_dir, progress=False)
+    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.seed)
+    return interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=run.folds, n_repeats=cfg['n_repeats'],
+                        random_state=run.seed, progress=False)
+
+def _run_attention(ctx:StageContext):
+    "Held-out attention and family permutation importance of the BiLSTM, per species (`interpret_cv`), in parallel."
+    from ephys2tx.evaluation import fan_out
+    cfg, species = ctx.config, ('mouse', 'human')
+    ctx.log.info('  mouse, human: interpreting a BiLSTM over %d folds (%d epochs), %d workers', ctx.run.folds,
+                 cfg['epochs'], ctx.run.n_workers)
+    res = fan_out(_interpret_species, [(sp,) for sp in species], dict(cfg=cfg, run=ctx.run), n_workers=ctx.run.n_workers,
+                  progress=ctx.progress, desc='attention')
+    for sp, r in zip(species, res):
         r['attention'].to_parquet(ctx.dir/f'attention_{sp}.parquet', index=False)
         r['summary'].rename_axis('family').to_csv(ctx.dir/f'summary_{sp}.csv')
         r['importance'].to_csv(ctx.dir/f'importance_{sp}.csv', index=False)
@@ -380,6 +410,7 @@ def _run_transfer(ctx:StageContext):
     cfg = ctx.config
     res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
                               out=ctx.dir, scheduler='sync' if ctx.run.quick else None, tiny=ctx.run.quick,
+                              n_workers=ctx.run.n_workers,
                               device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir)
     write_tables(res, ctx.dir)
 
@@ -531,7 +562,8 @@ def write_index(out, records:list, run:RunConfig, wall:float, error:str|None=Non
                     f'<td class="num">{r.get("seconds", 0):.1f}</td><td>{html.escape(r.get("note", ""))}</td></tr>')
     err = f'<p class="failed"><b>The run stopped:</b> {html.escape(error)}</p>' if error else ''
     params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds, seed=run.seed,
-                                         device=run.device, version=ephys2tx.__version__)))
+                                         device=run.device, n_workers=run.n_workers, cpus=os.cpu_count(),
+                                         version=ephys2tx.__version__)))
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ephys2tx results</title>
 <style>{_CSS}</style></head><body><h1>ephys2tx: reproduced results</h1>{err}
 <h2>Headline</h2><p>Macro F1 over {run.repeats} repeat(s) × {run.folds} fold(s), best model per row; cells = after QC.</p>
@@ -574,10 +606,11 @@ def select_stages(names=None) -> list[Stage]:
 
 def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None=None, folds:int|None=None,
               seed:int=0, device:str='auto', data_dir=None, reports_dir=None, force:bool=False, strict:bool=False,
-              progress:bool=True, echo:bool=True) -> list[dict]:
+              progress:bool=True, echo:bool=True, n_workers:int=2) -> list[dict]:
     "Run (or resume) the reproduce job into `out`; raises `StageError` at the first failing stage."
     from tqdm.auto import tqdm
-    run = RunConfig(out=out, quick=quick, repeats=repeats, folds=folds, seed=seed, device=device, data_dir=data_dir)
+    run = RunConfig(out=out, quick=quick, repeats=repeats, folds=folds, seed=seed, device=device, data_dir=data_dir,
+                    n_workers=n_workers)
     outp = Path(run.out); outp.mkdir(parents=True, exist_ok=True)
     log = _logger(outp, echo)
     todo = select_stages(stages)
@@ -667,6 +700,7 @@ def register_cli(sub):
     p.add_argument('--folds', type=int, default=None, help='CV folds (default 3 with --quick, else 5)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='auto', help="'auto' (GPU if torch sees one), 'cpu' or 'cuda'")
+    p.add_argument('--n-workers', type=int, default=2, help='worker processes the stages fan their fits out to')
     p.add_argument('--reports-dir', default=None, help=f'folder of the report notebooks (default {REPORTS_DIR})')
     p.add_argument('--force', action='store_true', help='recompute every selected stage, ignoring the cache')
     p.add_argument('--strict', action='store_true', help='fail instead of skipping stages whose modules are missing')
@@ -677,7 +711,7 @@ def _cli_reproduce(args):
     try:
         recs = reproduce(out=args.out, quick=args.quick, stages=args.stages, repeats=args.repeats, folds=args.folds,
                          seed=args.seed, device=args.device, data_dir=args.data_dir, reports_dir=args.reports_dir,
-                         force=args.force, strict=args.strict, progress=not args.no_progress)
+                         force=args.force, strict=args.strict, progress=not args.no_progress, n_workers=args.n_workers)
     except StageError as e:
         print(f'ephys2tx: error: {e}\n(finished stages are kept; fix the problem and rerun to resume)', file=sys.stderr)
         return 1

@@ -237,3 +237,21 @@ def test_every_report_opens_with_its_summary_and_parameters():
         assert i_sum < i_par < i_sec, (st.report, i_sum, i_par, i_sec)
         assert 'display(Markdown(' in cells[i_sum].source and 'params_table(' in cells[i_par].source, st.report
         assert not any(c.cell_type == 'markdown' for c in cells[1:i_sum]), f'{st.report}: prose before the summary'
+
+
+def test_models_stage_reuses_the_gouwens_fits(tmp_path, mirror, monkeypatch):
+    "rf_spca on the mouse folds is fitted once: by the gouwens stage; the models stage reads those runs."
+    monkeypatch.setattr(R, 'MODEL_COMPARISON', ['rf_spca', 'logreg'])
+    out = tmp_path / 'run'
+    R.reproduce(out=out, quick=True, folds=2, stages='gouwens,models', data_dir=mirror, progress=False, echo=False,
+                n_workers=1)
+    log = (out / 'run.log').read_text()
+    assert re.search(r'mouse: 2 runs fitted, 0 read from the shared run store', log), log[-2000:]   # gouwens
+    assert re.search(r'mouse: 2 runs fitted, 2 read from the shared run store', log), log[-2000:]   # models: logreg only
+    g = pd.read_parquet(out / 'gouwens' / 'results.parquet')
+    m = pd.read_parquet(out / 'models' / 'results.parquet')
+    m = m[(m.model == 'rf_spca') & (m.species == 'mouse')]
+    pd.testing.assert_series_equal(g.sort_values('fold').macro_f1.reset_index(drop=True),
+                                   m.sort_values('fold').macro_f1.reset_index(drop=True))
+    fresh = R.runs_store(R.RunConfig(out=out, quick=True, folds=3, data_dir=mirror), 'mouse')
+    assert not fresh.exists()                                  # other folds: another store, nothing reused
