@@ -80,7 +80,7 @@ def main(argv=None):
     t0 = time.time()
     if a.recipe: recipe, sweep = json.loads(a.recipe), None
     else: recipe, sweep = choose(a.seed, a.n_jobs, prog)
-    print('chosen on inner validation of the mouse training cells:', recipe, flush=True)
+    print('chosen by inner validation (mean over both species):', recipe, flush=True)
     rows, tables = [], []
     for sp in a.species.split(','):
         r = check(sp, recipe, a.repeats, a.folds, a.seed, a.n_jobs, prog); tables.append(r)

@@ -18,47 +18,55 @@ HERE = Path(__file__).resolve().parent
 
 
 def stage_times(out: Path, records: list | None = None) -> pd.DataFrame:
-    "Seconds per stage: the reproduce records of this run when given, else the stages' own `stage.json`."
+    "Seconds per stage: the records of this run (computation + report) when given, else `stage.json` (computation)."
     rows = []
     if records:
         for r in records: rows.append(dict(stage=r['stage'], seconds=r['seconds'], computed=r['computed']))
     else:
-        for d in sorted(p for p in out.iterdir() if (p / 'stage.json').is_file()):
+        from ephys2tx.reproduce import STAGES
+        for d in (out / n for n in STAGES if (out / n / 'stage.json').is_file()):   # registry order, as they run
             rows.append(dict(stage=d.name, seconds=json.loads((d / 'stage.json').read_text())['seconds'], computed=True))
     t = pd.DataFrame(rows)
     t['share'] = t.seconds / t.seconds.sum()
     return t
 
 
-def model_fits(out: Path) -> pd.DataFrame:
-    "Fits, summed fit seconds and seconds per fit for every stage x species x model in the run's result tables."
-    parts = []
-    for d in sorted(p for p in out.iterdir() if (p / 'results.parquet').is_file()):
-        r = pd.read_parquet(d / 'results.parquet')
+def model_fits(out: Path, order: list) -> pd.DataFrame:
+    "Fits, summed fit seconds and seconds per fit per stage x species x model; a run a stage read from another is `reused`."
+    parts, seen = [], set()
+    for name in order:
+        f = out / name / 'results.parquet'
+        if not f.is_file(): continue
+        r = pd.read_parquet(f)
         if 'fit_seconds' not in r.columns: continue
-        r = r.assign(stage=d.name, species=r['species'] if 'species' in r.columns else '')
-        g = (r.groupby(['stage', 'species', 'model'], sort=False)
-              .agg(fits=('fit_seconds', 'size'), fit_seconds=('fit_seconds', 'sum')).reset_index())
-        parts.append(g)
-    if not parts: return pd.DataFrame(columns=['stage', 'species', 'model', 'fits', 'fit_seconds', 'seconds_per_fit'])
+        r = r.assign(stage=name, species=r['species'] if 'species' in r.columns else '')
+        ids = r['run_id'] if 'run_id' in r.columns else pd.Series(range(len(r))).astype(str) + name
+        r['reused'] = ids.isin(seen).to_numpy(); seen |= set(ids)
+        r.loc[r.reused, 'fit_seconds'] = 0.0
+        parts.append(r.groupby(['stage', 'species', 'model'], sort=False)
+                      .agg(fits=('reused', lambda x: int((~x).sum())), reused=('reused', 'sum'),
+                           fit_seconds=('fit_seconds', 'sum')).reset_index())
+    if not parts: return pd.DataFrame(columns=['stage', 'species', 'model', 'fits', 'reused', 'fit_seconds', 'seconds_per_fit'])
     t = pd.concat(parts, ignore_index=True)
-    t['seconds_per_fit'] = t.fit_seconds / t.fits
+    t['seconds_per_fit'] = t.fit_seconds / t.fits.where(t.fits > 0)
     t['share_of_stage_fits'] = t.fit_seconds / t.groupby('stage').fit_seconds.transform('sum')
-    return t.sort_values(['stage', 'fit_seconds'], ascending=[True, False]).reset_index(drop=True)
+    return t.sort_values(['stage', 'fit_seconds'], ascending=[True, False], key=lambda c: c.map(
+        {n: i for i, n in enumerate(order)}) if c.name == 'stage' else c).reset_index(drop=True)
 
 
 def markdown(stages: pd.DataFrame, fits: pd.DataFrame, wall: float) -> str:
-    lines = ['| stage | wall time | share | model (species) | fits | s / fit | share of the stage\'s fit time |',
-             '|---|---:|---:|---|---:|---:|---:|']
+    lines = ['| stage | wall time | share | model (species) | fits | read from an earlier stage | s / fit | share of the stage\'s fit time |',
+             '|---|---:|---:|---|---:|---:|---:|---:|']
     for s in stages.itertuples():
         f = fits[fits.stage == s.stage]
         first = True
         for m in f.itertuples() if len(f) else [None]:
             head = f'| {s.stage} | {s.seconds:,.0f} s | {s.share:.0%} |' if first else '| | | |'
             first = False
-            if m is None: lines.append(head + ' | | | |'); continue
-            lines.append(head + f' {m.model} ({m.species}) | {m.fits} | {m.seconds_per_fit:.2f} | {m.share_of_stage_fits:.0%} |')
-    lines.append(f'| **total** | **{wall:,.0f} s** | | | | | |')
+            if m is None: lines.append(head + ' | | | | |'); continue
+            spf = '' if m.fits == 0 else f'{m.seconds_per_fit:.2f}'
+            lines.append(head + f' {m.model} ({m.species}) | {m.fits} | {int(m.reused)} | {spf} | {m.share_of_stage_fits:.0%} |')
+    lines.append(f'| **total** | **{wall:,.0f} s** | | | | | | |')
     return '\n'.join(lines)
 
 
@@ -76,7 +84,8 @@ def main(argv=None):
         t0 = time.time()
         records = reproduce(out=out, quick=a.quick, progress=False, echo=True)
         wall = time.time() - t0
-    stages, fits = stage_times(out, records), model_fits(out)
+    stages = stage_times(out, records)
+    fits = model_fits(out, list(stages.stage))
     wall = wall if wall is not None else float(stages.seconds.sum())
     prof = dict(command=f"ephys2tx reproduce --out {out.name}" + (' --quick' if a.quick else ''),
                 quick=a.quick, wall_seconds=wall, cpus=os.cpu_count(), machine=platform.machine(),
