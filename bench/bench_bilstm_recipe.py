@@ -18,7 +18,7 @@ Writes bench/results/bilstm_recipe.json and prints the README's table. A script,
 """
 import argparse, json, os, platform, sys, time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import pandas as pd, torch
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = dict(smote=True, hidden=128, batch_size=64, patience=15)          # the `bilstm` recipe of record

@@ -7,8 +7,8 @@ __all__ = ['CONF', 'CSS', 'PAGE_FORMAT', 'nbs_dir', 'page_name', 'doc_pages', 'N
            'render_page', 'cell_options', 'module_lines', 'to_myst', 'source_pages', 'results_page', 'local_mathjax',
            'execute_pages', 'build_docs', 'register_cli']
 
-# %% ../nbs/10_docs.ipynb #b8eeb862
-import os, re, sys, json, shutil, hashlib, subprocess, time
+# %% ../nbs/10_docs.ipynb #8cd761d5
+import os, re, sys, shutil, hashlib, subprocess, time
 from pathlib import Path
 import ephys2tx
 
@@ -347,27 +347,29 @@ def execute_pages(pages, out, n_workers:int=2, cache='.cache/docs', flags=None, 
     if progress: print(f'docs: executed in {time.time() - t0:.0f} s', flush=True)
     return done
 
-# %% ../nbs/10_docs.ipynb #70db01c1
+# %% ../nbs/10_docs.ipynb #2f019872
+def _under(root, *paths) -> list:
+    "Each of `paths` as given if absolute, else under the checkout `root`."
+    return [Path(p) if Path(p).is_absolute() else Path(root) / p for p in paths]
+
 def build_docs(dest='_docs', out='reports_out', n_workers:int=2, cache='.cache/docs', flags=None,
                strict:bool=True, progress:bool=True, nbs=None) -> Path:
     "Build the docs site into `dest` from the notebooks (executed as `nbdev_test` runs them) with Sphinx + myst-nb."
     import importlib.util
     missing = [m for m in ('sphinx', 'myst_nb', 'sphinx_book_theme') if importlib.util.find_spec(m) is None]
     if missing: raise RuntimeError(f"the docs site needs {', '.join(missing)}: pip install -e '.[docs]' (make installs it)")
-    t0 = time.time()
+    t0, cfg = time.time(), _settings()
     nbs = Path(nbs or nbs_dir()); root = nbs.parent
-    dest, out, cache = (Path(p) if Path(p).is_absolute() else root / p for p in (dest, out, cache))
-    flags = _settings().get('tst_flags', '').split() if flags is None else list(flags)
+    dest, out, cache = _under(root, dest, out, cache)
     pages = doc_pages(nbs)
     done = execute_pages(pages, out, n_workers, cache, flags, progress)
     src = cache / 'src'
     if src.exists(): shutil.rmtree(src)
     (src / '_static').mkdir(parents=True); (src / '_extra').mkdir()
-    shutil.copytree(local_mathjax(Path(_settings().config_path) / '.cache'), src / '_static' / 'mathjax')
+    shutil.copytree(local_mathjax(Path(cfg.config_path) / '.cache'), src / '_static' / 'mathjax')
     (src / '_static' / 'ephys2tx.css').write_text(CSS)
     if (nbs / 'images').is_dir(): shutil.copytree(nbs / 'images', src / 'images')
     source_pages(src / '_extra' / '_source')
-    cfg = _settings()
     (src / 'conf.py').write_text(CONF.format(title=cfg.get('title', 'ephys2tx'), author=cfg.get('author', ''),
                                              copyright=cfg.get('copyright', ''), version=cfg.get('version', '')))
     import nbformat
@@ -408,9 +410,8 @@ def register_cli(sub):
 def _cli_docs(args):
     try:
         if args.execute_only:
-            nbs = nbs_dir(); root = nbs.parent
-            out, cache = (Path(p) if Path(p).is_absolute() else root / p for p in (args.out, args.cache))
-            execute_pages(doc_pages(nbs), out, args.n_workers, cache)
+            nbs = nbs_dir()
+            execute_pages(doc_pages(nbs), *_under(nbs.parent, args.out), args.n_workers, *_under(nbs.parent, args.cache))
         else: build_docs(dest=args.dest, out=args.out, n_workers=args.n_workers, cache=args.cache, strict=not args.no_strict)
     except NotebookError as e:
         print(f'{e}\nephys2tx docs: notebook tests failed', file=sys.stderr); return 1

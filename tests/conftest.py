@@ -1,5 +1,5 @@
-"Shared fixtures: the data mirror and a local HTTP server that serves it."
-import os, shutil, threading
+"Shared fixtures: the data mirror, a local HTTP server that serves it, and headless Chromium."
+import html, json, os, re, shutil, subprocess, threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,3 +66,32 @@ def http_mirror(tmp_path, mirror):
     t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
     yield f'http://127.0.0.1:{srv.server_address[1]}', root, srv
     srv.shutdown(); srv.server_close()
+
+
+CHROMIUM_NAMES = ('chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable')
+# headless, and quiet on a machine whose network is closed (no background connections, no component updates)
+CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync')
+
+
+class Chromium:
+    "Headless Chromium: `dom(url, profile, *flags)` is the DOM after load; `probe(...)` the JSON a page's probe wrote."
+    def __init__(self, exe): self.exe = exe
+
+    def dom(self, url, profile, *flags, timeout=120) -> str:
+        cmd = [self.exe, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *flags, '--dump-dom', str(url)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+
+    def probe(self, url, profile, *flags, timeout=120) -> dict:
+        "The report of a probe script that appended `<pre id=\"e2t-probe\">JSON</pre>` to the page."
+        dom = self.dom(url, profile, *flags, timeout=timeout)
+        m = re.search(r'<pre id="e2t-probe">(.*?)</pre>', dom, re.S)
+        assert m, f'the probe did not run on {url}; DOM starts {dom[:300]!r}'
+        return json.loads(html.unescape(m.group(1)))
+
+
+@pytest.fixture(scope='session')
+def chromium():
+    exe = next((shutil.which(b) for b in CHROMIUM_NAMES if shutil.which(b)), None)
+    if exe is None: pytest.skip('no Chromium on this machine (apt-get install chromium)')
+    return Chromium(exe)

@@ -3,12 +3,11 @@
 Starts JupyterLab headless on a free local port in `nbs/` (as `make lab` does, without a browser) and checks
 that its file listing holds the chapters and that the Lab page itself is served; in headless Chromium, when
 one is installed, that the file browser shows the notebooks."""
-import json, os, re, secrets, shutil, socket, subprocess, sys, time, urllib.request
+import json, os, re, secrets, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = next((shutil.which(b) for b in ['chromium', 'chromium-browser', 'google-chrome'] if shutil.which(b)), None)
 
 
 def _free_port() -> int:
@@ -59,13 +58,9 @@ def test_lab_lists_the_notebooks(lab):
     assert status == 200 and 'jupyter-config-data' in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason='no Chromium on this machine (apt-get install chromium)')
-def test_lab_file_browser_in_chromium(lab, tmp_path):
+def test_lab_file_browser_in_chromium(chromium, lab, tmp_path):
     base, token = lab
-    cmd = [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           f'--user-data-dir={tmp_path / "profile"}', '--virtual-time-budget=30000', '--window-size=1400,900',
-           '--dump-dom', f'{base}/lab/tree?token={token}']
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
+    dom = chromium.dom(f'{base}/lab/tree?token={token}', tmp_path / 'profile', '--virtual-time-budget=30000',
+                       '--window-size=1400,900', timeout=180)
     listed = set(re.findall(r'(\d\d_\w+\.ipynb)', dom))
     assert {'01_data.ipynb', '06_transfer.ipynb'} <= listed, f'the file browser did not list the notebooks: {sorted(listed)[:5]}'
