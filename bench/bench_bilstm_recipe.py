@@ -4,11 +4,13 @@
     EPHYS2TX_DATA=/path/to/mirror python bench/bench_bilstm_recipe.py            # 5 x 5 folds, both species
     python bench/bench_bilstm_recipe.py --repeats 1 --folds 3 --species human    # a quick look
 
-1. **Choice, by inner validation.** Each candidate of `CANDIDATES` (no SMOTE: the class-weighted loss balances
-   the classes; larger batches; a smaller hidden size; earlier stopping) is scored by validation macro-F1 on
-   validation splits carved from the training parts of a 3-fold split of each species (`inner_validation_sweep`,
-   the rule of the chapter's own sweep; its own seed; its held-out thirds are never read). The rule, fixed
-   before the check below is run: the candidate with the best mean validation macro-F1 over the two species.
+1. **Choice, by inner validation.** The reference and each candidate of `CANDIDATES` (SMOTE kept; larger
+   batches with a larger learning rate; a smaller hidden size; earlier stopping) are scored by validation
+   macro-F1 on validation splits carved from the training parts of a 3-fold split of each species
+   (`inner_validation_sweep`, the rule of the chapter's own sweep; its own seed; its held-out thirds are never
+   read). The rule, fixed before the check below is run: of the candidates whose mean validation macro-F1 over
+   the two species is within `TOLERANCE` of the reference's, the one with the fewest fit seconds in the sweep
+   (else the best by validation macro-F1).
 2. **Check, on the test folds.** The current recipe (`bilstm`: SMOTE, hidden 128, batch 64, patience 15) and the
    chosen one are fitted on the same 5 x 5 stratified folds of each species (the experiment core, 2 workers);
    paired difference, corrected resampled t-test, bootstrap CI, and seconds per fit.
@@ -22,25 +24,30 @@ import pandas as pd, torch
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = dict(smote=True, hidden=128, batch_size=64, patience=15)          # the `bilstm` recipe of record
-CANDIDATES = [dict(smote=False, hidden=64, batch_size=64, patience=15),
-              dict(smote=False, hidden=64, batch_size=128, patience=10, lr=2e-3),
-              dict(smote=False, hidden=128, batch_size=128, patience=10, lr=2e-3),
-              dict(smote=False, hidden=64, batch_size=256, patience=8, lr=3e-3)]
+CANDIDATES = [dict(smote=True, hidden=64, batch_size=128, patience=10, lr=2e-3),   # SMOTE kept: without it
+              dict(smote=True, hidden=64, batch_size=256, patience=10, lr=3e-3),   # mouse macro-F1 fell by 0.022
+              dict(smote=True, hidden=128, batch_size=256, patience=10, lr=3e-3),  # (bench/results/bilstm_recipe_nosmote.json)
+              dict(smote=True, hidden=32, batch_size=256, patience=10, lr=3e-3)]
+TOLERANCE = 0.005       # a candidate may lose this much mean validation macro-F1 to the reference, no more
 
 
 def choose(seed: int, n_jobs: int, progress: bool) -> tuple:
-    "The candidate with the best mean validation macro-F1 over inner splits of both species' cells."
+    "The cheapest candidate within `TOLERANCE` of the reference's mean validation macro-F1 over inner splits of both species."
     from ephys2tx.bilstm import inner_validation_sweep, NET_DEFAULTS
     from ephys2tx.evaluation import load_task
     base = dict(NET_DEFAULTS) | dict(variant='attention')
-    parts = []
+    grid, parts = [REFERENCE] + CANDIDATES, []
     for sp in ('mouse', 'human'):
         t = load_task(sp)
-        s = inner_validation_sweep(t.X, t.y, sp, grid=CANDIDATES, base=base, folds=3, random_state=seed + 1000,
+        s = inner_validation_sweep(t.X, t.y, sp, grid=grid, base=base, folds=3, random_state=seed + 1000,
                                    n_jobs=n_jobs, progress=progress)
         parts.append(s.reset_index().assign(species=sp))
     sweep = pd.concat(parts, ignore_index=True)
-    best = sweep.groupby('config', sort=False).val_macro_f1.mean().sort_values(ascending=False).index[0]
+    per = sweep.groupby('config', sort=False).agg(val_macro_f1=('val_macro_f1', 'mean'), fit_seconds=('fit_seconds', 'sum'))
+    ref = per.loc[json.dumps(REFERENCE, sort_keys=True), 'val_macro_f1']
+    cand = per.drop(json.dumps(REFERENCE, sort_keys=True))
+    ok = cand[cand.val_macro_f1 >= ref - TOLERANCE]
+    best = ok.fit_seconds.idxmin() if len(ok) else cand.val_macro_f1.idxmax()
     return json.loads(best), sweep
 
 
@@ -67,7 +74,7 @@ def main(argv=None):
     ap.add_argument('--species', default='mouse,human')
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--folds', type=int, default=5)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seed', type=int, default=1, help='folds of the check (seed 0 was spent on an earlier candidate)')
     ap.add_argument('--n-jobs', type=int, default=2)
     ap.add_argument('--threads', type=int, default=2, help='torch threads for the single timed fits')
     ap.add_argument('--recipe', default=None, help='skip the choice: a JSON recipe to check')
@@ -94,7 +101,7 @@ def main(argv=None):
         print(rows[-1], flush=True)
     torch.set_num_threads(a.threads)
     single = dict(reference=one_fit(REFERENCE, a.seed), cheaper=one_fit(recipe, a.seed))
-    res = dict(command='python bench/bench_bilstm_recipe.py ' + ' '.join(argv or sys.argv[1:]), recipe=recipe,
+    res = dict(tolerance=TOLERANCE, command='python bench/bench_bilstm_recipe.py ' + ' '.join(argv or sys.argv[1:]), recipe=recipe,
                reference_recipe=REFERENCE, candidates=CANDIDATES,
                sweep=None if sweep is None else sweep.to_dict('records'), checks=rows,
                one_fit_all_mouse_s=single, threads=a.threads, cpus=os.cpu_count(), machine=platform.machine(),

@@ -31,17 +31,40 @@ class FamilyEncoder(nn.Module):
     def __init__(self, widths, token_dim:int=32, dropout:float=0.1):
         super().__init__()
         self.widths = [int(w) for w in widths]
-        self.proj = nn.ModuleList([nn.Sequential(nn.Linear(2 * w, token_dim), nn.GELU()) for w in self.widths])
-        self.family_emb = nn.Parameter(torch.randn(len(self.widths), token_dim) * 0.02)
-        self.absent_emb = nn.Parameter(torch.randn(len(self.widths), token_dim) * 0.02)
+        F, D = len(self.widths), max(self.widths)
+        W, b, M = torch.zeros(F, 2 * D, token_dim), torch.zeros(F, token_dim), torch.zeros(F, 2 * D, 1)
+        for f, w in enumerate(self.widths):      # nn.Linear's initialization, family by family (fan-in 2w)
+            rows, bound = self._rows(w, D), (2 * w) ** -0.5
+            W[f, rows] = torch.empty(2 * w, token_dim).uniform_(-bound, bound)
+            b[f].uniform_(-bound, bound); M[f, rows] = 1.0
+        self.weight, self.bias = nn.Parameter(W), nn.Parameter(b)
+        self.register_buffer('weight_mask', M, persistent=False)
+        self.family_emb = nn.Parameter(torch.randn(F, token_dim) * 0.02)
+        self.absent_emb = nn.Parameter(torch.randn(F, token_dim) * 0.02)
         self.drop = nn.Dropout(dropout)
+
+    @staticmethod
+    def _rows(w:int, D:int) -> torch.Tensor:
+        "Rows of the stacked (values, obs) input that a family of width `w` fills."
+        return torch.cat([torch.arange(w), D + torch.arange(w)])
 
     def forward(self, values, obs, fam):
         "values, obs: (N, F, Dmax); fam: (N, F) bool -> tokens (N, F, token_dim)."
-        toks = torch.stack([p(torch.cat([values[:, f, :w], obs[:, f, :w].to(values.dtype)], -1))
-                            for f, (p, w) in enumerate(zip(self.proj, self.widths))], 1)
+        x = torch.cat([values, obs.to(values.dtype)], -1)
+        toks = nn.functional.gelu(torch.einsum('nfd,fdt->nft', x, self.weight * self.weight_mask) + self.bias)
         toks = torch.where(fam.unsqueeze(-1), toks, self.absent_emb.to(toks.dtype))
         return self.drop(toks + self.family_emb.to(toks.dtype))
+
+    def _load_from_state_dict(self, sd, prefix, *args, **kw):
+        "Accept the per-family `proj.<f>.0` Linear layers of earlier bundles."
+        if f'{prefix}proj.0.0.weight' in sd:
+            F, D, T = len(self.widths), max(self.widths), self.family_emb.shape[1]
+            W, b = torch.zeros(F, 2 * D, T), torch.zeros(F, T)
+            for f, w in enumerate(self.widths):
+                W[f, self._rows(w, D)] = sd.pop(f'{prefix}proj.{f}.0.weight').T
+                b[f] = sd.pop(f'{prefix}proj.{f}.0.bias')
+            sd[f'{prefix}weight'], sd[f'{prefix}bias'] = W, b
+        super()._load_from_state_dict(sd, prefix, *args, **kw)
 
 # %% ../nbs/05_bilstm.ipynb #07bbaa79
 class AdditiveAttention(nn.Module):
@@ -621,7 +644,7 @@ SWEEP_GRID2 = [dict(), dict(hidden=128, smote=True), dict(hidden=128, dropout=0.
 
 def _sweep_one(base, X, y, schema, cfg, tr, va):
     m = BiLSTMClassifier(schema=schema, **{**base, **cfg}).fit(X.iloc[tr], y[tr], validation=(X.iloc[va], y[va]))
-    return f1_score(y[va], m.predict(X.iloc[va]), average='macro'), m.best_epoch_, len(m.history_)
+    return f1_score(y[va], m.predict(X.iloc[va]), average='macro'), m.best_epoch_, len(m.history_), m.fit_seconds_
 
 def inner_validation_sweep(X, y, schema, grid=None, base:dict|None=None, folds:int=3, val_frac:float=0.2,
                            random_state=0, n_jobs:int=1, progress:bool=True) -> pd.DataFrame:
@@ -636,11 +659,13 @@ def inner_validation_sweep(X, y, schema, grid=None, base:dict|None=None, folds:i
         jobs += [(i, k, tr, va) for i in range(len(grid))]
     res = fan_out(_sweep_one, [(grid[i], tr, va) for i, k, tr, va in jobs], dict(base=base, X=X, y=y, schema=schema),
                   n_workers=n_jobs, progress=progress, desc='sweep fits')
-    rows = [dict(config=json.dumps(grid[i], sort_keys=True), fold=k, val_macro_f1=f, best_epoch=b, epochs_run=e)
-            for (i, k, _, _), (f, b, e) in zip(jobs, res)]
+    rows = [dict(config=json.dumps(grid[i], sort_keys=True), fold=k, val_macro_f1=f, best_epoch=b, epochs_run=e,
+                 fit_seconds=s)
+            for (i, k, _, _), (f, b, e, s) in zip(jobs, res)]
     df = pd.DataFrame(rows)
     return (df.groupby('config', sort=False).agg(val_macro_f1=('val_macro_f1', 'mean'), sd=('val_macro_f1', 'std'),
-                                                 best_epoch=('best_epoch', 'mean'), epochs_run=('epochs_run', 'mean'))
+                                                 best_epoch=('best_epoch', 'mean'), epochs_run=('epochs_run', 'mean'),
+                                                 fit_seconds=('fit_seconds', 'mean'))
               .sort_values('val_macro_f1', ascending=False))
 
 # %% ../nbs/05_bilstm.ipynb #68ed1309

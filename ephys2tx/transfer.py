@@ -245,8 +245,11 @@ class NetDANN(NetJoint):
 # %% ../nbs/06_transfer.ipynb #ea435b3c
 class BestOfInnerCV(ClassifierMixin, BaseEstimator):
     "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
-    def __init__(self, candidates=('rf', 'hgb', 'logreg'), folds:int=3, schema:str='human', random_state:int=0):
+    def __init__(self, candidates=('rf', 'hgb', 'logreg'), folds:int=3, schema:str='human', random_state:int=0,
+                 params:dict|None=None):
         self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
+        self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
+    def _make(self, c): return make_model(c, self.schema, self.random_state, **(self.params or {}).get(c, {}))
     def fit(self, X, y):
         from sklearn.metrics import f1_score
         y = np.asarray(y).astype(str)
@@ -255,11 +258,11 @@ class BestOfInnerCV(ClassifierMixin, BaseEstimator):
         if k >= 2:
             for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y):
                 for c in self.candidates:
-                    m = make_model(c, self.schema, self.random_state).fit(X.iloc[tr], y[tr])
+                    m = self._make(c).fit(X.iloc[tr], y[tr])
                     scores[c].append(f1_score(y[va], m.predict(X.iloc[va]), average='macro'))
         self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
         self.chosen_ = max(self.candidates, key=lambda c: np.nan_to_num(self.cv_scores_[c], nan=-1.0))
-        self.model_ = make_model(self.chosen_, self.schema, self.random_state).fit(X, y)
+        self.model_ = self._make(self.chosen_).fit(X, y)
         self.classes_ = self.model_.classes_
         return self
     def predict_proba(self, X): return self.model_.predict_proba(X)
@@ -392,7 +395,7 @@ def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=
         elif 'net' in keys: out[n] = dict(net=NetZeroShot(**net_kw), **{k: v for k, v in tree.items() if k in keys})
         elif n == 'hgb' and tiny: out[n] = dict(max_iter=TINY['max_iter'])
         elif n == 'rf' and tiny: out[n] = dict(tree)
-        elif n == 'best_human' and tiny: out[n] = dict(candidates=('rf', 'logreg'))
+        elif n == 'best_human' and tiny: out[n] = dict(candidates=('rf', 'logreg'), params={'rf': dict(tree)})
         else: out[n] = {}
     return {k: v for k, v in out.items() if v}
 
