@@ -18,12 +18,12 @@ from .data import DataError, DATASETS, META_COLS, load_cells
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
-__all__ = ['VARIANTS', 'NET_DEFAULTS', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder',
-           'AdditiveAttention', 'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families',
-           'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net', 'BiLSTMClassifier', 'save_bundle',
-           'load_bundle', 'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement',
-           'plot_interpretation', 'missing_features', 'predict_cells', 'train_bundle', 'register_cli',
-           'inner_validation_sweep', 'register_models', 'bilstm_results']
+__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS',
+           'FamilyEncoder', 'AdditiveAttention', 'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote',
+           'smote_families', 'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net',
+           'BiLSTMClassifier', 'save_bundle', 'load_bundle', 'family_permutation_importance', 'interpret_cv',
+           'attention_importance_agreement', 'plot_interpretation', 'missing_features', 'predict_cells', 'train_bundle',
+           'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #21269a99
 class FamilyEncoder(nn.Module):
@@ -166,6 +166,10 @@ def smote_families(values, obs, y, widths, k:int=5, random_state=0):
 # %% ../nbs/05_bilstm.ipynb #8c23681e
 NET_DEFAULTS = dict(token_dim=32, hidden=128, attn_dim=64, dropout=0.4, lr=1e-3, weight_decay=1e-4, batch_size=64,
                     patience=15)
+
+# the training recipe of the registered models, chosen by `bench/bench_bilstm_recipe.py` (inner validation) and
+# checked against the earlier one (SMOTE, hidden 128, batch 64, lr 1e-3, patience 15) on the same test folds
+BILSTM_RECIPE = dict(smote=True, hidden=32, batch_size=256, lr=0.003, patience=10)
 
 # %% ../nbs/05_bilstm.ipynb #da8669a5
 def resolve_device(device='auto') -> torch.device:
@@ -586,8 +590,8 @@ def train_bundle(species:str, out, epochs:int=100, device='auto', variant='atten
     if species not in ('mouse', 'human'): raise DataError(f"unknown species {species!r}; choose 'mouse' or 'human'")
     cells = load_cells(species, data_dir=data_dir, progress=progress)
     y = cells['subclass'].to_numpy()
-    model = BiLSTMClassifier(schema=species, variant=variant, epochs=epochs, device=device, smote=smote,
-                             random_state=random_state, progress=progress, **kw).fit(cells, y)
+    model = BiLSTMClassifier(schema=species, variant=variant, epochs=epochs, device=device,
+                             random_state=random_state, progress=progress, **(BILSTM_RECIPE | dict(smote=smote) | kw)).fit(cells, y)
     save_bundle(model, out, extra=dict(trained_on=dict(species=species, label='subclass', n_cells=len(cells),
                 class_counts={str(k): int(v) for k, v in pd.Series(y).value_counts().items()})))
     return model
@@ -678,9 +682,9 @@ def _factory(variant:str, doc:str, **preset):
 
 BILSTM_MODELS = {
     'bilstm': _factory('attention', 'Attention BiLSTM over feature families (per-family encoder, masked attention, SMOTE)',
-                       smote=True),
-    'bilstm_mean': _factory('mean', 'BiLSTM ablation: masked mean pooling instead of attention', smote=True),
-    'bilstm_last': _factory('last', 'BiLSTM ablation: final hidden states instead of attention', smote=True),
+                       **BILSTM_RECIPE),
+    'bilstm_mean': _factory('mean', 'BiLSTM ablation: masked mean pooling instead of attention', **BILSTM_RECIPE),
+    'bilstm_last': _factory('last', 'BiLSTM ablation: final hidden states instead of attention', **BILSTM_RECIPE),
     'bilstm_published': _factory('published', 'Published BiLSTM recipe: zero-padded families, LayerNorm, 128 hidden, attention 128',
                                  hidden=128, attn_dim=128),
 }

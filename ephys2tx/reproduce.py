@@ -383,10 +383,10 @@ def _models_headline(d:Path, run:RunConfig) -> pd.DataFrame:
 
 def _interpret_species(cfg, run, sp):
     "One species of the attention stage (a fan-out job)."
-    from ephys2tx.bilstm import BiLSTMClassifier, interpret_cv
+    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE, interpret_cv
     from ephys2tx.data import load_cells
     cells = load_cells(sp, data_dir=run.data_dir, progress=False)
-    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.seed)
+    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.seed, **BILSTM_RECIPE)
     return interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=run.folds, n_repeats=cfg['n_repeats'],
                         random_state=run.seed, progress=False)
 
