@@ -14,12 +14,13 @@ from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, load_cells
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TASK_SPECIES', 'subsample', 'sizes_list', 'Split',
-           'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation',
-           'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate', 'summarize', 'per_class',
-           'mean_confusion', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model',
-           'list_models', 'make_model', 'config_hash', 'model_factory', 'feature_step', 'SmallSampleHGB', 'Task',
-           'load_task', 'model_specs', 'run_experiment', 'write_results', 'register_cli']
+__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TASK_SPECIES', 'EVALUATE_CODE', 'subsample',
+           'sizes_list', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
+           'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate',
+           'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
+           'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash', 'model_factory',
+           'feature_step', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs', 'run_experiment', 'write_results',
+           'register_cli', 'runs_dir']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -670,12 +671,24 @@ def register_cli(sub):
     p.add_argument('--threads', type=int, default=1, help='BLAS/OpenMP threads per fit (default 1; 0 = no limit)')
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
-                   '<out>/runs_<species>/parts and skipped when the command is run again')
+                   '<out>/runs_<species>/<key>/parts (the key names the code and data) and skipped when the '
+                   'command is run again')
     p.add_argument('--compare-to', default=None, metavar='MODEL',
                    help='also compare every other model with MODEL on the same folds (corrected resampled t-test, '
                         'bootstrap CI of the macro-F1 difference); written to <out>/evaluate_<species>_<protocol>_compare.csv')
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
+
+EVALUATE_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens', 'ephys2tx.bilstm',
+                 'ephys2tx.transfer')
+
+def runs_dir(out, species:str) -> Path:
+    "`<out>/runs_<species>/<key>`: the finished runs of this version, data and model code (`EVALUATE_CODE`)."
+    import ephys2tx
+    from ephys2tx.reproduce import code_checksums, data_checksums, key_hash
+    key = dict(version=ephys2tx.__version__, data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')),
+               code=code_checksums(EVALUATE_CODE))
+    return Path(out) / f'runs_{species}' / key_hash(key)[:16]
 
 def _source_for(names, task, sets, data_dir):
     "The mouse cells in the human feature space when a model of the human task takes `source` (transfer strategies)."
@@ -708,7 +721,7 @@ def _cli_evaluate(args):
         res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.seed,
                              params=sets, progress=not args.no_progress, n_jobs=args.n_jobs,
                              threads=args.threads or None, sizes=getattr(args, 'sizes', None),
-                             out=Path(args.out) / f'runs_{args.species}', scheduler=getattr(args, 'scheduler', None),
+                             out=runs_dir(args.out, args.species), scheduler=getattr(args, 'scheduler', None),
                              source=source)
         paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
