@@ -26,8 +26,9 @@ def bench_species(species, device, epochs, patience, batch_size, model, infer_re
     y = cells['subclass'].to_numpy()
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats(device); torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    m = make_model(model, species, random_state=seed, epochs=epochs, patience=patience, batch_size=batch_size,
-                   device=str(device), progress=progress).fit(cells, y)
+    given = {k: v for k, v in dict(patience=patience, batch_size=batch_size).items() if v is not None}
+    m = make_model(model, species, random_state=seed, epochs=epochs, device=str(device), progress=progress,
+                   **given).fit(cells, y)
     if device.type == 'cuda': torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
     T = m._tensors(cells)
@@ -38,7 +39,7 @@ def bench_species(species, device, epochs, patience, batch_size, model, infer_re
     if device.type == 'cuda': torch.cuda.synchronize(device)
     infer_s = (time.perf_counter() - t0) / infer_repeats
     t0 = time.perf_counter(); m.predict_proba(cells); e2e_s = time.perf_counter() - t0
-    return dict(species=species, n_cells=len(cells), model=model, smote=m.smote, epochs_run=len(m.history_), max_epochs=epochs,
+    return dict(species=species, n_cells=len(cells), model=model, smote=m.smote, hidden=m.hidden, batch_size=m.batch_size, epochs_run=len(m.history_), max_epochs=epochs,
                 best_epoch=m.best_epoch_, train_seconds=round(train_s, 2),
                 seconds_per_epoch=round(m.fit_seconds_ / len(m.history_), 4),
                 inference_cells_per_s=round(len(cells) / infer_s, 1),
@@ -60,8 +61,8 @@ def main(argv=None):
     ap.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
     ap.add_argument('--species', nargs='+', default=['mouse', 'human'], choices=['mouse', 'human'])
     ap.add_argument('--epochs', type=int, default=100)
-    ap.add_argument('--patience', type=int, default=15)
-    ap.add_argument('--batch-size', type=int, default=64)
+    ap.add_argument('--patience', type=int, default=None, help="default: the model's recipe (BILSTM_RECIPE)")
+    ap.add_argument('--batch-size', type=int, default=None, help="default: the model's recipe (BILSTM_RECIPE)")
     ap.add_argument('--model', default='bilstm', help='registered BiLSTM model (bilstm, bilstm_mean, bilstm_last, bilstm_published)')
     ap.add_argument('--infer-repeats', type=int, default=5)
     ap.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch chooses)')
