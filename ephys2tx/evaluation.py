@@ -671,7 +671,7 @@ def register_cli(sub):
     p.add_argument('--threads', type=int, default=1, help='BLAS/OpenMP threads per fit (default 1; 0 = no limit)')
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
-                   '<out>/runs_<species>/<key>/parts (the key names the code and data) and skipped when the '
+                   '<out>/runs_<species>/<key>/parts (the key names the code, data and folds) and skipped when the '
                    'command is run again')
     p.add_argument('--compare-to', default=None, metavar='MODEL',
                    help='also compare every other model with MODEL on the same folds (corrected resampled t-test, '
@@ -682,12 +682,12 @@ def register_cli(sub):
 EVALUATE_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens', 'ephys2tx.bilstm',
                  'ephys2tx.transfer')
 
-def runs_dir(out, species:str) -> Path:
-    "`<out>/runs_<species>/<key>`: the finished runs of this version, data and model code (`EVALUATE_CODE`)."
+def runs_dir(out, species:str, **splits) -> Path:
+    "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits` settings."
     import ephys2tx
     from ephys2tx.reproduce import code_checksums, data_checksums, key_hash
-    key = dict(version=ephys2tx.__version__, data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')),
-               code=code_checksums(EVALUATE_CODE))
+    key = dict(species=species, version=ephys2tx.__version__, code=code_checksums(EVALUATE_CODE),
+               data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')), **splits)
     return Path(out) / f'runs_{species}' / key_hash(key)[:16]
 
 def _source_for(names, task, sets, data_dir):
@@ -721,7 +721,8 @@ def _cli_evaluate(args):
         res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.seed,
                              params=sets, progress=not args.no_progress, n_jobs=args.n_jobs,
                              threads=args.threads or None, sizes=getattr(args, 'sizes', None),
-                             out=runs_dir(args.out, args.species), scheduler=getattr(args, 'scheduler', None),
+                             out=runs_dir(args.out, args.species, folds=args.folds, val_frac=args.val_frac),
+                             scheduler=getattr(args, 'scheduler', None),
                              source=source)
         paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")

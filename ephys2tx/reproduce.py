@@ -14,11 +14,11 @@ from .data import DataError, get_dataset
 
 # %% auto #0
 __all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON',
-           'QUICK_PARAMS', 'EVAL_CODE', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage',
-           'register_stage', 'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result',
-           'mean_sd', 'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html',
-           'runs_store', 'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce',
-           'headline_markdown', 'refresh_docs_index', 'register_cli']
+           'QUICK_PARAMS', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage',
+           'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd',
+           'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'runs_store',
+           'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce', 'headline_markdown',
+           'refresh_docs_index', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -350,13 +350,10 @@ def _eval_config(models, run:RunConfig) -> dict:
     return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
                 params=params, repeats=run.repeats, folds=run.folds, seed=run.seed)
 
-EVAL_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens', 'ephys2tx.bilstm')
-
 def runs_store(run:RunConfig, species:str) -> Path:
     "The store of evaluation runs that stages share: a model fitted on a fold for one stage serves every stage."
-    key = dict(species=species, repeats=run.repeats, folds=run.folds, seed=run.seed, version=ephys2tx.__version__,
-               data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')), code=code_checksums(EVAL_CODE))
-    return Path(run.out) / '_runs' / f'evaluate_{species}_{key_hash(key)[:16]}'
+    from ephys2tx.evaluation import runs_dir     # the store of `ephys2tx evaluate`, under the run folder
+    return runs_dir(Path(run.out) / '_runs', species, repeats=run.repeats, folds=run.folds, seed=run.seed)
 
 def _evaluate_models(ctx:StageContext, species):
     "The evaluation protocol (`ephys2tx.evaluation.run_experiment`) for the configured models x `species`."
