@@ -16,8 +16,8 @@ from .data import DataError, load_cells
 # %% auto #0
 __all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TASK_SPECIES', 'EVALUATE_CODE', 'subsample',
            'sizes_list', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
-           'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'evaluate',
-           'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
+           'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
+           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
            'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash', 'model_factory',
            'feature_step', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs', 'run_experiment', 'write_results',
            'register_cli', 'runs_dir']
@@ -330,10 +330,25 @@ def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=
 def _evaluate_job(X, y, context, name, spec, split, classes, seed, rid, tags):
     return dict(run_id=rid, **tags, **run_split(name, spec, X, y, split, classes, seed, context))
 
+def take_over(store, jobs:list, done:set, reuse=()) -> list:
+    "Copy into `store` the runs of `jobs` that a store in `reuse` already holds; `done` grows; the ids taken over."
+    if store is None or not reuse: return []
+    # the same id names the same model, settings, tags, size, repeat, fold and seed; a model with a validation hook
+    # also depends on the inner split (`val_frac`), which the id does not name: those are never taken over
+    plain = {j[0] for j in jobs if not accepts_validation(_estimator(j[1], j[4]))}
+    want = {j[5] for j in jobs if j[0] in plain and j[5] not in done}
+    out = []
+    for r in reuse:
+        if not want: break
+        for row in ResultStore(r).read().to_dict('records') if Path(r).is_dir() else []:
+            if row['run_id'] in want:
+                store.write(row); want.discard(row['run_id']); done.add(row['run_id']); out.append(row['run_id'])
+    return out
+
 def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
              grouped:bool=False, split_list=None, classes=None, progress:bool=True, n_jobs:int=1,
              threads:int|None=1, sizes=None, context:dict|None=None, out=None, scheduler=None,
-             tags:dict|None=None) -> pd.DataFrame:
+             tags:dict|None=None, reuse=()) -> pd.DataFrame:
     "Every model on every split: a tidy table, one row per model x (size x) repeat x fold; resumable with `out`."
     y = np.asarray(y).astype(str)
     if len(y) != len(X): raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
@@ -349,6 +364,7 @@ def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_fr
             for n, m in models.items() for s in sp]
     store = ResultStore(out) if out is not None else None
     done = store.done() if store is not None else set()
+    reused = take_over(store, jobs, done, reuse)
     todo = [j for j in jobs if j[5] not in done]
     rows = fan_out(_evaluate_job, todo, dict(X=X, y=y, context=context), scheduler, n_jobs, threads,
                    on_result=store.write if store is not None else None, progress=progress, desc='evaluate')
@@ -359,7 +375,7 @@ def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_fr
     order = {j[5]: i for i, j in enumerate(jobs)}
     res = res.iloc[np.argsort(res['run_id'].map(order).to_numpy(), kind='stable')].reset_index(drop=True)
     res.attrs.update(classes=classes, grouped=grouped, repeats=repeats, folds=folds, computed=[j[5] for j in todo],
-                     planned=len(jobs))
+                     reused=reused, planned=len(jobs))
     return res
 
 # %% ../nbs/03_evaluation.ipynb #f245fb1a
@@ -611,7 +627,7 @@ def model_specs(models, schema, params:dict|None=None) -> dict:
 def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repeats:int=10, folds:int=5,
                    val_frac:float=0.2, random_state:int=0, params:dict|None=None, progress:bool=True,
                    n_jobs:int=1, threads:int|None=1, sizes=None, source=None, out=None,
-                   scheduler=None) -> pd.DataFrame:
+                   scheduler=None, reuse=()) -> pd.DataFrame:
     "Evaluate `models` on `task` under each protocol (and label-efficiency `sizes`); tidy table, resumable with `out`."
     specs = model_specs(models, task.schema, params)
     parts = []
@@ -621,11 +637,12 @@ def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repea
             warnings.simplefilter('ignore', UserWarning)
             r = evaluate(specs, task.X, task.y, task.groups, repeats, folds, val_frac, random_state,
                          grouped=proto == 'grouped', progress=progress, n_jobs=n_jobs, threads=threads, sizes=sizes,
-                         context=dict(source=source), out=out, scheduler=scheduler,
+                         context=dict(source=source), out=out, scheduler=scheduler, reuse=reuse,
                          tags=dict(species=task.species, protocol=proto))
         parts.append(r)
     res = pd.concat(parts, ignore_index=True)
     res.attrs.update(parts[0].attrs, computed=sum((p.attrs['computed'] for p in parts), []),
+                     reused=sum((p.attrs['reused'] for p in parts), []),
                      planned=sum(p.attrs['planned'] for p in parts))
     return res
 

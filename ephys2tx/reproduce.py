@@ -408,7 +408,10 @@ def _run_transfer(ctx:StageContext):
     res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
                               out=ctx.dir, scheduler='sync' if ctx.run.quick else None, tiny=ctx.run.quick,
                               n_workers=ctx.run.n_workers,
-                              device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir)
+                              device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir,
+                              reuse=[runs_store(ctx.run, 'human')])   # rf, hgb, logreg at size 'all': the models stage's
+    ctx.log.info('  human: %d runs fitted, %d taken over from the models stage', len(res.attrs['computed']),
+                 len(res.attrs['reused']))
     write_tables(res, ctx.dir)
 
 def _transfer_headline(d:Path, run:RunConfig) -> pd.DataFrame:

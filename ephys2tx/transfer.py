@@ -402,7 +402,8 @@ def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=
 # %% ../nbs/06_transfer.ipynb #da040a85
 def transfer_experiment(strategies='all', sizes='10,20,40,80,160,all', repeats:int=5, folds:int=5, seed:int=1,
                         grouped:bool=False, out='results/transfer', scheduler=None, n_workers:int=2,
-                        tiny:bool=False, device='auto', progress:bool=True, data=None, data_dir=None) -> pd.DataFrame:
+                        tiny:bool=False, device='auto', progress:bool=True, data=None, data_dir=None,
+                        reuse=()) -> pd.DataFrame:
     "Every strategy x size x repeat x fold on the human cells (mouse cells as the source); resumable under `out`."
     names = strategy_names(strategies)
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
@@ -416,7 +417,7 @@ def transfer_experiment(strategies='all', sizes='10,20,40,80,160,all', repeats:i
     (out / 'settings.json').write_text(json.dumps(dict(strategies=names, sizes=sizes_list(sizes), repeats=repeats,
                                                        folds=folds, seed=seed, grouped=grouped, tiny=tiny), indent=1))
     res = run_experiment(task, names, ['grouped' if grouped else 'stratified'], repeats, folds, 0.0, seed, params,
-                         progress, n_workers, 1, sizes, source, out, scheduler)
+                         progress, n_workers, 1, sizes, source, out, scheduler, reuse)
     res.to_csv(out / 'results.csv', index=False); res.to_parquet(out / 'results.parquet', index=False)
     return res
 

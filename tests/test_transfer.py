@@ -70,6 +70,22 @@ def test_evaluate_and_transfer_agree(data, tmp_path):
         assert len(a) == 6 and np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-12)
 
 
+def test_transfer_takes_over_the_model_comparison_runs(data, tmp_path):
+    "At size 'all' a plain model's transfer run is the model comparison's run (inner split or not): taken over, equal."
+    from ephys2tx.evaluation import run_experiment
+    task, source = data
+    first = run_experiment(task, ['logreg'], ['stratified'], repeats=1, folds=3, random_state=4, progress=False,
+                           out=tmp_path / 'models')          # val_frac 0.2: logreg fits train + val all the same
+    kw = dict(repeats=1, folds=3, seed=4, tiny=True, device='cpu', progress=False, data=(task, source), scheduler='sync')
+    taken = transfer_experiment('logreg', '20,all', out=tmp_path / 't', reuse=[tmp_path / 'models'], **kw)
+    fresh = transfer_experiment('logreg', '20,all', out=tmp_path / 'f', **kw)
+    assert len(taken.attrs['reused']) == 3 and len(taken.attrs['computed']) == 3     # size 20 is fitted
+    assert set(taken.attrs['reused']) == set(first.run_id)
+    key = ['size', 'repeat', 'fold']
+    a, b = taken.set_index(key).sort_index(), fresh.set_index(key).sort_index()
+    assert np.allclose(a.macro_f1, b.macro_f1, atol=1e-12) and np.allclose(a.log_loss, b.log_loss, atol=1e-9)
+
+
 def test_resume_and_dask_match_sync(data, tmp_path):
     task, source = data
     kw = dict(sizes='20', repeats=1, folds=2, seed=0, tiny=True, device='cpu', progress=False, data=(task, source))
