@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_bilstm.ipynb #0fbf740e
 from __future__ import annotations
-import contextlib, json, pickle, platform, sys, time, warnings
+import contextlib, json, platform, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,10 +18,11 @@ from .data import DataError, DATASETS, META_COLS, load_cells
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
-__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS',
-           'FamilyEncoder', 'AdditiveAttention', 'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote',
-           'smote_families', 'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net',
-           'BiLSTMClassifier', 'save_bundle', 'load_bundle', 'family_permutation_importance', 'interpret_cv',
+__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'SWEEP_BASE',
+           'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention', 'NoFamilyError',
+           'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device', 'inverse_frequency_weights',
+           'TrainTask', 'train_net', 'BiLSTMClassifier', 'BundleError', 'file_sha256', 'validation_metrics',
+           'save_bundle', 'check_bundle', 'load_bundle', 'family_permutation_importance', 'interpret_cv',
            'attention_importance_agreement', 'plot_interpretation', 'missing_features', 'predict_cells', 'train_bundle',
            'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
 
@@ -423,58 +424,123 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
             self.net_.load_state_dict(sd); self.net_.eval()
         else: self.__dict__.update(s)
 
-# %% ../nbs/05_bilstm.ipynb #f3d756e9
+# %% ../nbs/05_bilstm.ipynb
+BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bilstm-bundle', 2
+BUNDLE_FILES = ('bundle.json', 'transform.json', 'weights.pt')   # each listed with its SHA-256 in manifest.json
+
+class BundleError(DataError):
+    "A model bundle that is missing, damaged, changed after it was written, or of an unknown format."
+
 def _versions():
     import sklearn, ephys2tx
     return {'ephys2tx': ephys2tx.__version__, 'torch': torch.__version__, 'numpy': np.__version__,
             'pandas': pd.__version__, 'scikit-learn': sklearn.__version__, 'python': platform.python_version()}
 
+def file_sha256(path) -> str:
+    "Hex SHA-256 of the file at `path`."
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+# %% ../nbs/05_bilstm.ipynb
+def validation_metrics(model:BiLSTMClassifier) -> dict:
+    "Scores of the training run on its own validation split at the kept epoch (empty without a validation split)."
+    h = getattr(model, 'history_', None)
+    if h is None or 'val_macro_f1' not in h or not h.val_macro_f1.notna().any(): return {}
+    best = h[h.best].iloc[0]
+    return dict(macro_f1=float(best.val_macro_f1), loss=float(best.val_loss), n_val=int(model.n_val_),
+                epoch=int(best.epoch))
+
 def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
-    "Write a fitted `model` to the folder `path` (weights, transform, bundle.json); returns the folder."
+    "Write a fitted `model` to the folder `path` (weights, transform, bundle.json, manifest.json); returns the folder."
+    from ephys2tx.features import transform_state
     from sklearn.utils.validation import check_is_fitted
     check_is_fitted(model, 'net_')
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu() for k, v in model.net_.state_dict().items()}, path / 'weights.pt')
-    with open(path / 'transform.pkl', 'wb') as f: pickle.dump(model.transform_, f)
+    (path / 'transform.json').write_text(json.dumps(transform_state(model.transform_)))
+    data = {d.name: {f.name: f.sha256 for f in d.files} for d in DATASETS.values()}
     meta = dict(
-        format='ephys2tx-bilstm-bundle', format_version=1,
-        created=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, created=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         config={k: v for k, v in model.get_params().items()},
         classes=[str(c) for c in model.classes_], label_map={str(c): i for i, c in enumerate(model.classes_)},
         schema=dict(name=model.schema, families=model.families_, widths=model.widths_,
                     features=[[f.name for f in fam.features] for fam in model.transform_.families_]),
         input_features=list(model.transform_.flat_feature_names),
-        training=dict(best_epoch=model.best_epoch_, n_train=model.n_train_, n_synthetic=model.n_synthetic_, n_val=model.n_val_,
-                      fit_seconds=round(model.fit_seconds_, 3), device=str(model.device_),
+        training=dict(best_epoch=model.best_epoch_, n_train=model.n_train_, n_synthetic=model.n_synthetic_,
+                      n_val=model.n_val_, fit_seconds=round(model.fit_seconds_, 3), device=str(model.device_),
                       class_weight=[float(w) for w in model.class_weight_]),
-        versions=_versions(),
-        data_sha256={d.name: {f.name: f.sha256 for f in d.files} for d in DATASETS.values()},
-        **(extra or {}))
+        validation=validation_metrics(model), versions=_versions(), data_sha256=data, **(extra or {}))
     (path / 'bundle.json').write_text(json.dumps(meta, indent=1, default=str))
+    import ephys2tx
+    manifest = dict(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, ephys2tx=ephys2tx.__version__,
+                    schema=model.schema, data_sha256=data, validation=meta['validation'],
+                    files={f: file_sha256(path / f) for f in BUNDLE_FILES})
+    (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return path
 
-def load_bundle(path, device='cpu') -> BiLSTMClassifier:
-    "Load a bundle folder written by `save_bundle`; the model runs on `device`."
+# %% ../nbs/05_bilstm.ipynb
+def _json_file(path:Path) -> dict:
+    "A JSON object from `path`; anything else (absent, truncated, not JSON, not an object) is a `BundleError`."
+    if not path.is_file(): raise BundleError(f"{path}: file not found (not an ephys2tx bundle?)")
+    try: obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise BundleError(f"{path}: not valid JSON ({e})")
+    if not isinstance(obj, dict): raise BundleError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+def check_bundle(path) -> dict:
+    "Verify a bundle folder against its manifest (format, version, every file's SHA-256); returns the manifest."
     path = Path(path)
-    for f in ['bundle.json', 'weights.pt', 'transform.pkl']:
-        if not (path / f).is_file(): raise DataError(f"{path / f}: file not found (not an ephys2tx BiLSTM bundle?)")
-    meta = json.loads((path / 'bundle.json').read_text())
-    if meta.get('format') != 'ephys2tx-bilstm-bundle':
-        raise DataError(f"{path / 'bundle.json'}: field 'format' is {meta.get('format')!r}, not 'ephys2tx-bilstm-bundle'")
-    model = BiLSTMClassifier(**{**meta['config'], 'device': device})
-    with open(path / 'transform.pkl', 'rb') as f: model.transform_ = pickle.load(f)
-    model.classes_ = np.array(meta['classes'])
-    model.families_, model.widths_ = meta['schema']['families'], meta['schema']['widths']
-    tr = meta['training']
-    model.best_epoch_, model.n_train_, model.n_val_, model.fit_seconds_ = tr['best_epoch'], tr['n_train'], tr['n_val'], tr['fit_seconds']
-    model.n_synthetic_ = tr.get('n_synthetic', 0)
-    model.class_weight_ = np.array(tr['class_weight'])
+    if not path.is_dir(): raise BundleError(f"{path}: not a folder (a bundle is the folder `ephys2tx train` writes)")
+    if not (path / 'manifest.json').is_file() and (path / 'transform.pkl').is_file():
+        raise BundleError(f"{path}: a bundle of format version 1, whose pickled transform.pkl could run code when "
+                          "loaded; this version does not load it: train the model again with `ephys2tx train`")
+    m = _json_file(path / 'manifest.json')
+    if m.get('format') != BUNDLE_FORMAT:
+        raise BundleError(f"{path / 'manifest.json'}: field 'format' is {m.get('format')!r}, not {BUNDLE_FORMAT!r}")
+    if m.get('format_version') != BUNDLE_VERSION:
+        raise BundleError(f"{path / 'manifest.json'}: field 'format_version' is {m.get('format_version')!r}; "
+                          f"this version of ephys2tx reads format {BUNDLE_VERSION}")
+    files = m.get('files')
+    if not isinstance(files, dict) or any(f not in files for f in BUNDLE_FILES):
+        raise BundleError(f"{path / 'manifest.json'}: field 'files' should give the SHA-256 of {list(BUNDLE_FILES)}")
+    for f in BUNDLE_FILES:
+        if not (path / f).is_file(): raise BundleError(f"{path / f}: file not found (listed in manifest.json)")
+        got = file_sha256(path / f)
+        if got != files[f]:
+            raise BundleError(f"{path / f}: SHA-256 {got[:12]}… differs from {str(files[f])[:12]}… in manifest.json: "
+                              "the file was changed or damaged after the bundle was written")
+    return m
+
+# %% ../nbs/05_bilstm.ipynb
+def load_bundle(path, device='cpu') -> BiLSTMClassifier:
+    "Load a bundle folder written by `save_bundle` (checked first: `check_bundle`); the model runs on `device`."
+    from ephys2tx.features import transform_from_state
+    path = Path(path)
+    manifest = check_bundle(path)
+    meta = _json_file(path / 'bundle.json')
+    try:
+        model = BiLSTMClassifier(**{**meta['config'], 'device': device})
+        model.transform_ = transform_from_state(_json_file(path / 'transform.json'), str(path / 'transform.json'))
+        model.classes_ = np.array(meta['classes'])
+        model.families_, model.widths_ = meta['schema']['families'], meta['schema']['widths']
+        tr = meta['training']
+        model.best_epoch_, model.n_train_, model.n_val_ = tr['best_epoch'], tr['n_train'], tr['n_val']
+        model.fit_seconds_, model.n_synthetic_ = tr['fit_seconds'], tr.get('n_synthetic', 0)
+        model.class_weight_ = np.array(tr['class_weight'])
+    except BundleError: raise
+    except DataError as e: raise BundleError(str(e))
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path / 'bundle.json'}: field {e} is missing or malformed")
     model.device_ = resolve_device(device)
     model.net_ = FamilySeqNet(model.widths_, len(model.classes_), model.variant, model.token_dim, model.hidden,
                               model.attn_dim, model.dropout)
-    model.net_.load_state_dict(torch.load(path / 'weights.pt', map_location='cpu', weights_only=True))
+    try: model.net_.load_state_dict(torch.load(path / 'weights.pt', map_location='cpu', weights_only=True))
+    except Exception as e: raise BundleError(f"{path / 'weights.pt'}: not the weights of this network ({e})")
     model.net_.to(model.device_).eval()
-    model.bundle_ = meta
+    model.bundle_, model.manifest_ = meta, manifest
     return model
 
 # %% ../nbs/05_bilstm.ipynb #f0966489

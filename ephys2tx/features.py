@@ -12,10 +12,11 @@ from .data import DataError, META_COLS
 
 # %% auto #0
 __all__ = ['UNIT_RANGES', 'HUMAN_FAMILIES', 'MOUSE_FAMILIES', 'EXCLUDED', 'GOUWENS_VECTORS', 'GOUWENS_FAMILIES', 'ALIGN_RULES',
-           'ALIGNED_FAMILIES', 'SCHEMAS', 'ALIGNED_UNITS', 'Feature', 'Family', 'AlignRule', 'get_schema',
-           'schema_features', 'family_of', 'family_table', 'schema_overview', 'check_columns', 'check_ranges',
-           'to_aligned', 'FamilyTensors', 'FamilyTransform', 'missingness', 'FlatFeatures', 'domain_shift',
-           'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
+           'ALIGNED_FAMILIES', 'SCHEMAS', 'ALIGNED_UNITS', 'TRANSFORM_STATE_VERSION', 'Feature', 'Family', 'AlignRule',
+           'get_schema', 'schema_features', 'family_of', 'family_table', 'schema_overview', 'check_columns',
+           'check_ranges', 'to_aligned', 'FamilyTensors', 'FamilyTransform', 'missingness', 'transform_state',
+           'transform_from_state', 'FlatFeatures', 'domain_shift', 'shift_summary', 'plot_domain_shift', 'register_cli',
+           'features_report']
 
 # %% ../nbs/02_features.ipynb #cea8e6cc
 @dataclass(frozen=True)
@@ -521,6 +522,69 @@ def missingness(T:FamilyTensors) -> pd.DataFrame:
     return pd.DataFrame({'family': T.families, 'width': T.widths,
                          'missing values': [1 - T.obs_mask[:, i, :w].mean() for i, w in enumerate(T.widths)],
                          'cells without family': 1 - T.fam_mask.mean(0)}).round(3)
+
+# %% ../nbs/02_features.ipynb
+TRANSFORM_STATE_VERSION = 1
+
+def _nums(a) -> list:
+    "A float array as JSON numbers, NaN and infinities as null."
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, float)]
+
+def transform_state(ft:FamilyTransform) -> dict:
+    "The fitted state of `ft` as JSON-ready data: settings, feature names, log flags and per-group statistics."
+    if not hasattr(ft, 'center_'): raise ValueError("FamilyTransform is not fitted: call fit(training cells) first")
+    if not isinstance(ft.schema, str): raise ValueError("only a transform of a named schema can be written as data")
+    return dict(version=TRANSFORM_STATE_VERSION, params=ft.get_params(), features=list(ft.flat_feature_names_),
+                all_missing=list(ft.all_missing_), skew=_nums(ft.skew_), log=[bool(v) for v in ft.log_features_],
+                log_floor=_nums(ft.log_floor_), groups=list(ft.groups_),
+                center={k: _nums(v) for k, v in ft.center_.items()}, scale={k: _nums(v) for k, v in ft.scale_.items()},
+                group_missing={k: list(v) for k, v in ft.group_missing_.items()})
+
+def _field(state:dict, key:str, where:str, n:int|None=None):
+    "Field `key` of a transform state; a list of `n` entries when `n` is given."
+    if key not in state: raise DataError(f"{where}: field {key!r} is missing")
+    v = state[key]
+    if n is not None and (not isinstance(v, list) or len(v) != n):
+        raise DataError(f"{where}: field {key!r} should list {n} values, one per feature")
+    return v
+
+def _floats(v, where:str, key:str) -> np.ndarray:
+    try: return np.array([np.nan if x is None else x for x in v], float)
+    except (TypeError, ValueError): raise DataError(f"{where}: field {key!r} holds values that are not numbers")
+
+def transform_from_state(state:dict, where:str='transform state') -> FamilyTransform:
+    "The fitted `FamilyTransform` that `transform_state` described; a state that does not fit is a `DataError`."
+    if not isinstance(state, dict): raise DataError(f"{where}: expected an object, got {type(state).__name__}")
+    if state.get('version') != TRANSFORM_STATE_VERSION:
+        raise DataError(f"{where}: field 'version' is {state.get('version')!r}, not {TRANSFORM_STATE_VERSION}")
+    params = _field(state, 'params', where)
+    try: ft = FamilyTransform(**params)
+    except TypeError as e: raise DataError(f"{where}: field 'params' is not a FamilyTransform's settings ({e})")
+    if not isinstance(ft.schema, str) or ft.schema not in SCHEMAS:
+        raise DataError(f"{where}: field 'params.schema' is {ft.schema!r}, not a known schema {sorted(SCHEMAS)}")
+    ft.families_ = get_schema(ft.schema)
+    names = [f.name for fam in ft.families_ for f in fam.features]
+    if _field(state, 'features', where) != names:
+        raise DataError(f"{where}: field 'features' does not match the features of schema {ft.schema!r} in this "
+                        "version of ephys2tx (written by another version?)")
+    n = len(names)
+    ft.flat_feature_names_, ft.all_missing_ = names, list(_field(state, 'all_missing', where))
+    ft.skew_ = _floats(_field(state, 'skew', where, n), where, 'skew')
+    ft.log_features_ = np.array(_field(state, 'log', where, n), bool)
+    ft.log_feature_names_ = [c for c, l in zip(names, ft.log_features_) if l]
+    ft.log_floor_ = _floats(_field(state, 'log_floor', where, n), where, 'log_floor')
+    ft.groups_ = list(_field(state, 'groups', where))
+    stats = {k: _field(state, k, where) for k in ('center', 'scale', 'group_missing')}
+    if any(not isinstance(v, dict) or sorted(v) != sorted(ft.groups_) for v in stats.values()):
+        raise DataError(f"{where}: fields 'center', 'scale' and 'group_missing' should each hold the groups {ft.groups_}")
+    ft.center_ = {k: _floats(_field(stats['center'], k, f"{where} center", n), where, 'center') for k in ft.groups_}
+    ft.scale_ = {k: _floats(_field(stats['scale'], k, f"{where} scale", n), where, 'scale') for k in ft.groups_}
+    ft.group_missing_ = {k: list(v) for k, v in stats['group_missing'].items()}
+    ft.widths_ = [f.width for f in ft.families_]
+    ft._fi = np.concatenate([np.full(w, i) for i, w in enumerate(ft.widths_)]).astype(int)
+    ft._pi = np.concatenate([np.arange(w) for w in ft.widths_]).astype(int)
+    ft.n_features_in_ = n
+    return ft
 
 # %% ../nbs/02_features.ipynb #c0532821
 class FlatFeatures(TransformerMixin, BaseEstimator):

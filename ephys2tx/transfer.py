@@ -117,16 +117,31 @@ def _pretrain(source, settings, seed, device):
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, list(T.widths), int(h.loc[h.best, 'epoch'].iloc[0])
 
 def _save_pretrained(pt:dict, path:Path):
+    "Write the cache: tensors in `path` (read back with weights_only), its SHA-256 and the key beside it (.json)."
+    from ephys2tx.bilstm import file_sha256
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f'.tmp{os.getpid()}'); torch.save(pt, tmp); os.replace(tmp, path)
+    side = dict(key=pt['key'], sha256=file_sha256(path), widths=pt['widths'], best_epoch=pt['best_epoch'])
+    tmp = path.with_suffix(f'.jtmp{os.getpid()}'); tmp.write_text(json.dumps(side)); os.replace(tmp, path.with_suffix('.json'))
+
+def _load_pretrained(path:Path, key:str) -> dict:
+    "The cached pretraining at `path` if its checksum and key hold; a damaged or changed cache is an error."
+    from ephys2tx.bilstm import file_sha256
+    side = json.loads(path.with_suffix('.json').read_text())
+    if side.get('key') != key or side.get('sha256') != file_sha256(path):
+        raise ValueError("its SHA-256 or key differs from the record beside it (changed or damaged)")
+    pt = torch.load(path, map_location='cpu', weights_only=True)
+    if pt.get('key') != key: raise ValueError(f"it holds the pretraining {pt.get('key')!r}")
+    return pt
 
 def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, device='cpu') -> dict:
     "The mouse-pretrained network (`state`, `widths`, `best_epoch`, `key`), from the cache when it was trained before."
     key = pretrain_key(source, settings, seed)
     path = Path(cache_dir) / f'pretrain_{key}.pt' if cache_dir is not None else None
     if key not in _MEMO and path is not None and path.is_file():
-        try: _MEMO[key] = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e: warnings.warn(f"{path}: unreadable pretraining cache ({e}); training again")
+        try: _MEMO[key] = _load_pretrained(path, key)
+        except Exception as e:
+            warnings.warn(f"{path}: pretraining cache not used ({e}); training again"); path.unlink()
     if key not in _MEMO:
         t0 = time.time()
         state, widths, best = _pretrain(source, settings, seed, resolve_device(device))

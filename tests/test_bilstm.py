@@ -5,7 +5,7 @@ import numpy as np, pandas as pd, pytest, torch
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
-from ephys2tx.bilstm import (BiLSTMClassifier, FamilySeqNet, NoFamilyError, VARIANTS, family_permutation_importance,
+from ephys2tx.bilstm import (BiLSTMClassifier, BundleError, FamilySeqNet, NoFamilyError, VARIANTS, family_permutation_importance,
                              load_bundle, predict_cells, resolve_device, save_bundle, smote)
 from ephys2tx.cli import main as cli_main
 from ephys2tx.data import DataError, load_cells
@@ -39,6 +39,36 @@ def test_save_load_predict_identical(tmp_path, human, fitted):
     assert meta['versions']['torch'] == torch.__version__
     # pickling (joblib workers of the protocol) keeps the network too
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).predict_proba(human), P)
+
+
+@pytest.mark.parametrize('damage', ['weights bytes', 'transform value', 'truncated config', 'manifest version',
+                                    'file removed', 'pickle of format 1'])
+def test_damaged_bundle_is_a_named_error(tmp_path, human, fitted, damage):
+    "A bundle of real cells, changed on disk in one way: `predict` exits with status 2 and names the file; no output."
+    m = save_bundle(fitted, tmp_path / 'm')
+    human.iloc[:10].to_csv(tmp_path / 'cells.csv', index=False)
+    if damage == 'weights bytes':
+        b = bytearray((m / 'weights.pt').read_bytes()); b[len(b) // 2] ^= 0xFF; (m / 'weights.pt').write_bytes(bytes(b))
+        name = 'weights.pt'
+    elif damage == 'transform value':
+        st = json.loads((m / 'transform.json').read_text()); st['scale']['all'][3] *= 1000
+        (m / 'transform.json').write_text(json.dumps(st)); name = 'transform.json'
+    elif damage == 'truncated config':
+        (m / 'bundle.json').write_text((m / 'bundle.json').read_text()[:-40]); name = 'bundle.json'
+    elif damage == 'manifest version':
+        man = json.loads((m / 'manifest.json').read_text()); man['format_version'] = 99
+        (m / 'manifest.json').write_text(json.dumps(man)); name = 'manifest.json'
+    elif damage == 'file removed':
+        (m / 'transform.json').unlink(); name = 'transform.json'
+    else:
+        (m / 'manifest.json').unlink(); (m / 'transform.json').unlink()
+        (m / 'transform.pkl').write_bytes(pickle.dumps(fitted.transform_)); name = 'format version 1'
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(m), '--input', str(tmp_path / 'cells.csv'), '--out', str(tmp_path / 'p.csv')])
+    assert rc == 2 and name in err.getvalue() and 'Traceback' not in err.getvalue(), err.getvalue()
+    assert not (tmp_path / 'p.csv').exists()
+    with pytest.raises(BundleError): load_bundle(m)
 
 
 def test_predict_cli_malformed_csv_names_missing_columns(tmp_path, human, fitted):
