@@ -18,13 +18,14 @@ from .data import DataError, DATASETS, META_COLS, load_cells
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
-__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'SWEEP_BASE',
-           'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention', 'NoFamilyError',
-           'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device', 'inverse_frequency_weights',
-           'TrainTask', 'train_net', 'BiLSTMClassifier', 'BundleError', 'file_sha256', 'validation_metrics',
-           'save_bundle', 'check_bundle', 'load_bundle', 'family_permutation_importance', 'interpret_cv',
-           'attention_importance_agreement', 'plot_interpretation', 'missing_features', 'predict_cells', 'train_bundle',
-           'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
+__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'ID_COLUMNS',
+           'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
+           'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device',
+           'inverse_frequency_weights', 'TrainTask', 'train_net', 'BiLSTMClassifier', 'BundleError', 'file_sha256',
+           'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
+           'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement', 'plot_interpretation',
+           'missing_features', 'id_column', 'check_species', 'predict_cells', 'train_bundle', 'register_cli',
+           'inner_validation_sweep', 'register_models', 'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #21269a99
 class FamilyEncoder(nn.Module):
@@ -424,7 +425,7 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
             self.net_.load_state_dict(sd); self.net_.eval()
         else: self.__dict__.update(s)
 
-# %% ../nbs/05_bilstm.ipynb
+# %% ../nbs/05_bilstm.ipynb #1d8ae55e
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bilstm-bundle', 2
 BUNDLE_FILES = ('bundle.json', 'transform.json', 'weights.pt')   # each listed with its SHA-256 in manifest.json
 
@@ -444,7 +445,7 @@ def file_sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
     return h.hexdigest()
 
-# %% ../nbs/05_bilstm.ipynb
+# %% ../nbs/05_bilstm.ipynb #4a47cc1b
 def validation_metrics(model:BiLSTMClassifier) -> dict:
     "Scores of the training run on its own validation split at the kept epoch (empty without a validation split)."
     h = getattr(model, 'history_', None)
@@ -452,6 +453,12 @@ def validation_metrics(model:BiLSTMClassifier) -> dict:
     best = h[h.best].iloc[0]
     return dict(macro_f1=float(best.val_macro_f1), loss=float(best.val_loss), n_val=int(model.n_val_),
                 epoch=int(best.epoch))
+
+def manifest_checksum(manifest:dict) -> str:
+    "SHA-256 of a manifest's content (canonical JSON, without its own `checksum` field)."
+    import hashlib
+    body = {k: v for k, v in manifest.items() if k != 'checksum'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(',', ':')).encode()).hexdigest()
 
 def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
     "Write a fitted `model` to the folder `path` (weights, transform, bundle.json, manifest.json); returns the folder."
@@ -478,10 +485,11 @@ def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
     manifest = dict(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, ephys2tx=ephys2tx.__version__,
                     schema=model.schema, data_sha256=data, validation=meta['validation'],
                     files={f: file_sha256(path / f) for f in BUNDLE_FILES})
+    manifest['checksum'] = manifest_checksum(manifest)
     (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return path
 
-# %% ../nbs/05_bilstm.ipynb
+# %% ../nbs/05_bilstm.ipynb #b105bae5
 def _json_file(path:Path) -> dict:
     "A JSON object from `path`; anything else (absent, truncated, not JSON, not an object) is a `BundleError`."
     if not path.is_file(): raise BundleError(f"{path}: file not found (not an ephys2tx bundle?)")
@@ -503,6 +511,9 @@ def check_bundle(path) -> dict:
     if m.get('format_version') != BUNDLE_VERSION:
         raise BundleError(f"{path / 'manifest.json'}: field 'format_version' is {m.get('format_version')!r}; "
                           f"this version of ephys2tx reads format {BUNDLE_VERSION}")
+    if m.get('checksum') != manifest_checksum(m):
+        raise BundleError(f"{path / 'manifest.json'}: its content differs from its checksum: changed or damaged after "
+                          "the bundle was written")
     files = m.get('files')
     if not isinstance(files, dict) or any(f not in files for f in BUNDLE_FILES):
         raise BundleError(f"{path / 'manifest.json'}: field 'files' should give the SHA-256 of {list(BUNDLE_FILES)}")
@@ -514,7 +525,7 @@ def check_bundle(path) -> dict:
                               "the file was changed or damaged after the bundle was written")
     return m
 
-# %% ../nbs/05_bilstm.ipynb
+# %% ../nbs/05_bilstm.ipynb #7ff37135
 def load_bundle(path, device='cpu') -> BiLSTMClassifier:
     "Load a bundle folder written by `save_bundle` (checked first: `check_bundle`); the model runs on `device`."
     from ephys2tx.features import transform_from_state
@@ -618,33 +629,90 @@ def plot_interpretation(res:dict, title:str=''):
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/05_bilstm.ipynb #e681d968
+# %% ../nbs/05_bilstm.ipynb #047eaed4
+ID_COLUMNS = ('specimen_id', 'ID', 'id', 'cell_id', 'cell_name', 'cell', 'name')   # tried in this order
+
 def missing_features(model:BiLSTMClassifier, df:pd.DataFrame) -> list:
     "Feature columns the model reads that `df` lacks."
     return [c for c in model.transform_.flat_feature_names if c not in df.columns]
 
-def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=False, where:str='input') -> tuple:
-    "Per-cell predictions of `model` for the cell table `df`; returns (table, list of missing features masked)."
-    missing = missing_features(model, df)
-    if missing and not allow_missing:
-        raise DataError(f"{where}: missing {len(missing)} feature column(s) required by the model "
-                        f"(schema {model.schema!r}): {missing}; add them, or pass --allow-missing "
-                        "(allow_missing=True) to mask them as unobserved")
-    df = df.copy()
-    for c in missing: df[c] = np.nan
-    feats = model.transform_.flat_feature_names
+def id_column(df:pd.DataFrame, name:str|None=None, where:str='input') -> str|None:
+    "The ID column of a cell table: `name` (which must exist), else the first of `ID_COLUMNS` present, else None."
+    if name is not None:
+        if name not in df.columns: raise DataError(f"{where}: no ID column {name!r}; columns: {list(df.columns)[:12]}")
+        return name
+    return next((c for c in ID_COLUMNS if c in df.columns), None)
+
+def check_species(model:BiLSTMClassifier, df:pd.DataFrame, where:str='input') -> None:
+    "A `DataError` when `df` holds cells of another species than the model's (its `species` column or features)."
+    from ephys2tx.features import SCHEMAS, schema_features
+    own = model.schema
+    if 'species' in df.columns and own in ('mouse', 'human'):
+        other = sorted(set(df['species'].dropna().astype(str)) - {own})
+        if other: raise DataError(f"{where}: column 'species' says {other}; this bundle was trained on {own} cells")
+    mine = {f.name for f in schema_features(own)}
+    for sp in (s for s in ('mouse', 'human') if s != own and s in SCHEMAS):
+        theirs = {f.name for f in schema_features(sp)}
+        a, b = theirs - mine, mine - theirs
+        fa, fb = np.mean([c in df.columns for c in a]), np.mean([c in df.columns for c in b])
+        if a and b and fa >= 0.5 and fb < 0.5:
+            raise DataError(f"{where}: this looks like a {sp} cell table ({int(fa * len(a))} of the {len(a)} features "
+                            f"only {sp} tables have, {int(fb * len(b))} of the {len(b)} only {own} tables have); "
+                            f"this bundle was trained on {own} cells")
+
+# %% ../nbs/05_bilstm.ipynb #ab876b34
+def _numeric(df:pd.DataFrame, feats, where:str) -> pd.DataFrame:
+    "Feature columns as numbers; a value that is not one is an error naming the column."
     bad = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         conv = df[bad].apply(pd.to_numeric, errors='coerce')
         wrong = [c for c in bad if (conv[c].isna() & df[c].notna()).any()]
         if wrong: raise DataError(f"{where}: feature column(s) {wrong} hold non-numeric values")
         df[bad] = conv
-    T = model._tensors(df)
-    P, A = model._run(T.values, T.obs_mask, T.fam_mask)
-    ids = df['specimen_id'].to_numpy() if 'specimen_id' in df.columns else np.arange(len(df))
-    out = pd.DataFrame({'specimen_id' if 'specimen_id' in df.columns else 'row': ids,
-                        'predicted_subclass': model.classes_[P.argmax(1)]})
+    return df
+
+def _outside(df:pd.DataFrame, model:BiLSTMClassifier) -> list:
+    "Per cell, the features whose (finite) value lies outside the plausible range, joined by ';'."
+    from ephys2tx.features import schema_features
+    fs = [f for f in schema_features(model.schema) if f.lo is not None and f.name in df.columns]
+    flags = pd.DataFrame({f.name: (df[f.name] < f.lo) | (df[f.name] > f.hi) for f in fs}, index=df.index)
+    return [';'.join(flags.columns[r]) for r in flags.to_numpy(bool)] if fs else [''] * len(df)
+
+def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=False, where:str='input',
+                  id_col:str|None=None) -> tuple:
+    "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
+    from ephys2tx.features import check_ranges
+    feats = model.transform_.flat_feature_names
+    if not len(df): raise DataError(f"{where}: no cells (a header and no rows)")
+    check_species(model, df, where)
+    if not any(c in df.columns for c in feats):
+        raise DataError(f"{where}: none of the {len(feats)} feature columns of the {model.schema} schema is present "
+                        f"(e.g. {feats[:4]}); columns: {list(df.columns)[:8]}")
+    missing = missing_features(model, df)
+    if missing and not allow_missing:
+        raise DataError(f"{where}: missing {len(missing)} feature column(s) required by the model "
+                        f"(schema {model.schema!r}): {missing}; add them, or pass --allow-missing "
+                        "(allow_missing=True) to mask them as unobserved")
+    idc = id_column(df, id_col, where)
+    if idc is not None and df[idc].duplicated().any():
+        raise DataError(f"{where}: duplicate IDs in column {idc!r}: {df[idc][df[idc].duplicated()].unique()[:5].tolist()}")
+    df = _numeric(df.reset_index(drop=True).assign(**{c: np.nan for c in missing}), feats, where)
+    check_ranges(df[feats], model.schema, where)
+    inf = np.isinf(df[feats].to_numpy(float))
+    T = model.transform_.transform(df.assign(**{c: df[c].where(~np.isinf(df[c])) for c in feats}))
+    ok = T.fam_mask.any(1) & ~inf.any(1)
+    status = np.where(ok, 'ok', np.where(inf.any(1), 'not predicted: infinite value in ' + pd.Series(
+        [';'.join(np.array(feats)[r]) for r in inf]), 'not predicted: no observed feature family'))
+    out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(len(df)), 'status': status})
+    P = np.full((len(df), len(model.classes_)), np.nan); A = None
+    if ok.any():
+        P[ok], a = model._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])
+        if a is not None: A = np.full((len(df), len(model.families_)), np.nan); A[ok] = a
+    out['predicted_subclass'] = np.where(ok, model.classes_[np.nan_to_num(P).argmax(1)], None)
     for j, c in enumerate(model.classes_): out[f'prob_{c}'] = P[:, j]
+    out['families'] = [';'.join(np.array(model.families_)[r]) for r in T.fam_mask]
+    out['n_families'] = T.fam_mask.sum(1)
+    out['outside_range'] = _outside(df, model)
     if A is not None:
         for j, f in enumerate(model.families_): out[f'attention_{f}'] = A[:, j]
     return out, missing
@@ -679,6 +747,8 @@ def register_cli(sub):
     p.add_argument('--input', required=True, help='CSV of cells: feature columns under their IPFX names')
     p.add_argument('--out', required=True, help='CSV to write: probabilities, predicted subclass, attention')
     p.add_argument('--allow-missing', action='store_true', help='mask missing feature columns instead of failing')
+    p.add_argument('--id-column', default=None,
+                   help=f"the input's ID column, kept in the output (default: the first of {', '.join(ID_COLUMNS)})")
     p.add_argument('--device', default='cpu')
     p.set_defaults(func=_cli_predict)
 
@@ -694,14 +764,21 @@ def _cli_predict(args):
     from ephys2tx.data import read_table
     model = load_bundle(args.model, device=args.device)
     df = read_table(args.input)
-    out, missing = predict_cells(model, df, allow_missing=args.allow_missing, where=str(args.input))
+    out, missing = predict_cells(model, df, allow_missing=args.allow_missing, where=str(args.input),
+                                 id_col=args.id_column)
     if missing:
         print(f"ephys2tx predict: warning: {len(missing)} feature column(s) missing from {args.input} were masked "
               f"as unobserved: {missing}", file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
-    print(f"{len(out)} cells -> {args.out}: " + ', '.join(f'{k} {v}' for k, v in out.predicted_subclass.value_counts().items()))
+    ok = out.status == 'ok'
+    print(f"{len(out)} cells -> {args.out}: {int(ok.sum())} predicted (" +
+          ', '.join(f'{k} {v}' for k, v in out.predicted_subclass[ok].value_counts().items()) + ')')
+    for reason, n in out.status[~ok].value_counts().items():
+        print(f"ephys2tx predict: {n} cell(s) {reason} (status column of {args.out})", file=sys.stderr)
+    if not ok.any(): raise DataError(f"{args.input}: no cell could be predicted (reasons in {args.out})")
     return 0
+
 
 # %% ../nbs/05_bilstm.ipynb #6db1aae8
 # round 1: one factor at a time around the base; round 2: combinations of the round-1 winners

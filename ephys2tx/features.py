@@ -12,11 +12,11 @@ from .data import DataError, META_COLS
 
 # %% auto #0
 __all__ = ['UNIT_RANGES', 'HUMAN_FAMILIES', 'MOUSE_FAMILIES', 'EXCLUDED', 'GOUWENS_VECTORS', 'GOUWENS_FAMILIES', 'ALIGN_RULES',
-           'ALIGNED_FAMILIES', 'SCHEMAS', 'ALIGNED_UNITS', 'TRANSFORM_STATE_VERSION', 'Feature', 'Family', 'AlignRule',
-           'get_schema', 'schema_features', 'family_of', 'family_table', 'schema_overview', 'check_columns',
-           'check_ranges', 'to_aligned', 'FamilyTensors', 'FamilyTransform', 'missingness', 'transform_state',
-           'transform_from_state', 'FlatFeatures', 'domain_shift', 'shift_summary', 'plot_domain_shift', 'register_cli',
-           'features_report']
+           'ALIGNED_FAMILIES', 'SCHEMAS', 'SCALED_UNITS', 'ALIGNED_UNITS', 'TRANSFORM_STATE_VERSION', 'Feature',
+           'Family', 'AlignRule', 'get_schema', 'schema_features', 'family_of', 'family_table', 'schema_overview',
+           'check_columns', 'unit_hint', 'check_ranges', 'to_aligned', 'FamilyTensors', 'FamilyTransform',
+           'missingness', 'transform_state', 'transform_from_state', 'FlatFeatures', 'domain_shift', 'shift_summary',
+           'plot_domain_shift', 'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #cea8e6cc
 @dataclass(frozen=True)
@@ -281,6 +281,20 @@ def check_columns(df:pd.DataFrame, names, where='cell table', schema='') -> None
     bad = [c for c in names if not pd.api.types.is_numeric_dtype(df[c])]
     if bad: raise DataError(f"{where}: feature column(s) {bad[:10]} are not numeric")
 
+SCALED_UNITS = {'s': ('ks', 'ms'), 'ms': ('s', 'µs'), 'mV': ('V', 'µV'), 'pA': ('nA', 'fA'), 'MOhm': ('GOhm', 'kOhm'),
+                'GOhm': ('TOhm', 'MOhm'), 'Hz': ('kHz', 'mHz'), 'Hz/pA': ('Hz/fA', 'Hz/nA'), 'pF': ('nF', 'fF')}
+
+def unit_hint(f:Feature, median:float) -> str:
+    "Why a median lies outside `f`'s range: the likely unit when a factor of 1000 (or a million) puts it inside."
+    for k in (1e3, 1e-3, 1e6, 1e-6):
+        if f.lo <= median * k <= f.hi:
+            big, small = SCALED_UNITS.get(f.unit, (None, None))
+            alt = (big if k > 1 else small) if abs(np.log10(k)) == 3 else None
+            size = 'small' if k > 1 else 'large'
+            return (f"the values look {max(k, 1 / k):g}x too {size} for {f.unit}" +
+                    (f": given in {alt}?" if alt else "?"))
+    return "wrong unit or scale?"
+
 def check_ranges(df:pd.DataFrame, schema, where='cell table', warn_frac:float=0.1) -> pd.DataFrame:
     "Check each feature's median (per species if present) against its plausible range; return the checks."
     feats = [f for f in schema_features(schema) if f.lo is not None and f.name in df.columns]
@@ -296,7 +310,7 @@ def check_ranges(df:pd.DataFrame, schema, where='cell table', warn_frac:float=0.
                              frac_outside=out, ok=ok))
             if not ok:
                 errors.append(f"{f.name} (species {sp}): median {med:.4g} outside the plausible range "
-                              f"[{f.lo:g}, {f.hi:g}] {f.unit}; wrong unit or scale?")
+                              f"[{f.lo:g}, {f.hi:g}] {f.unit}; {unit_hint(f, med)}")
             elif out > warn_frac:
                 warnings.warn(f"{where}: {f.name} (species {sp}): {out:.0%} of the values lie outside "
                               f"[{f.lo:g}, {f.hi:g}] {f.unit}", stacklevel=2)
@@ -523,7 +537,7 @@ def missingness(T:FamilyTensors) -> pd.DataFrame:
                          'missing values': [1 - T.obs_mask[:, i, :w].mean() for i, w in enumerate(T.widths)],
                          'cells without family': 1 - T.fam_mask.mean(0)}).round(3)
 
-# %% ../nbs/02_features.ipynb
+# %% ../nbs/02_features.ipynb #d2d85884
 TRANSFORM_STATE_VERSION = 1
 
 def _nums(a) -> list:
