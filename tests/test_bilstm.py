@@ -95,6 +95,51 @@ def test_predict_cli_malformed_csv_names_missing_columns(tmp_path, human, fitted
     assert [c for c in out.columns if c.startswith('attention_')] == [f'attention_{f}' for f in fitted.families_]
 
 
+def test_predict_keeps_ids_order_and_every_cell(tmp_path, human, fitted):
+    "Real cells under a lab's own ID column, shuffled, two of them unscorable: all written, in input order."
+    save_bundle(fitted, tmp_path / 'm')
+    feats = fitted.transform_.flat_feature_names
+    df = human.iloc[:30].sample(frac=1, random_state=1).rename(columns={'specimen_id': 'cell_name'})
+    df['cell_name'] = 'lab-' + df['cell_name'].astype(str)
+    df.loc[df.index[3], feats] = np.nan                     # nothing recorded
+    df.loc[df.index[7], 'tau'] = np.inf
+    df.to_csv(tmp_path / 'lab.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / 'lab.csv'),
+                       '--out', str(tmp_path / 'p.csv')])
+    assert rc == 0, err.getvalue()
+    out = pd.read_csv(tmp_path / 'p.csv')
+    assert out.cell_name.tolist() == df.cell_name.tolist() and 'row' not in out
+    assert out.status[3] == 'not predicted: no observed feature family' and out.n_families[3] == 0
+    assert out.status[7] == 'not predicted: infinite value in tau'
+    assert (out.status.drop([3, 7]) == 'ok').all() and out.predicted_subclass.drop([3, 7]).notna().all()
+    assert '1 cell(s) not predicted: no observed feature family' in err.getvalue()
+    ok = df.drop(df.index[[3, 7]])                          # the same cells alone score the same
+    alone, _ = predict_cells(fitted, ok)
+    np.testing.assert_allclose(out.drop([3, 7]).prob_Sst.to_numpy(), alone.prob_Sst.to_numpy(), atol=1e-6)
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / 'lab.csv'),
+                       '--out', str(tmp_path / 'q.csv'), '--id-column', 'nope'])
+    assert rc == 2 and not (tmp_path / 'q.csv').exists()
+
+
+def test_predict_wrong_unit_and_other_species_are_named(tmp_path, human, fitted, mirror):
+    "Human tau handed in ms (the model reads s), and a mouse table: exit 2, the feature or both species named."
+    save_bundle(fitted, tmp_path / 'm')
+    human.iloc[:40].assign(tau=human.tau.iloc[:40] * 1000).to_csv(tmp_path / 'ms.csv', index=False)
+    load_cells('mouse', data_dir=mirror, progress=False).iloc[:20].drop(columns='species').to_csv(
+        tmp_path / 'mouse.csv', index=False)
+    for name, want in [('ms.csv', ['tau', '[0.001, 0.3] s', 'given in ms?']),
+                       ('mouse.csv', ['looks like a mouse cell table', 'trained on human cells'])]:
+        err = io.StringIO()
+        with redirect_stdout(io.StringIO()), redirect_stderr(err):
+            rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / name),
+                           '--out', str(tmp_path / 'p.csv'), '--allow-missing'])
+        assert rc == 2 and all(w in err.getvalue() for w in want) and name in err.getvalue(), err.getvalue()
+        assert not (tmp_path / 'p.csv').exists()
+
+
 def test_predict_rejects_non_numeric(human, fitted):
     df = human.iloc[:5].copy(); df['tau'] = df['tau'].astype(object); df.loc[df.index[0], 'tau'] = 'fast'
     with pytest.raises(DataError, match=r"\['tau'\] hold non-numeric"): predict_cells(fitted, df)
