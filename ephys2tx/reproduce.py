@@ -17,8 +17,8 @@ __all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR',
            'QUICK_PARAMS', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage',
            'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd',
            'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'runs_store',
-           'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce', 'headline_markdown',
-           'refresh_docs_index', 'register_cli']
+           'damaged_outputs', 'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce',
+           'headline_markdown', 'refresh_docs_index', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -455,8 +455,15 @@ register_stage(Stage(
 def _sha_file(p:Path) -> str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
 def _read_json(p:Path) -> dict|None:
-    try: return json.loads(Path(p).read_text())
-    except (FileNotFoundError, json.JSONDecodeError): return None
+    "A JSON record, or None when it is absent or damaged (then the work it records is done again)."
+    try: obj = json.loads(Path(p).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError): return None
+    return obj if isinstance(obj, dict) else None
+
+def damaged_outputs(d:Path, marker:dict, outputs) -> list:
+    "Outputs of a finished stage that are absent or differ from the SHA-256 its `stage.json` recorded."
+    sums = marker.get('sha256') or {}
+    return [o for o in outputs if not (d/o).is_file() or sums.get(o) != _sha_file(d/o)]
 
 def _write_json(p:Path, obj):
     tmp = p.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, p)
@@ -470,8 +477,11 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
     rec = dict(stage=stage.name, title=stage.title, key=h, computed=False, reported=False, seconds=0.0, report=None)
     t0 = time.time()
     marker = _read_json(d/'stage.json')
-    cached = (not force and marker is not None and marker.get('key') == h
-              and all((d/o).is_file() for o in stage.outputs))
+    cached = not force and marker is not None and marker.get('key') == h
+    if cached and (bad := damaged_outputs(d, marker, stage.outputs)):
+        log.warning('[%s] %s absent or changed since the stage wrote it: computing the stage again',
+                    stage.name, ', '.join(bad))
+        cached = False
     if stage.run is None: log.info('[%s] no computation (report only)', stage.name)
     elif cached: log.info('[%s] cached: key %s… unchanged, outputs present; not recomputed', stage.name, h[:12])
     else:
@@ -492,6 +502,7 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
         miss = [o for o in stage.outputs if not (d/o).is_file()]
         if miss: raise StageError(f"stage {stage.name!r} finished without writing {', '.join(str(d/o) for o in miss)}")
         _write_json(d/'stage.json', dict(key=h, inputs=key, outputs=list(stage.outputs), seconds=time.time() - t0,
+                                         sha256={o: _sha_file(d/o) for o in stage.outputs},
                                          finished=_dt.datetime.now().isoformat(timespec='seconds')))
         rec['computed'] = True
         log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
