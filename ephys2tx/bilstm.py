@@ -19,13 +19,13 @@ from .features import FamilyTransform, get_schema
 
 # %% auto #0
 __all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'ID_COLUMNS',
-           'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
+           'MASKING', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
            'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device',
-           'inverse_frequency_weights', 'TrainTask', 'train_net', 'BiLSTMClassifier', 'BundleError', 'file_sha256',
-           'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
+           'inverse_frequency_weights', 'TrainTask', 'train_net', 'FamilyMasking', 'BiLSTMClassifier', 'BundleError',
+           'file_sha256', 'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
            'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement', 'plot_interpretation',
-           'missing_features', 'id_column', 'check_species', 'predict_cells', 'train_bundle', 'register_cli',
-           'inner_validation_sweep', 'register_models', 'bilstm_results']
+           'missing_features', 'id_column', 'check_species', 'predict_cells', 'expected_macro_f1', 'train_bundle',
+           'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #21269a99
 class FamilyEncoder(nn.Module):
@@ -227,8 +227,9 @@ def _cycled(rng, n:int, length:int) -> torch.Tensor:
     reps = int(np.ceil(length / n))
     return torch.as_tensor(np.concatenate([rng.permutation(n) for _ in range(reps)])[:length])
 
-def _forward(net, t:TrainTask, b):
-    out = net(*t.batch(b), head=t.head) if t.head is not None else net(*t.batch(b))
+def _forward(net, t:TrainTask, b, augment=None):
+    x = t.batch(b) if augment is None else augment(*t.batch(b))
+    out = net(*x, head=t.head) if t.head is not None else net(*x)
     return out if isinstance(out, tuple) else (out, None)
 
 def _task_weights(t:TrainTask, n_classes:int, device):
@@ -243,7 +244,8 @@ def _step_batches(tasks, ep_orders, s, bts, device):
     return out
 
 def train_net(net, train, val=None, class_weight=None, epochs=100, batch_size=64, lr=1e-3, weight_decay=1e-4,
-              patience=15, device='cpu', amp=True, seed=0, progress=False, clip=1.0, params=None, aux_loss=None):
+              patience=15, device='cpu', amp=True, seed=0, progress=False, clip=1.0, params=None, aux_loss=None,
+              augment=None):
     "Fit `net` on `train` (a `TrainTask`, a list of them, or a `(values, obs, fam, y_idx)` tuple); returns the history."
     device = torch.device(device)
     tasks = [_as_task(t, device) for t in (train if isinstance(train, list) else [train])]
@@ -269,7 +271,7 @@ def train_net(net, train, val=None, class_weight=None, epochs=100, batch_size=64
             if len(bs[0]) < 2 and n >= 2: continue            # BatchNorm-free, but a 1-cell batch is noise
             loss, extras = 0.0, []
             with autocast():
-                outs = [_forward(net, t, b) for t, b in zip(tasks, bs)]
+                outs = [_forward(net, t, b, augment) for t, b in zip(tasks, bs)]
             for t, b, cw, (logits, extra) in zip(tasks, bs, cws, outs):
                 extras.append(extra)
                 if t.y is not None:
@@ -303,18 +305,37 @@ def train_net(net, train, val=None, class_weight=None, epochs=100, batch_size=64
     h['best'] = (h.epoch == h.loc[h.val_loss.idxmin(), 'epoch']) if val is not None else (h.epoch == h.epoch.max())
     return h
 
+# %% ../nbs/05_bilstm.ipynb #18e77df1
+class FamilyMasking:
+    "Batch augmentation: hide each present family with probability `family_p`, each observed value with `feature_p`."
+    def __init__(self, family_p:float=0.25, feature_p:float=0.1, seed:int=0):
+        if not (0 <= family_p < 1 and 0 <= feature_p < 1): raise ValueError("masking probabilities must be in [0, 1)")
+        self.family_p, self.feature_p, self.g = family_p, feature_p, torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, values, obs, fam):
+        "Masked copies of a batch (values, obs, fam); every cell keeps at least one of its families."
+        N, F, D = values.shape
+        drop = (torch.rand(N, F, generator=self.g) < self.family_p).to(fam.device) & fam
+        o = obs & ~drop[:, :, None]
+        if self.feature_p > 0: o = o & ~(torch.rand(N, F, D, generator=self.g) < self.feature_p).to(obs.device)
+        f = o.any(2) & fam
+        empty = ~f.any(1)                                  # every family hidden: this cell stays whole
+        o[empty], f[empty] = obs[empty], fam[empty]
+        return values * o, o, f
+
 # %% ../nbs/05_bilstm.ipynb #d2a67a8e
 class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
     "Attention BiLSTM over IPFX feature families; scikit-learn classifier on cell tables."
     def __init__(self, schema='human', variant='attention', epochs=100, batch_size=64, lr=1e-3, weight_decay=1e-4,
                  patience=15, hidden=128, token_dim=32, attn_dim=64, dropout=0.4, smote=False, smote_k=5,
                  val_frac=0.15, log_skewed=True, per_species=False, amp=True, device='auto', random_state=0,
-                 progress=False):
+                 progress=False, family_dropout:float=0.0, feature_dropout:float=0.0):
         self.schema, self.variant, self.epochs, self.batch_size, self.lr = schema, variant, epochs, batch_size, lr
         self.weight_decay, self.patience, self.hidden, self.token_dim = weight_decay, patience, hidden, token_dim
         self.attn_dim, self.dropout, self.smote, self.smote_k, self.val_frac = attn_dim, dropout, smote, smote_k, val_frac
         self.log_skewed, self.per_species, self.amp, self.device = log_skewed, per_species, amp, device
         self.random_state, self.progress = random_state, progress
+        self.family_dropout, self.feature_dropout = family_dropout, feature_dropout   # masking augmentation
 
     # -- data -> tensors ------------------------------------------------------------------------
     def _tensors(self, X):
@@ -335,6 +356,7 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         if strat is None: warnings.warn('a class has fewer than 2 training cells: the validation split is not stratified')
         tr, va = train_test_split(np.arange(len(y)), test_size=self.val_frac, stratify=strat,
                                   random_state=self.random_state)
+        self.val_ids_ = X['specimen_id'].iloc[va].tolist() if 'specimen_id' in X.columns else []
         return X.iloc[tr], y[tr], X.iloc[va], y[va]
 
     # -- fit --------------------------------------------------------------------------------------
@@ -343,6 +365,7 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         if self.variant not in VARIANTS: raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         y = np.asarray(y).astype(str)
         if len(X) != len(y): raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        self.val_ids_ = []
         if validation is None: Xtr, ytr, Xva, yva = self._carve_validation(X, y)
         else: (Xtr, ytr), (Xva, yva) = (X, y), (validation[0], np.asarray(validation[1]).astype(str))
         self.classes_ = np.unique(ytr)
@@ -359,6 +382,8 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
             tr = (V, O, Fm, ys)
         self.class_weight_ = inverse_frequency_weights(tr[3], len(self.classes_))
         devs = [self.device_.index or 0] if self.device_.type == 'cuda' else []
+        aug = (FamilyMasking(self.family_dropout, self.feature_dropout, self.random_state)
+               if self.family_dropout or self.feature_dropout else None)
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=devs):
             torch.manual_seed(self.random_state)
@@ -366,7 +391,8 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
                                      self.attn_dim, self.dropout)
             self.history_ = train_net(self.net_, tr, (Tva.values, Tva.obs_mask, Tva.fam_mask, yva_i),
                                       self.class_weight_, self.epochs, self.batch_size, self.lr, self.weight_decay,
-                                      self.patience, self.device_, self.amp, self.random_state, self.progress)
+                                      self.patience, self.device_, self.amp, self.random_state, self.progress,
+                                      augment=aug)
         self.fit_seconds_ = time.perf_counter() - t0
         self.best_epoch_ = int(self.history_.loc[self.history_.best, 'epoch'].iloc[0])
         self.n_train_, self.n_synthetic_, self.n_val_ = len(ytr_i), len(tr[3]) - len(ytr_i), len(yva_i)
@@ -479,7 +505,8 @@ def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
         training=dict(best_epoch=model.best_epoch_, n_train=model.n_train_, n_synthetic=model.n_synthetic_,
                       n_val=model.n_val_, fit_seconds=round(model.fit_seconds_, 3), device=str(model.device_),
                       class_weight=[float(w) for w in model.class_weight_]),
-        validation=validation_metrics(model), versions=_versions(), data_sha256=data, **(extra or {}))
+        validation=validation_metrics(model), validation_ids=[int(i) for i in getattr(model, 'val_ids_', [])],
+        versions=_versions(), data_sha256=data, **(extra or {}))
     (path / 'bundle.json').write_text(json.dumps(meta, indent=1, default=str))
     import ephys2tx
     manifest = dict(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, ephys2tx=ephys2tx.__version__,
@@ -717,15 +744,43 @@ def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=Fa
         for j, f in enumerate(model.families_): out[f'attention_{f}'] = A[:, j]
     return out, missing
 
+# %% ../nbs/05_bilstm.ipynb #a4d43172
+_CELLS = {}
+
+def expected_macro_f1(model:BiLSTMClassifier, masked:list, data_dir=None) -> dict|None:
+    "Macro-F1 on the model's own validation cells with the features `masked` hidden, beside every feature shown."
+    meta = getattr(model, 'bundle_', None) or {}
+    ids = meta.get('validation_ids') if meta else getattr(model, 'val_ids_', [])
+    label = (meta.get('trained_on') or {}).get('label', 'subclass')
+    if not ids or model.schema not in ('mouse', 'human'): return None
+    key = (model.schema, str(data_dir))
+    try:
+        if key not in _CELLS: _CELLS[key] = load_cells(model.schema, data_dir=data_dir, progress=False)
+    except Exception: return None                            # the training data is not at hand
+    v = _CELLS[key][_CELLS[key].specimen_id.isin(ids)]
+    if not len(v) or label not in v.columns: return None
+    y = v[label].to_numpy().astype(str)
+    f1 = lambda t, p: float(f1_score(t, p, average='macro', labels=model.classes_, zero_division=0))
+    T = model.transform_.transform(v.assign(**{c: np.nan for c in masked}))
+    ok = T.fam_mask.any(1)
+    P = model._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])[0]
+    return dict(all=f1(y, model.predict(v)), masked=f1(y[ok], model.classes_[P.argmax(1)]), n=len(v),
+                n_scored=int(ok.sum()))
+
 # %% ../nbs/05_bilstm.ipynb #94fbd7c9
+# the masking of `ephys2tx train`, fixed before it was measured (bench/bench_missing.py measures it)
+MASKING = dict(family_p=0.25, feature_p=0.1)
+
 def train_bundle(species:str, out, epochs:int=100, device='auto', variant='attention', random_state=0,
-                 smote:bool=True, data_dir=None, progress:bool=True, **kw) -> BiLSTMClassifier:
+                 smote:bool=True, data_dir=None, progress:bool=True, family_dropout:float=MASKING['family_p'],
+                 feature_dropout:float=MASKING['feature_p'], **kw) -> BiLSTMClassifier:
     "Train a `BiLSTMClassifier` on all QC-passed cells of `species` (label `subclass`) and save a bundle to `out`."
     if species not in ('mouse', 'human'): raise DataError(f"unknown species {species!r}; choose 'mouse' or 'human'")
     cells = load_cells(species, data_dir=data_dir, progress=progress)
     y = cells['subclass'].to_numpy()
     model = BiLSTMClassifier(schema=species, variant=variant, epochs=epochs, device=device,
-                             random_state=random_state, progress=progress, **(BILSTM_RECIPE | dict(smote=smote) | kw)).fit(cells, y)
+                             random_state=random_state, progress=progress, family_dropout=family_dropout,
+                             feature_dropout=feature_dropout, **(BILSTM_RECIPE | dict(smote=smote) | kw)).fit(cells, y)
     save_bundle(model, out, extra=dict(trained_on=dict(species=species, label='subclass', n_cells=len(cells),
                 class_counts={str(k): int(v) for k, v in pd.Series(y).value_counts().items()})))
     return model
@@ -741,6 +796,10 @@ def register_cli(sub):
     t.add_argument('--no-smote', dest='smote', action='store_false',
                    help='do not SMOTE-oversample the minority classes of the training cells (default: SMOTE on)')
     t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--family-dropout', type=float, default=MASKING['family_p'],
+                   help='masking augmentation: chance to hide each family of a training cell per batch (0: off)')
+    t.add_argument('--feature-dropout', type=float, default=MASKING['feature_p'],
+                   help='masking augmentation: chance to hide each observed value (0: off)')
     t.set_defaults(func=_cli_train)
     p = sub.add_parser('predict', help='predict the subclass of cells in a CSV with a trained bundle')
     p.add_argument('--model', required=True, help='bundle folder written by `ephys2tx train`')
@@ -754,7 +813,8 @@ def register_cli(sub):
 
 def _cli_train(args):
     m = train_bundle(args.species, args.out, epochs=args.epochs, device=args.device, variant=args.variant,
-                     random_state=args.seed, smote=args.smote, data_dir=args.data_dir)
+                     random_state=args.seed, smote=args.smote, data_dir=args.data_dir,
+                     family_dropout=args.family_dropout, feature_dropout=args.feature_dropout)
     print(f"trained {m.variant} BiLSTM on {m.n_train_} {args.species} cells (+{m.n_synthetic_} SMOTE, "
           f"+{m.n_val_} for early stopping), "
           f"best epoch {m.best_epoch_}, {m.fit_seconds_:.1f} s on {m.device_}; bundle: {args.out}")
@@ -769,6 +829,11 @@ def _cli_predict(args):
     if missing:
         print(f"ephys2tx predict: warning: {len(missing)} feature column(s) missing from {args.input} were masked "
               f"as unobserved: {missing}", file=sys.stderr)
+        e = expected_macro_f1(model, missing, args.data_dir)
+        print("ephys2tx predict: expected macro-F1 with these features masked: " + (
+              f"{e['masked']:.3f} (with every feature: {e['all']:.3f}), on the {e['n_scored']} validation cells of the "
+              "bundle's training data (they decided early stopping: a slightly optimistic estimate)" if e else
+              "unknown (the bundle records no validation cells, or its training data is not at hand)"), file=sys.stderr)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
     ok = out.status == 'ok'
