@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split, StratifiedKFold
 from tqdm.auto import tqdm
-from .data import DataError, DATASETS, META_COLS, load_cells
+from .data import DataError, DATASETS, META_COLS, load_cells, sha256sum
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
@@ -22,7 +22,7 @@ __all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE
            'MASKING', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
            'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device',
            'inverse_frequency_weights', 'TrainTask', 'train_net', 'FamilyMasking', 'BiLSTMClassifier', 'BundleError',
-           'file_sha256', 'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
+           'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
            'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement', 'plot_interpretation',
            'missing_features', 'id_column', 'check_species', 'predict_cells', 'expected_macro_f1', 'train_bundle',
            'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
@@ -463,14 +463,6 @@ def _versions():
     return {'ephys2tx': ephys2tx.__version__, 'torch': torch.__version__, 'numpy': np.__version__,
             'pandas': pd.__version__, 'scikit-learn': sklearn.__version__, 'python': platform.python_version()}
 
-def file_sha256(path) -> str:
-    "Hex SHA-256 of the file at `path`."
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
 # %% ../nbs/05_bilstm.ipynb #4a47cc1b
 def validation_metrics(model:BiLSTMClassifier) -> dict:
     "Scores of the training run on its own validation split at the kept epoch (empty without a validation split)."
@@ -511,7 +503,7 @@ def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
     import ephys2tx
     manifest = dict(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, ephys2tx=ephys2tx.__version__,
                     schema=model.schema, data_sha256=data, validation=meta['validation'],
-                    files={f: file_sha256(path / f) for f in BUNDLE_FILES})
+                    files={f: sha256sum(path / f) for f in BUNDLE_FILES})
     manifest['checksum'] = manifest_checksum(manifest)
     (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return path
@@ -546,7 +538,7 @@ def check_bundle(path) -> dict:
         raise BundleError(f"{path / 'manifest.json'}: field 'files' should give the SHA-256 of {list(BUNDLE_FILES)}")
     for f in BUNDLE_FILES:
         if not (path / f).is_file(): raise BundleError(f"{path / f}: file not found (listed in manifest.json)")
-        got = file_sha256(path / f)
+        got = sha256sum(path / f)
         if got != files[f]:
             raise BundleError(f"{path / f}: SHA-256 {got[:12]}… differs from {str(files[f])[:12]}… in manifest.json: "
                               "the file was changed or damaged after the bundle was written")

@@ -335,7 +335,8 @@ def take_over(store, jobs:list, done:set, reuse=()) -> list:
     if store is None or not reuse: return []
     # the same id names the same model, settings, tags, size, repeat, fold and seed; a model with a validation hook
     # also depends on the inner split (`val_frac`), which the id does not name: those are never taken over
-    plain = {j[0] for j in jobs if not accepts_validation(_estimator(j[1], j[4]))}
+    spec = {j[0]: j[1] for j in jobs}                       # one estimator per model, not per run
+    plain = {n for n, m in spec.items() if not accepts_validation(_estimator(m, 0))}
     want = {j[5] for j in jobs if j[0] in plain and j[5] not in done}
     out = []
     for r in reuse:

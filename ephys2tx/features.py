@@ -490,12 +490,15 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
                                    and n not in self.all_missing_] for k in self.groups_}
         for k, v in self.group_missing_.items():
             if v: warnings.warn(f"feature(s) {v} are missing in every training cell of species {k!r}: unobserved there", stacklevel=2)
-        self.widths_ = [f.width for f in self.families_]
-        fi = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths_)]).astype(int)
-        pi = np.concatenate([np.arange(w) for w in self.widths_]).astype(int)
-        self._fi, self._pi = fi, pi
-        self.n_features_in_ = len(self.flat_feature_names_)
+        self._layout()
         return self
+
+    def _layout(self):
+        "Family widths and the (family, position) of each flat feature, from the schema's families."
+        self.widths_ = [f.width for f in self.families_]
+        self._fi = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths_)]).astype(int)
+        self._pi = np.concatenate([np.arange(w) for w in self.widths_]).astype(int)
+        self.n_features_in_ = len(self.flat_feature_names_)
 
     @property
     def flat_feature_names(self) -> list:
@@ -594,10 +597,7 @@ def transform_from_state(state:dict, where:str='transform state') -> FamilyTrans
     ft.center_ = {k: _floats(_field(stats['center'], k, f"{where} center", n), where, 'center') for k in ft.groups_}
     ft.scale_ = {k: _floats(_field(stats['scale'], k, f"{where} scale", n), where, 'scale') for k in ft.groups_}
     ft.group_missing_ = {k: list(v) for k, v in stats['group_missing'].items()}
-    ft.widths_ = [f.width for f in ft.families_]
-    ft._fi = np.concatenate([np.full(w, i) for i, w in enumerate(ft.widths_)]).astype(int)
-    ft._pi = np.concatenate([np.arange(w) for w in ft.widths_]).astype(int)
-    ft.n_features_in_ = n
+    ft._layout()
     return ft
 
 # %% ../nbs/02_features.ipynb #c0532821

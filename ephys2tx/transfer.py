@@ -23,7 +23,7 @@ __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'STRATEGIES', 'BASELINE'
            'train_final', 'to_bundle', 'register_cli', 'write_tables']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
-from .data import LABEL4, DataError, META_COLS, load_cells
+from .data import LABEL4, DataError, META_COLS, load_cells, sha256sum
 from .features import ALIGN_RULES, FamilyTransform, FlatFeatures, get_schema, schema_features, to_aligned
 from .bilstm import FamilySeqNet, NET_DEFAULTS, TrainTask, check_families, resolve_device, train_net
 from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model, run_experiment,
@@ -118,17 +118,15 @@ def _pretrain(source, settings, seed, device):
 
 def _save_pretrained(pt:dict, path:Path):
     "Write the cache: tensors in `path` (read back with weights_only), its SHA-256 and the key beside it (.json)."
-    from ephys2tx.bilstm import file_sha256
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f'.tmp{os.getpid()}'); torch.save(pt, tmp); os.replace(tmp, path)
-    side = dict(key=pt['key'], sha256=file_sha256(path), widths=pt['widths'], best_epoch=pt['best_epoch'])
+    side = dict(key=pt['key'], sha256=sha256sum(path), widths=pt['widths'], best_epoch=pt['best_epoch'])
     tmp = path.with_suffix(f'.jtmp{os.getpid()}'); tmp.write_text(json.dumps(side)); os.replace(tmp, path.with_suffix('.json'))
 
 def _load_pretrained(path:Path, key:str) -> dict:
     "The cached pretraining at `path` if its checksum and key hold; a damaged or changed cache is an error."
-    from ephys2tx.bilstm import file_sha256
     side = json.loads(path.with_suffix('.json').read_text())
-    if side.get('key') != key or side.get('sha256') != file_sha256(path):
+    if side.get('key') != key or side.get('sha256') != sha256sum(path):
         raise ValueError("its SHA-256 or key differs from the record beside it (changed or damaged)")
     pt = torch.load(path, map_location='cpu', weights_only=True)
     if pt.get('key') != key: raise ValueError(f"it holds the pretraining {pt.get('key')!r}")
