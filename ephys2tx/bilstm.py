@@ -701,6 +701,7 @@ def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=Fa
                   id_col:str|None=None) -> tuple:
     "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
     from ephys2tx.features import check_ranges
+    from ephys2tx.data import impossible_mask, impossible_values
     feats = model.transform_.flat_feature_names
     if not len(df): raise DataError(f"{where}: no cells (a header and no rows)")
     check_species(model, df, where)
@@ -718,10 +719,12 @@ def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=Fa
     df = _numeric(df.reset_index(drop=True).assign(**{c: np.nan for c in missing}), feats, where)
     check_ranges(df[feats], model.schema, where)
     inf = np.isinf(df[feats].to_numpy(float))
-    T = model.transform_.transform(df.assign(**{c: df[c].where(~np.isinf(df[c])) for c in feats}))
-    ok = T.fam_mask.any(1) & ~inf.any(1)
-    status = np.where(ok, 'ok', np.where(inf.any(1), 'not predicted: infinite value in ' + pd.Series(
-        [';'.join(np.array(feats)[r]) for r in inf]), 'not predicted: no observed feature family'))
+    imp, bad = impossible_values(df, feats).to_numpy(object), impossible_mask(df, feats)
+    T = model.transform_.transform(df.assign(**{c: df[c].where(~np.isinf(df[c]) & ~bad.get(c, False)) for c in feats}))
+    ok = T.fam_mask.any(1) & ~inf.any(1) & (imp == '')
+    status = np.select([inf.any(1), imp != '', ~T.fam_mask.any(1)],
+                       ['not predicted: infinite value in ' + pd.Series([';'.join(np.array(feats)[r]) for r in inf]),
+                        'not predicted: impossible value ' + imp, 'not predicted: no observed feature family'], 'ok')
     out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(len(df)), 'status': status})
     P = np.full((len(df), len(model.classes_)), np.nan); A = None
     if ok.any():

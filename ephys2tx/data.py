@@ -12,10 +12,11 @@ import numpy as np, pandas as pd
 # %% auto #0
 __all__ = ['DATASETS', 'SUBCLASSES', 'LABEL4', 'MOUSE_TO_LABEL4', 'HUMAN_SUBCLASS', 'MOUSE_EXCLUDED', 'META_COLS',
            'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
-           'QC_REASONS', 'DataError', 'ChecksumError', 'DataFile', 'Dataset', 'get_dataset', 'list_datasets',
-           'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download', 'fetch', 'read_table', 'mouse_subclass',
-           'human_subclass', 'feature_unit', 'feature_columns', 'load_mouse', 'load_human', 'load_raw', 'QCResult',
-           'qc', 'load_cells', 'summary', 'register_cli']
+           'IMPOSSIBLE_RULES', 'QC_REASONS', 'DataError', 'ChecksumError', 'DataFile', 'Dataset', 'get_dataset',
+           'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download', 'fetch', 'read_table',
+           'mouse_subclass', 'human_subclass', 'feature_unit', 'feature_columns', 'load_mouse', 'load_human',
+           'load_raw', 'impossible_rule', 'impossible_mask', 'impossible_values', 'QCResult', 'qc', 'load_cells',
+           'summary', 'register_cli']
 
 # %% ../nbs/01_data.ipynb #ead3657a
 class DataError(ValueError):
@@ -370,6 +371,44 @@ def load_raw(species:str, data_dir=None, cache=None, progress:bool=True, verify:
     if species not in loaders: raise DataError(f"unknown species {species!r}; choose 'mouse' or 'human'")
     return loaders[species](data_dir=data_dir, cache=cache, progress=progress, verify=verify)
 
+# %% ../nbs/01_data.ipynb #b3d4507b
+IMPOSSIBLE_RULES = [  # (feature-name pattern, sign the value must have, why)
+    (r'^(ri|input_resistance)$', '>0', 'an input resistance is positive'),
+    (r'^tau$', '>0', 'a membrane time constant is positive'),
+    (r'^width(_suprathresh)?_', '>0', 'a spike width is positive'),
+    (r'^(avg_isi|mean_isi_|median_isi_)', '>0', 'an interspike interval is positive'),
+    (r'^upstroke_downstroke_ratio_', '>0', 'upstroke and downstroke speeds are compared as magnitudes'),
+    (r'^upstroke_(ramp|short_square|rheo|hero|long_square)$', '>0', 'an upstroke rises'),
+    (r'^downstroke_(ramp|short_square|rheo|hero|long_square)$', '<0', 'a downstroke falls'),
+]
+
+def impossible_rule(feature:str):
+    "The `(sign, why)` rule of `IMPOSSIBLE_RULES` that applies to `feature`, or None."
+    return next(((sign, why) for pat, sign, why in IMPOSSIBLE_RULES if re.search(pat, feature)), None)
+
+def impossible_mask(df:pd.DataFrame, feats=None) -> pd.DataFrame:
+    "True where a value of `df` breaks its rule in `IMPOSSIBLE_RULES` (missing values never do); one column per feature."
+    feats = [c for c in (feature_columns(df) if feats is None else feats) if c in df.columns]
+    out = {}
+    for c in feats:
+        rule = impossible_rule(c)
+        if rule is None: continue
+        v = pd.to_numeric(df[c], errors='coerce')
+        out[c] = (v <= 0) if rule[0] == '>0' else (v >= 0)
+    return pd.DataFrame(out, index=df.index, dtype=bool)
+
+def impossible_values(df:pd.DataFrame, feats=None) -> pd.Series:
+    "Per row of `df`: its impossible values as `feature = value (must be >0: why)`, joined by '; ' ('' if none)."
+    m = impossible_mask(df, feats)
+    out = pd.Series([''] * len(df), index=df.index, dtype=object)
+    for c in m.columns:
+        sign, why = impossible_rule(c)
+        v = pd.to_numeric(df[c], errors='coerce')
+        for i in m.index[m[c].to_numpy()]:
+            s = f"{c} = {v[i]:.4g} (must be {sign}: {why})"
+            out[i] = f"{out[i]}; {s}" if out[i] else s
+    return out
+
 # %% ../nbs/01_data.ipynb #842aa182
 @dataclass
 class QCResult:
@@ -379,7 +418,8 @@ class QCResult:
     report: pd.DataFrame
     max_missing: float = 0.5
 
-QC_REASONS = ['no features', 'no label', 'excluded t-type', 'duplicate ID', 'too many missing features']
+QC_REASONS = ['no features', 'no label', 'excluded t-type', 'duplicate ID', 'impossible value',
+              'too many missing features']
 
 def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
     "Apply the QC steps to a tidy table; return kept cells, dropped cells and a report."
@@ -405,6 +445,8 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
              lambda x: ['conflicting copies, all dropped' if s in set(same.index[~same]) else 'identical copy of a kept row'
                         for s in x['specimen_id']])
     else: drop(dup, 'duplicate ID', lambda x: [])
+    bad = impossible_values(cur, feats)
+    drop(bad != '', 'impossible value', lambda x: bad[x.index].tolist())
     frac = cur[feats].isna().mean(axis=1)
     drop(frac > max_missing, 'too many missing features', lambda x: [f'{v:.0%} missing' for v in frac[x.index]])
     dropped = pd.concat(drops, ignore_index=True)

@@ -57,6 +57,28 @@ def test_qc_accounts_for_every_cell(mirror):
     assert (strict.dropped.reason == 'too many missing features').sum() > (loose.dropped.reason == 'too many missing features').sum()
 
 
+def test_qc_drops_impossible_values_and_names_them(mirror):
+    "Negative input resistances and non-positive upstroke/downstroke ratios of the releases are their own QC reason."
+    h = load_human(data_dir=mirror, progress=False)
+    r = qc(h)
+    d = r.dropped[r.dropped.reason == 'impossible value'].set_index('specimen_id')
+    assert {1026542489, 1061737671, 910352585} <= set(d.index)
+    assert d.loc[1026542489, 'detail'].startswith('input_resistance = -52.69 (must be >0')
+    assert d.loc[1061737671, 'detail'].startswith('input_resistance = -789.4')
+    assert 'upstroke_downstroke_ratio_short_square = -0.5016' in d.loc[910352585, 'detail']
+    assert (r.cells.input_resistance > 0).all() and (r.cells.upstroke_downstroke_ratio_short_square.dropna() > 0).all()
+    assert int(r.report.set_index('reason').loc['impossible value', 'cells dropped']) == len(d)
+    m = qc(load_mouse(data_dir=mirror, progress=False))
+    assert (m.cells.ri > 0).all() and 744438533 in set(m.dropped.query("reason == 'impossible value'").specimen_id)
+    # a cell made impossible is dropped with that reason, whatever else it has
+    h2 = h.copy(); h2.attrs = h.attrs
+    sid = r.cells.specimen_id.iloc[0]
+    h2.loc[h2.specimen_id == sid, 'tau'] = -3.0
+    r2 = qc(h2)
+    assert r2.dropped.set_index('specimen_id').loc[sid, 'detail'].startswith('tau = -3 (must be >0')
+    assert len(r2.cells) == len(r.cells) - 1
+
+
 def test_qc_conflicting_duplicates_are_all_dropped(mirror):
     h = load_human(data_dir=mirror, progress=False)
     h = h[h.specimen_id != 819133824].reset_index(drop=True)  # the release's own duplicate

@@ -217,7 +217,8 @@ def test_cli_features(mirror):
     s = out.getvalue()
     assert rc == 0 and '== mouse' in s and 'subthreshold' in s
     n_fam = len(get_schema('mouse'))
-    assert f'fam_mask (4178, {n_fam})' in s
+    n_cells = len(load_cells('mouse', data_dir=mirror, progress=False))
+    assert f'fam_mask ({n_cells}, {n_fam})' in s
 
 
 SHIFT_COLS = ['feature', 'family', 'unit', 'subclass', 'n_mouse', 'n_human', 'median_mouse', 'median_human',
