@@ -18,7 +18,7 @@ __all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR',
            'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd',
            'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'runs_store',
            'damaged_outputs', 'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce',
-           'headline_markdown', 'refresh_docs_index', 'register_cli']
+           'headline_markdown', 'refresh_docs_index', 'results_markdown', 'write_results_markdown', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -657,6 +657,7 @@ def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None
         wall = time.time() - t0
         if not ok and error is None: error = 'interrupted (an unexpected error; see the traceback)'
         idx = write_index(outp, records, run, wall, error)
+        write_results_markdown(outp)
         log.info('index: %s', idx)
         log.info('total wall time %.1f s (%s)', wall, 'done' if ok else 'stopped at a failure; rerun to resume')
         for h in list(log.handlers): log.removeHandler(h); h.close()
@@ -700,6 +701,109 @@ def refresh_docs_index(out='reports_out', nb=None) -> bool:
         else: os.environ['EPHYS2TX_RESULTS'] = old_env
     return True
 
+# %% ../nbs/08_reproduce.ipynb #964db644
+def _md_table(df:pd.DataFrame) -> str:
+    "A DataFrame as a Markdown table (index dropped; NaN as blank)."
+    cols = [str(c) for c in df.columns]
+    rows = [['' if (isinstance(v, float) and np.isnan(v)) else str(v) for v in r] for r in df.itertuples(index=False)]
+    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(r) + ' |' for r in rows])
+
+def _gain(r) -> str: return f"{r.mean_diff:+.3f} (p={r.p:.2g})"
+
+def _gains_table(path:Path, order=()) -> str:
+    "A gains file (size, model, versus, mean_diff, p, ...) as one row per model (in `order` first) and one column per size."
+    g = pd.read_csv(path, dtype={'size': str})
+    g['cell'] = [_gain(r) for r in g.itertuples()]
+    t = g.pivot(index='model', columns='size', values='cell')
+    sizes = list(dict.fromkeys(g['size']))
+    models = [m for m in order if m in set(g['model'])] + [m for m in dict.fromkeys(g['model']) if m not in set(order)]
+    t = t.reindex(index=models, columns=sizes)
+    t.columns = [f'n = {c}' for c in t.columns]
+    return _md_table(t.rename_axis('strategy').reset_index().assign(strategy=lambda x: '`' + x.strategy + '`'))
+
+def _models_md(d:Path, sp:str) -> list:
+    from ephys2tx.evaluation import compare_all
+    out = []
+    s = d/f'evaluate_{sp}_summary.csv'
+    if s.is_file(): out += [f'**{sp}**: mean ± SD over the repeats × folds of each protocol', '', _md_table(pd.read_csv(s)), '']
+    if (d/'results.parquet').is_file():
+        r = pd.read_parquet(d/'results.parquet')
+        r = r[(r['species'] == sp) & (r['protocol'] == 'stratified')]
+        if 'rf' in set(r['model']) and r['model'].nunique() > 1:
+            c = compare_all(r, 'rf')
+            t = pd.DataFrame({'model': c['model'], 'macro-F1': [f'{v:.3f}' for v in c.mean_a],
+                              'rf': [f'{v:.3f}' for v in c.mean_b], 'difference': [f'{v:+.3f}' for v in c.mean_diff],
+                              'corrected p': [f'{v:.2g}' for v in c.p],
+                              '95% CI': [f'[{a:+.3f}, {b:+.3f}]' for a, b in zip(c.ci_low, c.ci_high)],
+                              'folds': c.n_pairs})
+            out += [f'Paired against `rf` on the same stratified folds ({sp}; corrected resampled t-test, bootstrap CI):',
+                    '', _md_table(t), '']
+    return out
+
+def _attention_md(d:Path, sp:str) -> list:
+    from scipy.stats import spearmanr
+    s, sc = d/f'summary_{sp}.csv', d/f'scores_{sp}.csv'
+    if not s.is_file(): return []
+    t = pd.read_csv(s).sort_values('importance', ascending=False)
+    head = f'**{sp}**'
+    if sc.is_file():
+        f1 = pd.read_csv(sc)['macro_f1']
+        head += f' (held-out macro-F1 {f1.mean():.3f} ± {f1.std():.3f} over {len(f1)} folds'
+        if 'attention' in t: head += f'; Spearman(attention, importance) = {spearmanr(t.attention, t.importance).statistic:.2f}'
+        head += ')'
+    tab = pd.DataFrame({'family': t.family, 'mean attention': [f'{v:.3f}' for v in t.get('attention', np.nan)],
+                        'permutation importance (macro-F1 drop ± SD)': [f'{a:.3f} ± {b:.3f}' for a, b in zip(t.importance, t.importance_sd)]})
+    return [head, '', _md_table(tab), '']
+
+def results_markdown(out='reports_out') -> str:
+    "Every stage's tables of the run in `out` as Markdown, read from the files the stages wrote."
+    o = Path(out); parts = [f'# Results of `{o.name}`', '']
+    d = o/'data'
+    if (d/'class_counts.csv').is_file():
+        c = pd.read_csv(d/'class_counts.csv')
+        parts += ['## Cells after QC', '', _md_table(c), '']
+        if (d/'qc_report.csv').is_file():
+            q = pd.read_csv(d/'qc_report.csv')
+            for sp, g in q.groupby('species', sort=False):
+                g = g[g['cells dropped'] > 0]
+                parts.append(f"Dropped ({sp}): " + '; '.join(f"{r.reason} {r._3}" for r in g.itertuples()) + '.')
+            parts.append('')
+        if (d/'dropped.csv').is_file():
+            imp = pd.read_csv(d/'dropped.csv').query("reason == 'impossible value'")
+            if len(imp): parts += ['Impossible values:', '', _md_table(imp[['species', 'specimen_id', 'subclass', 'detail']]), '']
+    if (o/'headline.csv').is_file(): parts += ['## Headline', '', headline_markdown(o), '']
+    d = o/'models'
+    if d.is_dir():
+        parts += ['## Models', '']
+        for sp in ('mouse', 'human'): parts += _models_md(d, sp)
+    d = o/'attention'
+    if d.is_dir():
+        parts += ['## Attention and permutation importance', '']
+        for sp in ('mouse', 'human'): parts += _attention_md(d, sp)
+    d = o/'transfer'
+    if (d/'curve.csv').is_file():
+        cur = pd.read_csv(d/'curve.csv')
+        cur.columns = ['strategy'] + [f'n = {c}' for c in cur.columns[1:]]
+        parts += ['## Mouse → human transfer', '', 'Macro-F1 against the number of labelled human cells (mean ± SD over the folds):',
+                  '', _md_table(cur.assign(strategy='`' + cur.strategy + '`')), '']
+        cur = pd.read_csv(d/'curve.csv').rename(columns={'model': 'strategy'})
+        if (d/'headline.csv').is_file():
+            h = pd.read_csv(d/'headline.csv')
+            for c in ('gain', 'gain vs strongest'): h[c] = [f'{v:+.3f}' for v in h[c]]
+            for c in ('p', 'p vs strongest'): h[c] = [f'{v:.2g}' for v in h[c]]
+            parts += ['Headline (the baseline of record against the best strategy that uses mouse cells, same folds):', '',
+                      _md_table(h), '']
+        for f, what in [('gains.csv', 'Paired gains over the baseline of record `best_human`'),
+                        ('gains_same_arch.csv', 'Against the same-architecture human-only network `nn_human`'),
+                        ('gains_semi.csv', 'The labelled + unlabelled setting against its human-only baseline `selftrain`')]:
+            if (d/f).is_file(): parts += [f'{what} (mean difference, corrected p):', '', _gains_table(d/f, list(cur.strategy)), '']
+    return '\n'.join(parts).rstrip() + '\n'
+
+def write_results_markdown(out='reports_out') -> Path:
+    "Write `results_markdown(out)` to `out/results.md`."
+    p = Path(out)/'results.md'; p.write_text(results_markdown(out), encoding='utf-8')
+    return p
+
 # %% ../nbs/08_reproduce.ipynb #2f92193a
 def register_cli(sub):
     "Add the `reproduce` command to an argparse subparsers object."
@@ -716,9 +820,14 @@ def register_cli(sub):
     p.add_argument('--force', action='store_true', help='recompute every selected stage, ignoring the cache')
     p.add_argument('--strict', action='store_true', help='fail instead of skipping stages whose modules are missing')
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--summarize', action='store_true',
+                   help='only write OUT/results.md (every table as Markdown) from the run folder; compute nothing')
     p.set_defaults(func=_cli_reproduce)
 
 def _cli_reproduce(args):
+    if args.summarize:
+        if not Path(args.out).is_dir(): raise DataError(f"{args.out}: no run folder (run `ephys2tx reproduce --out {args.out}` first)")
+        print(write_results_markdown(args.out)); return 0
     try:
         recs = reproduce(out=args.out, quick=args.quick, stages=args.stages, repeats=args.repeats, folds=args.folds,
                          seed=args.seed, device=args.device, data_dir=args.data_dir, reports_dir=args.reports_dir,
