@@ -10,6 +10,10 @@ out for every model (it could not be scored by the networks). Subsets: every cou
 to F - 1, up to `--subsets` random subsets per count (the same for every model and fold). Writes
 `bench/results/missing_protocols.json` and `.csv` and prints the README's table: mean ± SD over folds x subsets,
 and the check of the aim (masked bundle within 0.03 of the retrained forest with a third of the features).
+`bundle (net or forest)` is what `ephys2tx predict` of a bundle with its training cells does with those families
+missing: the masked net or a forest on the features left (the evaluation chapter's `rf`, fitted on the training
+cells that are not the net's validation cells), whichever scores higher on those validation cells; the forest is
+then refit on all training cells, which is the `rf retrained` of the same fold (same seed).
 """
 import argparse, itertools, json, os, sys, time, warnings
 from pathlib import Path
@@ -33,7 +37,7 @@ def _masked(df, cols):
 def _net_job(sp, cells, fold, tr, te, masking, subsets, epochs, seed):
     "Fit one BiLSTM on the training cells; score it on the test cells under every subset of hidden families."
     from sklearn.metrics import f1_score
-    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE, MASKING
+    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE, MASKING, subset_model
     from ephys2tx.features import get_schema
     cols = {f.name: f.names for f in get_schema(sp)}
     y = cells['subclass'].to_numpy().astype(str)
@@ -44,11 +48,15 @@ def _net_job(sp, cells, fold, tr, te, masking, subsets, epochs, seed):
         m.fit(cells.iloc[tr], y[tr])
         rows = []
         for sub in subsets:
-            T = m.transform_.transform(_masked(cells.iloc[te], [c for f in sub for c in cols[f]]))
+            hidden = [c for f in sub for c in cols[f]]
+            T = m.transform_.transform(_masked(cells.iloc[te], hidden))
             ok = T.fam_mask.any(1)
             P = m._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])[0]
+            # what `predict` of a bundle with its training cells would use: chosen on the net's validation cells
+            ch = subset_model(m, hidden, reference=cells.iloc[tr], random_state=seed + fold, refit=False) if masking else None
             rows.append(dict(subset=list(sub), macro_f1=f1_score(y[te][ok], m.classes_[P.argmax(1)], average='macro'),
-                             n_scored=int(ok.sum())))
+                             n_scored=int(ok.sum()), use=(ch or {}).get('use', 'bilstm'),
+                             val_bilstm=(ch or {}).get('bilstm'), val_forest=(ch or {}).get('forest')))
     name = 'bilstm (masking)' if masking else 'bilstm'
     return [dict(species=sp, fold=fold, model=name, fit_seconds=m.fit_seconds_, n_train=len(tr), n_test=len(te), **r)
             for r in rows]
@@ -77,6 +85,18 @@ def _run_job(kind, *args):
     return (_net_job if kind == 'net' else _rf_job)(*args)
 
 
+def with_bundle(res: pd.DataFrame) -> pd.DataFrame:
+    "Add the bundle's rows: per fold and subset, the masked net or the retrained forest, as its validation choice says."
+    key = ['species', 'fold', 'subset_key']
+    r = res.assign(subset_key=res.subset.map('+'.join))
+    net = r[r.model == 'bilstm (masking)'].set_index(key)
+    rf = r[r.model == 'rf retrained'].set_index(key)['macro_f1']
+    b = net.copy()
+    b['macro_f1'] = np.where(b['use'] == 'forest', rf.reindex(b.index).to_numpy(), b['macro_f1'].to_numpy())
+    b['model'] = 'bundle (net or forest)'
+    return pd.concat([res, b.reset_index().drop(columns='subset_key')], ignore_index=True)
+
+
 def summary(res: pd.DataFrame, widths: dict) -> pd.DataFrame:
     "Mean ± SD per species, model and number of hidden families, with the share of features left."
     res = res.assign(k=res.subset.map(len), present=[1 - sum(widths[s][f] for f in sub) / sum(widths[s].values())
@@ -96,7 +116,7 @@ def aim(res: pd.DataFrame, widths: dict, lo: float = 0.2, hi: float = 0.45) -> p
         r = r[(r.present >= lo) & (r.present <= hi)]
         if not len(r): continue
         r = r.assign(repeat=r.key.astype('category').cat.codes)      # one 'repeat' per subset: pairs = fold x subset
-        for m in ['bilstm (masking)', 'bilstm']:
+        for m in ['bundle (net or forest)', 'bilstm (masking)', 'bilstm']:
             c = compare(r, m, 'rf retrained')
             rows.append(dict(species=sp, model=m, subsets=r.key.nunique(), pairs=c['n_pairs'],
                              features_left=f"{r.present.min():.0%}-{r.present.max():.0%}", mean=c['mean_a'],
@@ -106,7 +126,7 @@ def aim(res: pd.DataFrame, widths: dict, lo: float = 0.2, hi: float = 0.45) -> p
 
 
 def markdown(t: pd.DataFrame) -> str:
-    models = ['bilstm', 'bilstm (masking)', 'rf retrained']
+    models = ['bilstm', 'bilstm (masking)', 'rf retrained', 'bundle (net or forest)']
     lines = ['| species | families hidden | features left | ' + ' | '.join(f'`{m}`' for m in models) + ' |',
              '|---|---:|---:|' + '---:|' * len(models)]
     for (sp, k), g in t.groupby(['species', 'k'], sort=False):
@@ -141,7 +161,7 @@ def main(argv=None):
             jobs += [('net', sp, cells, fold, tr, te, masking, subsets, a.epochs, a.seed) for masking in (False, True)]
             jobs += [('rf', sp, cells, fold, tr, te, sub, a.seed) for sub in subsets]
     rows = sum(fan_out(_run_job, jobs, n_workers=a.n_workers, desc='fits'), [])
-    res = pd.DataFrame(rows)
+    res = with_bundle(pd.DataFrame(rows))
     t, goal = summary(res, widths), aim(res, widths)
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
     res.assign(subset=res.subset.map('+'.join)).to_csv(out.with_suffix('.csv'), index=False)

@@ -18,14 +18,15 @@ from .data import DataError, DATASETS, META_COLS, load_cells, sha256sum
 from .features import FamilyTransform, get_schema
 
 # %% auto #0
-__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'ID_COLUMNS',
-           'MASKING', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder', 'AdditiveAttention',
-           'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families', 'resolve_device',
-           'inverse_frequency_weights', 'TrainTask', 'train_net', 'FamilyMasking', 'BiLSTMClassifier', 'BundleError',
-           'validation_metrics', 'manifest_checksum', 'save_bundle', 'check_bundle', 'load_bundle',
-           'family_permutation_importance', 'interpret_cv', 'attention_importance_agreement', 'plot_interpretation',
-           'missing_features', 'id_column', 'check_species', 'predict_cells', 'expected_macro_f1', 'train_bundle',
-           'register_cli', 'inner_validation_sweep', 'register_models', 'bilstm_results']
+__all__ = ['VARIANTS', 'NET_DEFAULTS', 'BILSTM_RECIPE', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'REFERENCE_FILE',
+           'ID_COLUMNS', 'MASKING', 'SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'BILSTM_MODELS', 'FamilyEncoder',
+           'AdditiveAttention', 'NoFamilyError', 'check_families', 'FamilySeqNet', 'smote', 'smote_families',
+           'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net', 'FamilyMasking', 'BiLSTMClassifier',
+           'BundleError', 'validation_metrics', 'manifest_checksum', 'save_reference', 'load_reference', 'save_bundle',
+           'check_bundle', 'load_bundle', 'family_permutation_importance', 'interpret_cv',
+           'attention_importance_agreement', 'plot_interpretation', 'missing_features', 'id_column', 'check_species',
+           'predict_cells', 'validation_cells', 'expected_macro_f1', 'subset_model', 'train_bundle', 'register_cli',
+           'inner_validation_sweep', 'register_models', 'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #21269a99
 class FamilyEncoder(nn.Module):
@@ -454,6 +455,7 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
 # %% ../nbs/05_bilstm.ipynb #1d8ae55e
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bilstm-bundle', 2
 BUNDLE_FILES = ('bundle.json', 'transform.json', 'weights.pt')   # each listed with its SHA-256 in manifest.json
+REFERENCE_FILE = 'reference.npz'   # optional: the training cells (numbers and labels), listed in manifest.json too
 
 class BundleError(DataError):
     "A model bundle that is missing, damaged, changed after it was written, or of an unknown format."
@@ -478,8 +480,33 @@ def manifest_checksum(manifest:dict) -> str:
     body = {k: v for k, v in manifest.items() if k != 'checksum'}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(',', ':')).encode()).hexdigest()
 
-def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
-    "Write a fitted `model` to the folder `path` (weights, transform, bundle.json, manifest.json); returns the folder."
+def save_reference(path, cells:pd.DataFrame, features, label:str='subclass') -> Path:
+    "The training cells as `reference.npz`: IDs, labels and feature values as plain arrays (read without pickle)."
+    if label not in cells.columns: raise DataError(f"reference cells: no label column {label!r}")
+    ids = cells['specimen_id'].to_numpy(np.int64) if 'specimen_id' in cells.columns else np.arange(len(cells))
+    X = cells.reindex(columns=list(features)).apply(pd.to_numeric, errors='coerce').to_numpy(np.float64)
+    with open(path, 'wb') as f:
+        np.savez_compressed(f, ids=ids, y=cells[label].to_numpy().astype(str), X=X,
+                            features=np.array(list(features), dtype=str), label=np.array(label))
+    return Path(path)
+
+def load_reference(path, species:str|None=None) -> pd.DataFrame:
+    "The cell table of a `reference.npz` (no pickle: object arrays are refused); a damaged file is a `BundleError`."
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ids, y, X, feats, label = z['ids'], z['y'], z['X'], z['features'], str(z['label'])
+    except Exception as e: raise BundleError(f"{path}: not a readable reference table ({type(e).__name__}: {e})")
+    if X.shape != (len(ids), len(feats)) or len(y) != len(ids):
+        raise BundleError(f"{path}: arrays of inconsistent shapes (X {X.shape}, {len(ids)} IDs, {len(feats)} features)")
+    df = pd.DataFrame(X, columns=[str(f) for f in feats])
+    df.insert(0, 'specimen_id', ids); df.insert(1, label, y.astype(object))
+    if species: df.insert(1, 'species', species)
+    df.attrs['label'] = label
+    return df
+
+def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None, reference:pd.DataFrame|None=None,
+                label:str='subclass') -> Path:
+    "Write a fitted `model` to the folder `path` (weights, transform, bundle.json, manifest.json, and with `reference` its training cells); returns the folder."
     from ephys2tx.features import transform_state
     from sklearn.utils.validation import check_is_fitted
     check_is_fitted(model, 'net_')
@@ -500,10 +527,13 @@ def save_bundle(model:BiLSTMClassifier, path, extra:dict|None=None) -> Path:
         validation=validation_metrics(model), validation_ids=[int(i) for i in getattr(model, 'val_ids_', [])],
         versions=_versions(), data_sha256=data, **(extra or {}))
     (path / 'bundle.json').write_text(json.dumps(meta, indent=1, default=str))
+    (path / REFERENCE_FILE).unlink(missing_ok=True)
+    if reference is not None: save_reference(path / REFERENCE_FILE, reference, model.transform_.flat_feature_names, label)
+    files = BUNDLE_FILES + ((REFERENCE_FILE,) if reference is not None else ())
     import ephys2tx
     manifest = dict(format=BUNDLE_FORMAT, format_version=BUNDLE_VERSION, ephys2tx=ephys2tx.__version__,
                     schema=model.schema, data_sha256=data, validation=meta['validation'],
-                    files={f: sha256sum(path / f) for f in BUNDLE_FILES})
+                    files={f: sha256sum(path / f) for f in files})
     manifest['checksum'] = manifest_checksum(manifest)
     (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return path
@@ -536,7 +566,9 @@ def check_bundle(path) -> dict:
     files = m.get('files')
     if not isinstance(files, dict) or any(f not in files for f in BUNDLE_FILES):
         raise BundleError(f"{path / 'manifest.json'}: field 'files' should give the SHA-256 of {list(BUNDLE_FILES)}")
-    for f in BUNDLE_FILES:
+    unknown = sorted(set(files) - set(BUNDLE_FILES) - {REFERENCE_FILE})
+    if unknown: raise BundleError(f"{path / 'manifest.json'}: field 'files' lists file(s) {unknown} this version does not read")
+    for f in files:
         if not (path / f).is_file(): raise BundleError(f"{path / f}: file not found (listed in manifest.json)")
         got = sha256sum(path / f)
         if got != files[f]:
@@ -571,6 +603,7 @@ def load_bundle(path, device='cpu') -> BiLSTMClassifier:
     except Exception as e: raise BundleError(f"{path / 'weights.pt'}: not the weights of this network ({e})")
     model.net_.to(model.device_).eval()
     model.bundle_, model.manifest_ = meta, manifest
+    if REFERENCE_FILE in manifest['files']: model.reference_ = load_reference(path / REFERENCE_FILE, model.schema)
     return model
 
 # %% ../nbs/05_bilstm.ipynb #f0966489
@@ -698,7 +731,7 @@ def _outside(df:pd.DataFrame, model:BiLSTMClassifier) -> list:
     return [';'.join(flags.columns[r]) for r in flags.to_numpy(bool)] if fs else [''] * len(df)
 
 def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=False, where:str='input',
-                  id_col:str|None=None) -> tuple:
+                  id_col:str|None=None, subset:bool=True) -> tuple:
     "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
     from ephys2tx.features import check_ranges
     from ephys2tx.data import impossible_mask, impossible_values
@@ -720,47 +753,95 @@ def predict_cells(model:BiLSTMClassifier, df:pd.DataFrame, allow_missing:bool=Fa
     check_ranges(df[feats], model.schema, where)
     inf = np.isinf(df[feats].to_numpy(float))
     imp, bad = impossible_values(df, feats).to_numpy(object), impossible_mask(df, feats)
-    T = model.transform_.transform(df.assign(**{c: df[c].where(~np.isinf(df[c]) & ~bad.get(c, False)) for c in feats}))
+    clean = df.assign(**{c: df[c].where(~np.isinf(df[c]) & (~bad[c] if c in bad else True)) for c in feats})
+    T = model.transform_.transform(clean)
     ok = T.fam_mask.any(1) & ~inf.any(1) & (imp == '')
     status = np.select([inf.any(1), imp != '', ~T.fam_mask.any(1)],
                        ['not predicted: infinite value in ' + pd.Series([';'.join(np.array(feats)[r]) for r in inf]),
                         'not predicted: impossible value ' + imp, 'not predicted: no observed feature family'], 'ok')
     out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(len(df)), 'status': status})
     P = np.full((len(df), len(model.classes_)), np.nan); A = None
-    if ok.any():
+    choice = subset_model(model, missing) if (missing and subset) else None
+    by = 'bilstm'
+    if ok.any() and choice is not None and choice['use'] == 'forest':
+        rf = choice['forest_model']
+        Pf = rf.predict_proba(clean.loc[ok])
+        P[np.ix_(ok, [list(model.classes_).index(c) for c in rf.classes_])] = Pf
+        P[ok] = np.nan_to_num(P[ok]); by = f"forest on the {choice['n_features']} features present"
+    elif ok.any():
         P[ok], a = model._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])
         if a is not None: A = np.full((len(df), len(model.families_)), np.nan); A[ok] = a
     out['predicted_subclass'] = np.where(ok, model.classes_[np.nan_to_num(P).argmax(1)], None)
+    out['predicted_by'] = np.where(ok, by, None)
     for j, c in enumerate(model.classes_): out[f'prob_{c}'] = P[:, j]
     out['families'] = [';'.join(np.array(model.families_)[r]) for r in T.fam_mask]
     out['n_families'] = T.fam_mask.sum(1)
     out['outside_range'] = _outside(df, model)
     if A is not None:
         for j, f in enumerate(model.families_): out[f'attention_{f}'] = A[:, j]
+    if choice is not None: out.attrs['subset_model'] = {k: v for k, v in choice.items() if k != 'forest_model'}
     return out, missing
 
 # %% ../nbs/05_bilstm.ipynb #a4d43172
 _CELLS = {}
 
-def expected_macro_f1(model:BiLSTMClassifier, masked:list, data_dir=None) -> dict|None:
-    "Macro-F1 on the model's own validation cells with the features `masked` hidden, beside every feature shown."
+def validation_cells(model:BiLSTMClassifier, data_dir=None) -> tuple:
+    "The model's own validation cells and their labels (from its reference table, else the data mirror), or (None, None)."
     meta = getattr(model, 'bundle_', None) or {}
     ids = meta.get('validation_ids') if meta else getattr(model, 'val_ids_', [])
     label = (meta.get('trained_on') or {}).get('label', 'subclass')
-    if not ids or model.schema not in ('mouse', 'human'): return None
-    key = (model.schema, str(data_dir))
-    try:
-        if key not in _CELLS: _CELLS[key] = load_cells(model.schema, data_dir=data_dir, progress=False)
-    except Exception: return None                            # the training data is not at hand
-    v = _CELLS[key][_CELLS[key].specimen_id.isin(ids)]
-    if not len(v) or label not in v.columns: return None
-    y = v[label].to_numpy().astype(str)
-    f1 = lambda t, p: float(f1_score(t, p, average='macro', labels=model.classes_, zero_division=0))
+    ref = getattr(model, 'reference_', None)
+    if not ids: return None, None
+    if ref is None:
+        if model.schema not in ('mouse', 'human'): return None, None
+        key = (model.schema, str(data_dir))
+        try:
+            if key not in _CELLS: _CELLS[key] = load_cells(model.schema, data_dir=data_dir, progress=False)
+        except Exception: return None, None                   # the training data is not at hand
+        ref = _CELLS[key]
+    v = ref[ref.specimen_id.isin(ids)]
+    if not len(v) or label not in v.columns: return None, None
+    return v, v[label].to_numpy().astype(str)
+
+def _f1(model, t, p) -> float: return float(f1_score(t, p, average='macro', labels=model.classes_, zero_division=0))
+
+def expected_macro_f1(model:BiLSTMClassifier, masked:list, data_dir=None) -> dict|None:
+    "Macro-F1 on the model's own validation cells with the features `masked` hidden, beside every feature shown."
+    v, y = validation_cells(model, data_dir)
+    if v is None: return None
     T = model.transform_.transform(v.assign(**{c: np.nan for c in masked}))
     ok = T.fam_mask.any(1)
     P = model._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])[0]
-    return dict(all=f1(y, model.predict(v)), masked=f1(y[ok], model.classes_[P.argmax(1)]), n=len(v),
+    return dict(all=_f1(model, y, model.predict(v)), masked=_f1(model, y[ok], model.classes_[P.argmax(1)]), n=len(v),
                 n_scored=int(ok.sum()))
+
+# %% ../nbs/05_bilstm.ipynb #b996b962
+def subset_model(model:BiLSTMClassifier, masked:list, reference:pd.DataFrame|None=None, random_state:int=0,
+                 refit:bool=True) -> dict|None:
+    "With the features `masked` hidden: the BiLSTM or a forest on the features left, whichever scores higher on the validation cells."
+    from ephys2tx.evaluation import make_model
+    ref = getattr(model, 'reference_', None) if reference is None else reference
+    if ref is None or not masked: return None
+    label = ref.attrs.get('label', 'subclass')
+    if label not in ref.columns: return None
+    ids = (getattr(model, 'bundle_', None) or {}).get('validation_ids') or getattr(model, 'val_ids_', [])
+    val = ref['specimen_id'].isin(ids).to_numpy()
+    if val.sum() < 2 or (~val).sum() < 10: return None
+    R, y = ref.assign(**{c: np.nan for c in masked}), ref[label].to_numpy().astype(str)
+    T = model.transform_.transform(R[val])
+    ok = T.fam_mask.any(1)
+    if not ok.any(): return None
+    P = model._run(T.values[ok], T.obs_mask[ok], T.fam_mask[ok])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        rf = make_model('rf', model.schema, random_state).fit(R[~val], y[~val])
+        f_rf = _f1(model, y[val][ok], rf.predict(R[val][ok]))
+        f_net = _f1(model, y[val][ok], model.classes_[P.argmax(1)])
+        use = 'forest' if f_rf > f_net else 'bilstm'
+        if use == 'forest' and refit: rf = make_model('rf', model.schema, random_state).fit(R, y)
+    kept = [c for c in model.transform_.flat_feature_names if c not in set(masked)]
+    return dict(use=use, bilstm=f_net, forest=f_rf, n_val=int(ok.sum()), n_features=len(kept),
+                forest_model=rf if use == 'forest' else None)
 
 # %% ../nbs/05_bilstm.ipynb #94fbd7c9
 # the masking of `ephys2tx train`, fixed before it was measured (bench/bench_missing.py measures it)
@@ -777,7 +858,7 @@ def train_bundle(species:str, out, epochs:int=100, device='auto', variant='atten
                              random_state=random_state, progress=progress, family_dropout=family_dropout,
                              feature_dropout=feature_dropout, **(BILSTM_RECIPE | dict(smote=smote) | kw)).fit(cells, y)
     save_bundle(model, out, extra=dict(trained_on=dict(species=species, label='subclass', n_cells=len(cells),
-                class_counts={str(k): int(v) for k, v in pd.Series(y).value_counts().items()})))
+                class_counts={str(k): int(v) for k, v in pd.Series(y).value_counts().items()})), reference=cells)
     return model
 
 def register_cli(sub):
@@ -824,8 +905,12 @@ def _cli_predict(args):
     if missing:
         print(f"ephys2tx predict: warning: {len(missing)} feature column(s) missing from {args.input} were masked "
               f"as unobserved: {missing}", file=sys.stderr)
-        e = expected_macro_f1(model, missing, args.data_dir)
-        print("ephys2tx predict: expected macro-F1 with these features masked: " + (
+        ch = out.attrs.get('subset_model')
+        if ch: print(f"ephys2tx predict: with these features missing, {'a forest refit on the ' + str(ch['n_features']) + ' features present' if ch['use'] == 'forest' else 'the BiLSTM'} "
+                     f"predicts (validation macro-F1 {max(ch['forest'], ch['bilstm']):.3f}; BiLSTM {ch['bilstm']:.3f}, forest "
+                     f"{ch['forest']:.3f}, on the bundle's {ch['n_val']} validation cells with the same features hidden)", file=sys.stderr)
+        e = None if ch else expected_macro_f1(model, missing, args.data_dir)
+        if not ch: print("ephys2tx predict: expected macro-F1 with these features masked: " + (
               f"{e['masked']:.3f} (with every feature: {e['all']:.3f}), on the {e['n_scored']} validation cells of the "
               "bundle's training data (they decided early stopping: a slightly optimistic estimate)" if e else
               "unknown (the bundle records no validation cells, or its training data is not at hand)"), file=sys.stderr)

@@ -156,6 +156,39 @@ def test_train_cli_writes_bundle(tmp_path, mirror):
     assert meta['trained_on']['n_cells'] == meta['training']['n_train'] + meta['training']['n_val']
 
 
+def test_predict_with_a_third_of_the_features_uses_the_better_model_on_validation(tmp_path, mirror, human):
+    "A bundle `train` wrote (with its training cells) given cells with two families: the choice is named and kept."
+    from ephys2tx.features import get_schema
+    with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+        assert cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--out', str(tmp_path / 'b'),
+                         '--epochs', '3', '--device', 'cpu']) == 0
+    man = json.loads((tmp_path / 'b' / 'manifest.json').read_text())
+    assert 'reference.npz' in man['files']
+    keep = [f.name for fam in get_schema('human') if fam.name in ('subthreshold', 'fi') for f in fam.features]
+    human[['specimen_id'] + keep].iloc[:60].to_csv(tmp_path / 'few.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'b'), '--input', str(tmp_path / 'few.csv'),
+                       '--out', str(tmp_path / 'p.csv'), '--allow-missing'])
+    assert rc == 0, err.getvalue()
+    out = pd.read_csv(tmp_path / 'p.csv')
+    m = load_bundle(tmp_path / 'b')
+    _, masked = predict_cells(m, human[['specimen_id'] + keep].iloc[:5], allow_missing=True, subset=False)
+    from ephys2tx.bilstm import subset_model
+    ch = subset_model(m, masked, refit=False)
+    used = f"forest on the {len(keep)} features present" if ch['forest'] > ch['bilstm'] else 'bilstm'
+    assert (out.predicted_by == used).all() and (out.status == 'ok').all()
+    assert f"validation macro-F1 {max(ch['forest'], ch['bilstm']):.3f}" in err.getvalue(), err.getvalue()
+    assert f"{ch['n_val']} validation cells" in err.getvalue()
+    np.testing.assert_allclose(out.filter(like='prob_').sum(axis=1), 1, atol=1e-6)
+    # a forest refit on every training cell with those features, as the bundle holds them
+    if used != 'bilstm':
+        from ephys2tx.evaluation import make_model
+        ref = m.reference_
+        rf = make_model('rf', 'human', 0).fit(ref.assign(**{c: np.nan for c in masked}), ref.subclass.astype(str))
+        assert (rf.predict(human.iloc[:60].assign(**{c: np.nan for c in masked})) == out.predicted_subclass).all()
+
+
 def test_absent_family_gets_no_attention_and_empty_cell_fails():
     rng = np.random.default_rng(1)
     widths = [2, 5, 1, 3]; N, D = 16, 5
