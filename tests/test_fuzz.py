@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ephys2tx.bilstm import BUNDLE_FILES, BiLSTMClassifier, save_bundle
+from ephys2tx.bilstm import BUNDLE_FILES, REFERENCE_FILE, BiLSTMClassifier, save_bundle
 from ephys2tx.cli import main as cli_main
 from ephys2tx.data import load_cells
 
@@ -32,8 +32,9 @@ def setup(mirror, tmp_path_factory):
         m = BiLSTMClassifier(schema='human', epochs=2, patience=1, device='cpu', random_state=0)
         m.fit(human, human['subclass'].to_numpy())
     save_bundle(m, d / 'bundle')
+    save_bundle(m, d / 'bundle_ref', reference=human)       # with its training cells, for the damage cases
     base = human[['specimen_id'] + m.transform_.flat_feature_names].iloc[:12].reset_index(drop=True)
-    yield dict(dir=d, bundle=d / 'bundle', base=base, feats=m.transform_.flat_feature_names,
+    yield dict(dir=d, bundle=d / 'bundle', bundle_ref=d / 'bundle_ref', base=base, feats=m.transform_.flat_feature_names,
                mouse=load_cells('mouse', data_dir=mirror, progress=False).iloc[:8])
     print(f"\nfuzz: {sum(TALLY.values())} cases tried: " + ', '.join(f'{k} {v}' for k, v in sorted(TALLY.items())))
 
@@ -125,12 +126,12 @@ def test_unreadable_files(setup, kind, seed):
 
 
 @FUZZ
-@given(file=st.sampled_from(list(BUNDLE_FILES) + ['manifest.json']), how=st.sampled_from(['flip', 'truncate', 'delete']),
+@given(file=st.sampled_from(list(BUNDLE_FILES) + ['manifest.json', REFERENCE_FILE]), how=st.sampled_from(['flip', 'truncate', 'delete']),
        seed=st.integers(0, 10**6))
 def test_damaged_bundles(setup, file, how, seed):
     "A byte flipped, a file truncated or deleted, in any file of the bundle: always a named error."
     b = setup['dir'] / 'damaged'
-    shutil.rmtree(b, ignore_errors=True); shutil.copytree(setup['bundle'], b)
+    shutil.rmtree(b, ignore_errors=True); shutil.copytree(setup['bundle_ref'], b)
     f = b / file
     raw = bytearray(f.read_bytes())
     if how == 'flip': raw[seed % len(raw)] ^= 1 << (seed % 8); f.write_bytes(bytes(raw))
