@@ -16,9 +16,10 @@ from .data import DataError, get_dataset
 __all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON',
            'QUICK_PARAMS', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage',
            'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd',
-           'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'runs_store',
-           'damaged_outputs', 'run_stage', 'headline_table', 'write_index', 'select_stages', 'reproduce',
-           'headline_markdown', 'refresh_docs_index', 'results_markdown', 'write_results_markdown', 'register_cli']
+           'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'SharedCluster',
+           'scheduler_for', 'runs_store', 'damaged_outputs', 'run_stage', 'headline_table', 'write_index',
+           'select_stages', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'results_markdown',
+           'write_results_markdown', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
@@ -331,6 +332,28 @@ register_stage(Stage(
              'missing_features.csv'),
     headline=_data_headline));
 
+# %% ../nbs/08_reproduce.ipynb #51eb747d
+class SharedCluster:
+    "One local Dask cluster for the stages of a run: started when a stage first asks for it, closed by `close`."
+    def __init__(self, n_workers:int=2): self.n_workers, self.cluster = n_workers, None
+    def address(self) -> str:
+        "The scheduler's address ('sync' with one worker: in-process); the cluster starts on the first call."
+        if self.n_workers <= 1: return 'sync'
+        if self.cluster is None:
+            from dask.distributed import LocalCluster
+            self.cluster = LocalCluster(n_workers=self.n_workers, processes=True, threads_per_worker=1,
+                                        dashboard_address=None)
+        return self.cluster.scheduler_address
+    def close(self):
+        if self.cluster is not None: self.cluster.close(); self.cluster = None
+
+_SHARED: dict = {}          # run folder -> its SharedCluster while `reproduce` runs
+
+def scheduler_for(run:RunConfig) -> str|None:
+    "The scheduler a stage of `run` fans out to: the run's shared cluster inside `reproduce`, else None (its own)."
+    c = _SHARED.get(run.out)
+    return None if c is None else c.address()
+
 # %% ../nbs/08_reproduce.ipynb #cf0ed573
 GOUWENS_MODELS = ['rf_spca']                              # per-family sparse PCA + RF, registered by ephys2tx.gouwens
 MODEL_COMPARISON = ['rf', 'rf_spca', 'logreg', 'hgb', 'bilstm']  # the baselines of ephys2tx.evaluation + the BiLSTM
@@ -365,7 +388,7 @@ def _evaluate_models(ctx:StageContext, species):
                      '+'.join(cfg['protocols']), ctx.run.repeats, ctx.run.folds, ctx.run.n_workers)
         r = run_experiment(task, cfg['models'], cfg['protocols'], ctx.run.repeats, ctx.run.folds,
                            random_state=ctx.run.seed, params=cfg['params'], progress=ctx.progress,
-                           n_jobs=ctx.run.n_workers, out=runs_store(ctx.run, sp))
+                           n_jobs=ctx.run.n_workers, out=runs_store(ctx.run, sp), scheduler=scheduler_for(ctx.run))
         done = len(r.attrs['computed'])
         ctx.log.info('  %s: %d runs fitted, %d read from the shared run store', sp, done, r.attrs['planned'] - done)
         write_results(r, ctx.dir, f'evaluate_{sp}')
@@ -394,19 +417,25 @@ def _run_attention(ctx:StageContext):
     ctx.log.info('  mouse, human: interpreting a BiLSTM over %d folds (%d epochs), %d workers', ctx.run.folds,
                  cfg['epochs'], ctx.run.n_workers)
     res = fan_out(_interpret_species, [(sp,) for sp in species], dict(cfg=cfg, run=ctx.run), n_workers=ctx.run.n_workers,
-                  progress=ctx.progress, desc='attention')
+                  scheduler=scheduler_for(ctx.run), progress=ctx.progress, desc='attention')
     for sp, r in zip(species, res):
         r['attention'].to_parquet(ctx.dir/f'attention_{sp}.parquet', index=False)
         r['summary'].rename_axis('family').to_csv(ctx.dir/f'summary_{sp}.csv')
         r['importance'].to_csv(ctx.dir/f'importance_{sp}.csv', index=False)
         r['scores'].to_csv(ctx.dir/f'scores_{sp}.csv', index=False)
 
+def _transfer_scheduler(run:RunConfig):
+    "The run's shared cluster on CPU (on a GPU the experiment starts its own, since it sends a named scheduler's work to the CPU)."
+    shared = scheduler_for(run) if run.device == 'cpu' else None
+    return shared or ('sync' if run.quick else None)
+
 def _run_transfer(ctx:StageContext):
     "The transfer experiment of `ephys2tx.transfer` on the experiment core, with its tables and figure."
     from ephys2tx.transfer import transfer_experiment, write_tables
     cfg = ctx.config
     res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
-                              out=ctx.dir, scheduler='sync' if ctx.run.quick else None, tiny=ctx.run.quick,
+                              out=ctx.dir, scheduler=_transfer_scheduler(ctx.run),
+                              tiny=ctx.run.quick,
                               n_workers=ctx.run.n_workers,
                               device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir,
                               reuse=[runs_store(ctx.run, 'human')])   # rf, hgb, logreg at size 'all': the models stage's
@@ -632,6 +661,7 @@ def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None
     records, error, ok = [], None, False
     threads = _cpu_threads(run.device)
     bar = tqdm(todo, desc='reproduce', unit='stage', disable=not progress)
+    _SHARED[run.out] = SharedCluster(run.n_workers)
     try:
         for st in bar:
             bar.set_postfix_str(st.name)
@@ -654,6 +684,7 @@ def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None
         error = str(e); log.error('FAILED: %s', e); raise
     finally:
         bar.close()
+        _SHARED.pop(run.out).close()
         wall = time.time() - t0
         if not ok and error is None: error = 'interrupted (an unexpected error; see the traceback)'
         idx = write_index(outp, records, run, wall, error)
