@@ -103,6 +103,7 @@ def test_predict_keeps_ids_order_and_every_cell(tmp_path, human, fitted):
     df['cell_name'] = 'lab-' + df['cell_name'].astype(str)
     df.loc[df.index[3], feats] = np.nan                     # nothing recorded
     df.loc[df.index[7], 'tau'] = np.inf
+    df.loc[df.index[11], 'input_resistance'] = -789.4        # impossible: what QC drops from the release
     df.to_csv(tmp_path / 'lab.csv', index=False)
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
@@ -113,11 +114,14 @@ def test_predict_keeps_ids_order_and_every_cell(tmp_path, human, fitted):
     assert out.cell_name.tolist() == df.cell_name.tolist() and 'row' not in out
     assert out.status[3] == 'not predicted: no observed feature family' and out.n_families[3] == 0
     assert out.status[7] == 'not predicted: infinite value in tau'
-    assert (out.status.drop([3, 7]) == 'ok').all() and out.predicted_subclass.drop([3, 7]).notna().all()
+    assert out.status[11].startswith('not predicted: impossible value input_resistance = -789.4 (must be >0')
+    assert out.prob_Sst[[3, 7, 11]].isna().all() and out.n_families[11] > 0      # its families are still listed
+    assert (out.status.drop([3, 7, 11]) == 'ok').all() and out.predicted_subclass.drop([3, 7, 11]).notna().all()
     assert '1 cell(s) not predicted: no observed feature family' in err.getvalue()
-    ok = df.drop(df.index[[3, 7]])                          # the same cells alone score the same
+    assert '1 cell(s) not predicted: impossible value input_resistance' in err.getvalue()
+    ok = df.drop(df.index[[3, 7, 11]])                      # the same cells alone score the same
     alone, _ = predict_cells(fitted, ok)
-    np.testing.assert_allclose(out.drop([3, 7]).prob_Sst.to_numpy(), alone.prob_Sst.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(out.drop([3, 7, 11]).prob_Sst.to_numpy(), alone.prob_Sst.to_numpy(), atol=1e-6)
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         rc = cli_main(['predict', '--model', str(tmp_path / 'm'), '--input', str(tmp_path / 'lab.csv'),
                        '--out', str(tmp_path / 'q.csv'), '--id-column', 'nope'])
