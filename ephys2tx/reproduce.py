@@ -5,6 +5,7 @@
 # %% ../nbs/08_reproduce.ipynb #eefe3580
 from __future__ import annotations
 import datetime as _dt, hashlib, html, json, logging, os, re, shutil, sys, tempfile, time, traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable
@@ -498,8 +499,8 @@ def _write_json(p:Path, obj):
     tmp = p.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, p)
 
 def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, force:bool=False,
-              log:logging.Logger|None=None) -> dict:
-    "Compute (unless cached) and report one stage; returns its status record."
+              log:logging.Logger|None=None, defer_report:bool=False) -> dict:
+    "Compute (unless cached) and report one stage; returns its status record (`defer_report`: the report as `rec['report_job']`)."
     log = log or logging.getLogger('ephys2tx.reproduce')
     out, d = Path(run.out), stage_dir(run.out, stage.name)
     key = stage_key(stage, run); h = key_hash(key)
@@ -535,7 +536,17 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
                                          finished=_dt.datetime.now().isoformat(timespec='seconds')))
         rec['computed'] = True
         log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
+    rec['seconds'] = time.time() - t0
     if stage.report:
+        job = lambda: _stage_report(stage, run, h, rec, reports_dir, force, log)
+        if defer_report: rec['report_job'] = job
+        else: job()
+    return rec
+
+def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, force:bool, log) -> dict:
+    "Execute (unless cached) the report of a computed stage and convert it to HTML; adds its time to `rec`."
+    out, t0 = Path(run.out), time.time()
+    if True:
         src = Path(reports_dir or REPORTS_DIR) / stage.report
         if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
         rdir = out/'reports'; rdir.mkdir(parents=True, exist_ok=True)
@@ -554,7 +565,7 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
             log.info('[%s] report %s executed and converted in %.1f s', stage.name, html_p.name, time.time() - t1)
             rec['reported'] = True
         rec['report'] = str(html_p.relative_to(out))
-    rec['seconds'] = time.time() - t0
+    rec['seconds'] += time.time() - t0
     return rec
 
 # %% ../nbs/08_reproduce.ipynb #ceb0e75b
@@ -636,6 +647,17 @@ def _cpu_threads(device:str, n:int|None=None) -> int|None:
     torch.set_num_threads(n or max(1, (os.cpu_count() or 2) // 2))
     return old
 
+def _wait_reports(reports:list):
+    "Wait for the deferred reports in order; the first that failed marks its stage failed and raises its `StageError`."
+    first = None
+    while reports:
+        rec, fut = reports.pop(0)
+        try: fut.result()
+        except StageError as e:
+            rec.update(status='failed', note=str(e).splitlines()[0])
+            first = first or e
+    if first is not None: raise first
+
 def select_stages(names=None) -> list[Stage]:
     "Stages named in `names` (comma-separated or list; None = all), in registry order."
     if names is None: return list(STAGES.values())
@@ -662,6 +684,7 @@ def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None
     threads = _cpu_threads(run.device)
     bar = tqdm(todo, desc='reproduce', unit='stage', disable=not progress)
     _SHARED[run.out] = SharedCluster(run.n_workers)
+    pool, reports = ThreadPoolExecutor(1, thread_name_prefix='report'), []   # reports overlap the next stage's fits
     try:
         for st in bar:
             bar.set_postfix_str(st.name)
@@ -672,18 +695,25 @@ def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None
                 log.warning('[%s] skipped: %s', st.name, msg)
                 records.append(dict(stage=st.name, title=st.title, status='skipped', note=f"needs {'; '.join(miss)}"))
                 continue
-            try: rec = run_stage(st, run, reports_dir=reports_dir, progress=progress, force=force, log=log)
+            try: rec = run_stage(st, run, reports_dir=reports_dir, progress=progress, force=force, log=log,
+                                 defer_report=True)
             except StageError as e:
                 records.append(dict(stage=st.name, title=st.title, status='failed', note=str(e).splitlines()[0],
                                     seconds=time.time() - t0)); raise
             rec['status'] = 'computed' if rec['computed'] else ('report only' if st.run is None else 'cached')
             rec['note'] = '' if rec['computed'] or st.run is None else 'not recomputed: inputs and config unchanged'
             records.append(rec)
+            if 'report_job' in rec: reports.append((rec, pool.submit(rec.pop('report_job'))))
+        _wait_reports(reports)
         ok = True
     except StageError as e:
         error = str(e); log.error('FAILED: %s', e); raise
     finally:
         bar.close()
+        try: _wait_reports(reports)                 # never leave a report running; an earlier error keeps the message
+        except StageError as e:
+            if error is None: error = str(e)
+        pool.shutdown()
         _SHARED.pop(run.out).close()
         wall = time.time() - t0
         if not ok and error is None: error = 'interrupted (an unexpected error; see the traceback)'
