@@ -509,6 +509,9 @@ def _cli_data(args):
     print('Cells per subclass after QC\n' + s['subclass'].to_string() + '\n')
     print('Aligned 4-class labels (label4)\n' + s['label4'].to_string() + '\n')
     print('QC report (cells dropped per reason, in order)\n' + s['qc'].to_string(index=False) + '\n')
+    imp = pd.concat([r.dropped.query("reason == 'impossible value'").assign(species=sp) for sp, r in s['results'].items()])
+    if len(imp): print('Cells dropped for an impossible value\n' +
+                       imp[['species', 'specimen_id', 'subclass', 'detail']].to_string(index=False) + '\n')
     print('Mean missing fraction per feature family\n' +
           s['missing'].set_index(['species', 'family']).round(3).to_string())
     return 0

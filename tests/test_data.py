@@ -139,3 +139,12 @@ def test_load_cells_return_qc(mirror):
     assert cells.equals(res.cells) and len(cells) == len(load_cells('human', data_dir=mirror, progress=False))
     with pytest.raises(DataError, match="unknown species 'rat'"):
         load_cells('rat', data_dir=mirror)
+
+
+def test_data_summary_cli_lists_the_impossible_values(mirror, capsys):
+    from ephys2tx.cli import main
+    assert main(['--data-dir', str(mirror), 'data', 'summary']) == 0
+    out = capsys.readouterr().out
+    block = out[out.index('Cells dropped for an impossible value'):]
+    assert '1026542489' in block and 'input_resistance = -52.69' in block and '744438533' in block
+    assert 'impossible value' in out[:out.index('Cells dropped for an impossible value')]   # a row of the QC report
