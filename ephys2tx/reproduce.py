@@ -546,25 +546,24 @@ def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, 
 def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, force:bool, log) -> dict:
     "Execute (unless cached) the report of a computed stage and convert it to HTML; adds its time to `rec`."
     out, t0 = Path(run.out), time.time()
-    if True:
-        src = Path(reports_dir or REPORTS_DIR) / stage.report
-        if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
-        rdir = out/'reports'; rdir.mkdir(parents=True, exist_ok=True)
-        dest, html_p = rdir/stage.report, (rdir/stage.report).with_suffix('.html')
-        params = run.params(stage.species)
-        rkey = key_hash(dict(stage=h, notebook=_sha_file(src), params=params))
-        rmark = _read_json(dest.with_suffix('.json'))
-        if not force and not rec['computed'] and rmark and rmark.get('key') == rkey and html_p.is_file():
-            log.info('[%s] report cached: %s', stage.name, html_p)
-        else:
-            t1 = time.time()
-            dest.with_suffix('.json').unlink(missing_ok=True)
-            execute_report(src, dest, params, progress=False, cwd=rdir)
-            to_html(dest, html_p, title=stage.title)
-            _write_json(dest.with_suffix('.json'), dict(key=rkey, notebook=str(src), params=params))
-            log.info('[%s] report %s executed and converted in %.1f s', stage.name, html_p.name, time.time() - t1)
-            rec['reported'] = True
-        rec['report'] = str(html_p.relative_to(out))
+    src = Path(reports_dir or REPORTS_DIR) / stage.report
+    if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
+    rdir = out/'reports'; rdir.mkdir(parents=True, exist_ok=True)
+    dest, html_p = rdir/stage.report, (rdir/stage.report).with_suffix('.html')
+    params = run.params(stage.species)
+    rkey = key_hash(dict(stage=h, notebook=_sha_file(src), params=params))
+    rmark = _read_json(dest.with_suffix('.json'))
+    if not force and not rec['computed'] and rmark and rmark.get('key') == rkey and html_p.is_file():
+        log.info('[%s] report cached: %s', stage.name, html_p)
+    else:
+        t1 = time.time()
+        dest.with_suffix('.json').unlink(missing_ok=True)
+        execute_report(src, dest, params, progress=False, cwd=rdir)
+        to_html(dest, html_p, title=stage.title)
+        _write_json(dest.with_suffix('.json'), dict(key=rkey, notebook=str(src), params=params))
+        log.info('[%s] report %s executed and converted in %.1f s', stage.name, html_p.name, time.time() - t1)
+        rec['reported'] = True
+    rec['report'] = str(html_p.relative_to(out))
     rec['seconds'] += time.time() - t0
     return rec
 
