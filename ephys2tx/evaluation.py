@@ -19,8 +19,8 @@ __all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TAS
            'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
            'evaluate', 'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
            'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash', 'model_factory',
-           'feature_step', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs', 'run_experiment', 'write_results',
-           'register_cli', 'runs_dir']
+           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs',
+           'run_experiment', 'write_results', 'register_cli', 'runs_dir']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -562,6 +562,36 @@ def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
     return Pipeline([('features', feature_step(schema)), ('scale', StandardScaler()), ('clf', LogisticRegression(
         C=C, class_weight='balanced', max_iter=kw.pop('max_iter', 5000), random_state=random_state, **kw))])
 
+register_model('rf', _rf); register_model('logreg', _logreg)
+
+# %% ../nbs/03_evaluation.ipynb #b1d0a7e2
+def weighted_bin_thresholds(col:np.ndarray,  # one feature's training values (NaN: missing)
+                            weight:np.ndarray,  # the cells' sample weights (class-balanced)
+                            max_bins:int=255,  # bins for the non-missing values
+                           ) -> np.ndarray:
+    "The bin edges histogram gradient boosting finds for `col` with `weight`, from one sort of the column."
+    from sklearn.utils.stats import _weighted_percentile
+    keep = ~np.isnan(col) & (weight != 0)
+    col, weight = col[keep], weight[keep]
+    order = np.argsort(col)
+    col, weight = col[order], weight[order]
+    distinct = np.unique(col).astype(np.float64)
+    if len(distinct) <= 1: return np.asarray([], dtype=np.float64)
+    if len(distinct) <= max_bins: return (distinct[:-1] + distinct[1:]) / 2
+    ranks = np.linspace(0, 100, num=max_bins + 1)[1:-1]
+    edges = np.unique(np.asarray(_weighted_percentile(col, weight, ranks, average=True), dtype=np.float64))
+    return np.minimum(edges, np.finfo(np.float64).max)
+
+def bin_with(X:np.ndarray, thresholds:list) -> np.ndarray:
+    "Bin numbers of `X` (cells x features) for per-feature `thresholds` (value <= edge i -> bin i); NaN stays NaN."
+    out = np.full(X.shape, np.nan)
+    for j, t in enumerate(thresholds):
+        ok = ~np.isnan(X[:, j])
+        out[ok, j] = np.searchsorted(t, X[ok, j], side='left')
+    return out
+
+
+# %% ../nbs/03_evaluation.ipynb #b1d0a7e4
 class SmallSampleHGB(ClassifierMixin, BaseEstimator):
     "Class-balanced histogram gradient boosting whose leaf size adapts to small training sets."
     def __init__(self, max_iter:int=200, learning_rate:float=0.1, min_samples_leaf='auto', max_leaf_nodes:int=31,
@@ -572,15 +602,21 @@ class SmallSampleHGB(ClassifierMixin, BaseEstimator):
         "`min_samples_leaf` for `n` training cells: 'auto' is min(20, max(2, n // 20)), 20 from 400 cells on."
         return int(self.min_samples_leaf) if self.min_samples_leaf != 'auto' else min(20, max(2, n // 20))
     def fit(self, X, y, sample_weight=None):
+        "Bin the features once at class-weighted quantiles (`weighted_bin_thresholds`), then boost on the bins."
         from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.utils.class_weight import compute_sample_weight
+        X = np.asarray(X, dtype=np.float64)
+        w = compute_sample_weight('balanced', y) * (1.0 if sample_weight is None else np.asarray(sample_weight))
+        self.thresholds_ = [weighted_bin_thresholds(X[:, j], w) for j in range(X.shape[1])]
         self.model_ = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, min_samples_leaf=self.leaf_size(len(y)),
             max_leaf_nodes=self.max_leaf_nodes, class_weight='balanced', early_stopping=False,
-            random_state=self.random_state).fit(X, y, sample_weight=sample_weight)
+            random_state=self.random_state).fit(bin_with(X, self.thresholds_), y, sample_weight=sample_weight)
         self.classes_ = self.model_.classes_
         return self
-    def predict_proba(self, X): return self.model_.predict_proba(X)
-    def predict(self, X): return self.model_.predict(X)
+    def _binned(self, X): return bin_with(np.asarray(X, dtype=np.float64), self.thresholds_)
+    def predict_proba(self, X): return self.model_.predict_proba(self._binned(X))
+    def predict(self, X): return self.model_.predict(self._binned(X))
 
 def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0.1, **kw):
     "Histogram gradient boosting (class-balanced, leaf size adapted to small training sets) on the standardized features"
@@ -588,7 +624,8 @@ def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0
     return Pipeline([('features', feature_step(schema)), ('clf', SmallSampleHGB(
         max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **kw))])
 
-register_model('rf', _rf); register_model('logreg', _logreg); register_model('hgb', _hgb)
+register_model('hgb', _hgb)
+
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab
 @dataclass
