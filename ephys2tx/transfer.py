@@ -15,12 +15,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
-__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'STRATEGIES', 'BASELINE', 'SAME_ARCH', 'SEMI_BASELINE', 'TINY',
-           'source_cells', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman',
-           'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained',
-           'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy', 'strategy_params', 'transfer_experiment',
-           'strategy_names', 'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline',
-           'train_final', 'to_bundle', 'register_cli', 'write_tables']
+__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'TRANSFER_RECIPE', 'EARLIER_TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
+           'SAME_ARCH', 'SEMI_BASELINE', 'TINY', 'source_cells', 'species_transform', 'TransferNet', 'pretrain_key',
+           'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV',
+           'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy',
+           'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of', 'plot_curve',
+           'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'register_cli',
+           'write_tables']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .data import LABEL4, DataError, META_COLS, load_cells, sha256sum
@@ -148,11 +149,16 @@ def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, dev
     return _MEMO[key]
 
 # %% ../nbs/06_transfer.ipynb #dcb063ff
+# the networks' training recipe: the BiLSTM chapter's (`BILSTM_RECIPE`: hidden 32, batch 256, rates x 3), fixed
+# before `bench/bench_transfer_recipe.py` checked it against the earlier one on the same test folds
+TRANSFER_RECIPE = dict(hidden=32, batch_size=256, lr=3e-3, finetune_lr=9e-4)
+EARLIER_TRANSFER_RECIPE = dict(hidden=128, batch_size=64, lr=1e-3, finetune_lr=3e-4)
+
 class NetStrategy(ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
     needs_pretraining = True
-    def __init__(self, epochs:int=60, warmup_epochs:int=20, lr:float=1e-3, finetune_lr:float=3e-4, batch_size:int=64,
-                 weight_decay:float=1e-4, token_dim:int=32, hidden:int=128, attn_dim:int=64, dropout:float=0.4,
+    def __init__(self, epochs:int=60, warmup_epochs:int=20, lr:float=3e-3, finetune_lr:float=9e-4, batch_size:int=256,
+                 weight_decay:float=1e-4, token_dim:int=32, hidden:int=32, attn_dim:int=64, dropout:float=0.4,
                  pretrain_epochs:int=60, pretrain_seed:int=0, source_weight:float=1.0, adv_weight:float=0.3,
                  cache_dir=None, device='auto', random_state:int=0):
         self.epochs, self.warmup_epochs, self.lr, self.finetune_lr = epochs, warmup_epochs, lr, finetune_lr
@@ -395,9 +401,10 @@ SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + un
 # %% ../nbs/06_transfer.ipynb #fcae6561
 TINY = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2, n_estimators=20, max_iter=2)
 
-def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=False) -> dict:
-    "Per-strategy parameters of an experiment: pretraining cache and seed, device, and (`tiny`) tiny budgets."
+def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=False, recipe:dict|None=None) -> dict:
+    "Per-strategy parameters of an experiment: pretraining cache and seed, device, (`tiny`) tiny budgets, network `recipe`."
     net_kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_seed=seed, device=device)
+    net_kw.update(recipe or {})
     if tiny: net_kw.update({k: TINY[k] for k in ('epochs', 'warmup_epochs', 'pretrain_epochs')})
     tree = dict(n_estimators=TINY['n_estimators']) if tiny else {}
     out = {}
@@ -416,12 +423,13 @@ def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=
 def transfer_experiment(strategies='all', sizes='10,20,40,80,160,all', repeats:int=5, folds:int=5, seed:int=1,
                         grouped:bool=False, out='results/transfer', scheduler=None, n_workers:int=2,
                         tiny:bool=False, device='auto', progress:bool=True, data=None, data_dir=None,
-                        reuse=()) -> pd.DataFrame:
+                        reuse=(), recipe:dict|None=None) -> pd.DataFrame:
     "Every strategy x size x repeat x fold on the human cells (mouse cells as the source); resumable under `out`."
     names = strategy_names(strategies)
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    params = strategy_params(names, out / 'pretrained', seed, 'cpu' if scheduler not in (None, 'sync') else device, tiny)
+    params = strategy_params(names, out / 'pretrained', seed, 'cpu' if scheduler not in (None, 'sync') else device, tiny,
+                             recipe)
     needs = [n for n in names if getattr(make_model(n), 'needs_pretraining', False)]
     if needs:   # once, here, before the fan-out: the workers load it from the cache
         est = make_model(needs[0], 'human', 0, **params[needs[0]])
