@@ -10,7 +10,8 @@ Writes bench/results/extract_<n_workers>w_<n_files>f.json and prints a markdown 
 import argparse, json, os, platform, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from ephys2tx.nwb import extract_files, manifest, write_synthetic_cohort
+from ephys2tx.nwb import extract_files, manifest
+from ephys2tx.synthetic import write_synthetic_cohort
 
 
 def main(argv=None):

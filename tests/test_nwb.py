@@ -11,7 +11,8 @@ from ephys2tx.data import DataError, META_COLS
 from ephys2tx.features import FamilyTransform, get_schema
 from ephys2tx.nwb import (GOUWENS_WIDTHS, download_dandiset, SUMMARY_FEATURES, extract_file, extract_files, failure_log_path, family_mask,
                           gouwens_table, join_metadata, manifest, parts_dir, read_features, read_state,
-                          simulate_adex, cell_params, vector_columns, write_synthetic_cohort, write_synthetic_nwb)
+                          vector_columns)
+from ephys2tx.synthetic import simulate_adex, cell_params, write_synthetic_cohort, write_synthetic_nwb
 
 N_PER_CLASS = 2
 NO_LSQ = 'sub-7_ses-70_icephys.nwb'            # short square + ramp only: long-square families absent
