@@ -569,12 +569,10 @@ def weighted_bin_thresholds(col:np.ndarray,  # one feature's training values (Na
                             weight:np.ndarray,  # the cells' sample weights (class-balanced)
                             max_bins:int=255,  # bins for the non-missing values
                            ) -> np.ndarray:
-    "The bin edges histogram gradient boosting finds for `col` with `weight`, from one sort of the column."
+    "The bin edges histogram gradient boosting finds for `col` with `weight`, every quantile in one call."
     from sklearn.utils.stats import _weighted_percentile
     keep = ~np.isnan(col) & (weight != 0)
     col, weight = col[keep], weight[keep]
-    order = np.argsort(col)
-    col, weight = col[order], weight[order]
     distinct = np.unique(col).astype(np.float64)
     if len(distinct) <= 1: return np.asarray([], dtype=np.float64)
     if len(distinct) <= max_bins: return (distinct[:-1] + distinct[1:]) / 2

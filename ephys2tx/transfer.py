@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
-__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'TRANSFER_RECIPE', 'EARLIER_TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
+__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
            'SAME_ARCH', 'SEMI_BASELINE', 'TINY', 'source_cells', 'species_transform', 'TransferNet', 'pretrain_key',
            'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV',
            'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy',
@@ -26,7 +26,7 @@ __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'TRANSFER_RECIPE', 'EARL
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .data import LABEL4, DataError, META_COLS, load_cells, sha256sum
 from .features import ALIGN_RULES, FamilyTransform, FlatFeatures, get_schema, schema_features, to_aligned
-from .bilstm import FamilySeqNet, NET_DEFAULTS, TrainTask, check_families, resolve_device, train_net
+from .bilstm import BILSTM_RECIPE, FamilySeqNet, NET_DEFAULTS, TrainTask, check_families, resolve_device, train_net
 from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model, run_experiment,
                                  summarize, sizes_list)
 
@@ -151,14 +151,18 @@ def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, dev
 # %% ../nbs/06_transfer.ipynb #dcb063ff
 # the networks' training recipe: the BiLSTM chapter's (`BILSTM_RECIPE`: hidden 32, batch 256, rates x 3), fixed
 # before `bench/bench_transfer_recipe.py` checked it against the earlier one on the same test folds
-TRANSFER_RECIPE = dict(hidden=32, batch_size=256, lr=3e-3, finetune_lr=9e-4)
 EARLIER_TRANSFER_RECIPE = dict(hidden=128, batch_size=64, lr=1e-3, finetune_lr=3e-4)
+_RATE = BILSTM_RECIPE['lr'] / NET_DEFAULTS['lr']
+TRANSFER_RECIPE = dict(hidden=BILSTM_RECIPE['hidden'], batch_size=BILSTM_RECIPE['batch_size'], lr=BILSTM_RECIPE['lr'],
+                       finetune_lr=EARLIER_TRANSFER_RECIPE['finetune_lr'] * _RATE)
 
 class NetStrategy(ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
     needs_pretraining = True
-    def __init__(self, epochs:int=60, warmup_epochs:int=20, lr:float=3e-3, finetune_lr:float=9e-4, batch_size:int=256,
-                 weight_decay:float=1e-4, token_dim:int=32, hidden:int=32, attn_dim:int=64, dropout:float=0.4,
+    def __init__(self, epochs:int=60, warmup_epochs:int=20, lr:float=TRANSFER_RECIPE['lr'],
+                 finetune_lr:float=TRANSFER_RECIPE['finetune_lr'], batch_size:int=TRANSFER_RECIPE['batch_size'],
+                 weight_decay:float=1e-4, token_dim:int=32, hidden:int=TRANSFER_RECIPE['hidden'], attn_dim:int=64,
+                 dropout:float=0.4,
                  pretrain_epochs:int=60, pretrain_seed:int=0, source_weight:float=1.0, adv_weight:float=0.3,
                  cache_dir=None, device='auto', random_state:int=0):
         self.epochs, self.warmup_epochs, self.lr, self.finetune_lr = epochs, warmup_epochs, lr, finetune_lr
