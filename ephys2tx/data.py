@@ -8,15 +8,17 @@ import hashlib, os, re, shutil, socket, urllib.error, urllib.request, http.clien
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
+from typing import Callable
+from .schema import (HUMAN_SUBCLASS, LABEL4, META_COLS, MOUSE_EXCLUDED, MOUSE_TO_LABEL4, SCHEMAS, SUBCLASSES,
+                             family_of, feature_unit)
 
 # %% auto #0
-__all__ = ['DATASETS', 'SUBCLASSES', 'LABEL4', 'MOUSE_TO_LABEL4', 'HUMAN_SUBCLASS', 'MOUSE_EXCLUDED', 'META_COLS',
-           'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
-           'IMPOSSIBLE_RULES', 'QC_REASONS', 'DataError', 'ChecksumError', 'DataFile', 'Dataset', 'get_dataset',
-           'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download', 'fetch', 'read_table',
-           'mouse_subclass', 'human_subclass', 'feature_unit', 'feature_columns', 'load_mouse', 'load_human',
-           'load_raw', 'impossible_rule', 'impossible_mask', 'impossible_values', 'QCResult', 'qc', 'load_cells',
-           'summary', 'register_cli']
+__all__ = ['DATASETS', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
+           'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'DataError', 'ChecksumError', 'DataFile', 'Dataset',
+           'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download', 'fetch',
+           'read_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse',
+           'load_human', 'Species', 'register_species', 'load_raw', 'impossible_rule', 'impossible_mask',
+           'impossible_values', 'QCResult', 'qc', 'load_cells', 'summary', 'register_cli']
 
 # %% ../nbs/01_data.ipynb #ead3657a
 class DataError(ValueError):
@@ -67,7 +69,8 @@ DATASETS = {
                '53cddf3f2edc38ccda2f3156c686f8d97c0f6010b3db7b2cbb2a3fe2232f82f8',
                'IPFX cell-record features, one row per NWB file of DANDI 000020 (column ID = NWB file name)'),
       DataFile('20200711_patchseq_metadata_mouse.csv',
-               'https://raw.githubusercontent.com/tschwider09/cross-species-ephys-transfer/main/20200711_patchseq_metadata_mouse.csv',
+               'https://raw.githubusercontent.com/tschwider09/cross-species-ephys-transfer/main/'
+               '20200711_patchseq_metadata_mouse.csv',
                'f29b5687dbe6dae5a47f9f3d9b7def77d30495c7c013ca82ab88ff785b8977fd',
                'Allen Brain Map Patch-seq metadata: specimen, session, donor, structure, T-type and MET-type labels'),
     )),
@@ -132,7 +135,8 @@ def verify_file(path, sha256:str) -> Path:
     "Check `path` against `sha256`; raise `ChecksumError` naming the file on mismatch."
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
-    st = path.stat(); key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if _verified.get(key) == sha256: return path
     got = sha256sum(path)
     if got != sha256:
@@ -152,14 +156,16 @@ def _progress(total, desc, enabled):
 def download(url:str, dest, sha256:str|None=None, progress:bool=True, timeout:float=60,
              chunk:int=1<<16) -> Path:
     "Download `url` to `dest` via `dest.part`, resuming a partial file; verify `sha256` before renaming."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
     pos = part.stat().st_size if part.exists() else 0
     headers = {'User-Agent': 'ephys2tx'} | ({'Range': f'bytes={pos}-'} if pos else {})
     try: resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and pos:  # the partial file is already complete or bogus: start again
-            part.unlink(); return download(url, dest, sha256, progress, timeout, chunk)
+            part.unlink()
+            return download(url, dest, sha256, progress, timeout, chunk)
         raise DataError(f"{dest.name}: download of {url} failed with HTTP {e.code} ({e.reason})") from e
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         raise DataError(f"{dest.name}: cannot reach {url} ({getattr(e, 'reason', e)}). {_OFFLINE_HELP}") from e
@@ -175,10 +181,13 @@ def download(url:str, dest, sha256:str|None=None, progress:bool=True, timeout:fl
                 while True:
                     b = resp.read(chunk)
                     if not b: break
-                    f.write(b); got += len(b); bar.update(len(b))
+                    f.write(b)
+                    got += len(b)
+                    bar.update(len(b))
         except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as e:
             raise DataError(f"{dest.name}: transfer from {url} interrupted after {part.stat().st_size} bytes "
-                            f"({type(e).__name__}); the partial file {part} is kept and the next attempt resumes it") from e
+                            f"({type(e).__name__}); the partial file {part} is kept and the next attempt resumes it"
+                            ) from e
     if total is not None and got < total:
         raise DataError(f"{dest.name}: transfer from {url} interrupted after {got} of {total} bytes; "
                         f"the partial file {part} is kept and the next attempt resumes it")
@@ -211,11 +220,15 @@ def fetch(dataset:str, data_dir=None, cache=None, base_url:str|None=None, progre
     for f in todo:
         p = root/f.name
         if p.is_file():
-            try: verify_file(p, f.sha256); continue
+            try:
+                verify_file(p, f.sha256)
+                continue
             except ChecksumError: p.unlink()
         url = (base_url.rstrip('/') + f'/{ds.name}/{f.name}') if base_url else f.url
         for attempt in range(retries + 1):
-            try: download(url, p, f.sha256, progress=progress, timeout=timeout); break
+            try:
+                download(url, p, f.sha256, progress=progress, timeout=timeout)
+                break
             except ChecksumError: raise
             except DataError as e:
                 if 'interrupted' not in str(e) or attempt == retries: raise
@@ -249,14 +262,6 @@ def read_table(path, required=(), numeric=(), id_col:str|None=None) -> pd.DataFr
     return df
 
 # %% ../nbs/01_data.ipynb #3711774a
-SUBCLASSES = {'mouse': ['Lamp5', 'Pvalb', 'Sncg', 'Sst', 'Vip'], 'human': ['Lamp5', 'Pvalb', 'Sst', 'Vip']}
-LABEL4 = ['Lamp5', 'Pvalb', 'Sst', 'Vip']
-MOUSE_TO_LABEL4 = {'Lamp5': 'Lamp5', 'Pvalb': 'Pvalb', 'Sncg': 'Vip', 'Sst': 'Sst', 'Vip': 'Vip'}
-HUMAN_SUBCLASS = {'PVALB': 'Pvalb', 'SST': 'Sst', 'VIP': 'Vip', 'LAMP5/PAX6/Other': 'Lamp5'}
-# t-types the study excludes: GABAergic outliers and non-GABAergic subclasses of the Tasic taxonomy
-MOUSE_EXCLUDED = ['Serpinf1', 'Meis2', 'L2/3', 'L4', 'L5', 'L6', 'L6b', 'NP', 'CR', 'Astro', 'Oligo',
-                  'OPC', 'Endo', 'Peri', 'SMC', 'VLMC', 'Macrophage']
-
 def mouse_subclass(ttype:pd.Series, file='metadata') -> pd.Series:
     "Subclass = first word of a Tasic t-type; unknown first words raise `DataError`."
     sub = ttype.astype('string').str.strip().str.split().str[0]
@@ -269,39 +274,28 @@ def human_subclass(label:pd.Series, file='metadata') -> pd.Series:
     "Map `Revised_subclass_label` to the subclass names; unknown labels raise `DataError`."
     lab = label.astype('string').str.strip()
     bad = sorted(set(lab.dropna()) - set(HUMAN_SUBCLASS))
-    if bad: raise DataError(f"{file}: column 'Revised_subclass_label' has unknown label(s) {bad}; known: {sorted(HUMAN_SUBCLASS)}")
+    if bad:
+        raise DataError(f"{file}: column 'Revised_subclass_label' has unknown label(s) {bad}; "
+                        f"known: {sorted(HUMAN_SUBCLASS)}")
     return lab.map(HUMAN_SUBCLASS).astype(object)
 
-# %% ../nbs/01_data.ipynb #22d9b349
-_UNIT_RULES = {  # (species, regex) -> unit, first match wins
- 'mouse': [(r'_sweep_num$', 'index'), (r'^(vrest|vm_for_sag)$', 'mV'), (r'^ri$', 'MOhm'), (r'^sag$', '1'),
-           (r'^(tau|avg_isi)$', 'ms'), (r'^latency$', 's'), (r'^f_i_curve_slope$', 'Hz/pA'), (r'^adaptation$', '1'),
-           (r'^upstroke_downstroke_ratio', '1'), (r'_v_', 'mV'), (r'_t_', 's'), (r'_i_', 'pA')],
- 'human': [(r'ratio|^adapt|^isi_cv|^isi_norm_sq_var|^isi_adapt', '1'), (r'^(v_baseline|vm_for_sag)$', 'mV'), (r'^input_resistance$', 'MOhm'), (r'^(tau|sag_tau)$', 's'),
-           (r'^rheobase_i$|^threshold_i_', 'pA'), (r'^fi_fit_slope$', 'Hz/pA'), (r'^sag(_depol)?$', '1'),
-           (r'^sag_peak_t', 's'), (r'^sag_area', 'mV*s'), (r'^latency_|^mean_isi|^median_isi|^width', 's'),
-           (r'^avg_rate|^first_isi_inv', 'Hz'), (r'^(upstroke|downstroke|postap_slope)_', 'mV/ms'),
-           (r'deltav|_v_|^threshold_v|_v$', 'mV'),
-           (r'freq_chirp$', 'Hz'), (r'impedance_chirp$', 'GOhm'), (r'phase.*_chirp$', 'rad')],
-}
-
-def feature_unit(name:str, species:str) -> str:
-    "Unit of feature column `name` in the `species` release; `DataError` if no rule covers it."
-    for pat, unit in _UNIT_RULES[species]:
-        if re.search(pat, name): return unit
-    raise DataError(f"no unit known for {species} feature {name!r}: add it to the unit rules")
-
 # %% ../nbs/01_data.ipynb #57ecb305
-META_COLS = ['specimen_id', 'species', 'donor', 'region', 'layer', 'condition', 'ttype', 'subclass',
-             'label4', 'metype', 'source_id']
-
 def feature_columns(df:pd.DataFrame) -> list:
     "The feature columns of a cell table (everything that is not metadata)."
     return list(df.attrs.get('features') or [c for c in df.columns if c not in META_COLS])
 
-def _finish(df, feats, species):
-    df = df[META_COLS + feats].reset_index(drop=True)
-    df.attrs.update(species=species, features=list(feats), units={f: feature_unit(f, species) for f in feats})
+def tidy_table(df:pd.DataFrame, # the metadata columns (`META_COLS`) and the feature columns, one row per cell
+               feats:list, # the feature columns, in the file's order
+               species:str, # the species the rows belong to
+               schema:str|None=None, # its feature schema (default: the species' registered schema, else `species`)
+               where:str='cell table', # the file the features come from, for error messages
+              ) -> pd.DataFrame:
+    "The tidy pre-QC table: metadata then features, with `attrs` species, features and units (from the schema)."
+    schema = schema or (SPECIES[species].schema if species in SPECIES else species)
+    try: units = {f: feature_unit(f, schema) for f in feats}
+    except ValueError as e: raise DataError(f"{where}: {e}") from None
+    df = df[META_COLS + list(feats)].reset_index(drop=True)
+    df.attrs.update(species=species, features=list(feats), units=units)
     return df
 
 # %% ../nbs/01_data.ipynb #9718a610
@@ -335,7 +329,7 @@ def load_mouse(data_dir=None, cache=None, progress:bool=True, verify:bool=True) 
         'ttype': j['T-type Label'], 'subclass': mouse_subclass(j['T-type Label'], mpath.name),
         'metype': j['MET-type Label'].replace('NULL', np.nan), 'source_id': j['ID']})
     out['label4'] = out['subclass'].map(MOUSE_TO_LABEL4)
-    return _finish(pd.concat([out, j[feats]], axis=1), feats, 'mouse')
+    return tidy_table(pd.concat([out, j[feats]], axis=1), feats, 'mouse', where=fpath.name)
 
 # %% ../nbs/01_data.ipynb #fade6ba2
 HUMAN_FEATURES_FILE, HUMAN_META_FILE, HUMAN_DONOR_FILE = ('LeeDalley_ephys_fx.csv',
@@ -363,13 +357,35 @@ def load_human(data_dir=None, cache=None, progress:bool=True, verify:bool=True) 
         'subclass': human_subclass(j['Revised_subclass_label'], mpath.name), 'metype': np.nan,
         'source_id': j['specimen_id'].astype(str)})
     out['label4'] = out['subclass']
-    return _finish(pd.concat([out, j[feats]], axis=1), feats, 'human')
+    return tidy_table(pd.concat([out, j[feats]], axis=1), feats, 'human', where=fpath.name)
+
+# %% ../nbs/01_data.ipynb #ea7a09d7
+@dataclass(frozen=True)
+class Species:
+    "A species (or any labelled cohort): its dataset, feature schema, loader and subclass vocabulary."
+    name: str
+    dataset: str|None      # key of `DATASETS` (None: a loader that reads its own files)
+    schema: str            # key of `ephys2tx.schema.SCHEMAS`
+    loader: Callable       # (data_dir, cache, progress, verify) -> tidy pre-QC table (`tidy_table`)
+    subclasses: tuple = ()
+
+SPECIES = {}
+
+def register_species(sp:Species) -> Species:
+    "Add `sp` to `SPECIES`; its schema must be registered and its dataset (if any) in `DATASETS`."
+    if sp.schema not in SCHEMAS: raise ValueError(f"species {sp.name!r}: unknown feature schema {sp.schema!r}")
+    if sp.dataset is not None and sp.dataset not in DATASETS:
+        raise ValueError(f"species {sp.name!r}: unknown dataset {sp.dataset!r}")
+    SPECIES[sp.name] = sp
+    return sp
+
+register_species(Species('mouse', 'mouse_gouwens2020', 'mouse', load_mouse, tuple(SUBCLASSES['mouse'])))
+register_species(Species('human', 'human_leedalley2023', 'human', load_human, tuple(SUBCLASSES['human'])))
 
 def load_raw(species:str, data_dir=None, cache=None, progress:bool=True, verify:bool=True) -> pd.DataFrame:
-    "The tidy pre-QC table of `species` ('mouse' or 'human')."
-    loaders = {'mouse': load_mouse, 'human': load_human}
-    if species not in loaders: raise DataError(f"unknown species {species!r}; choose 'mouse' or 'human'")
-    return loaders[species](data_dir=data_dir, cache=cache, progress=progress, verify=verify)
+    "The tidy pre-QC table of a registered `species` ('mouse', 'human', ...)."
+    if species not in SPECIES: raise DataError(f"unknown species {species!r}; choose from {sorted(SPECIES)}")
+    return SPECIES[species].loader(data_dir=data_dir, cache=cache, progress=progress, verify=verify)
 
 # %% ../nbs/01_data.ipynb #b3d4507b
 IMPOSSIBLE_RULES = [  # (feature-name pattern, sign the value must have, why)
@@ -387,7 +403,7 @@ def impossible_rule(feature:str):
     return next(((sign, why) for pat, sign, why in IMPOSSIBLE_RULES if re.search(pat, feature)), None)
 
 def impossible_mask(df:pd.DataFrame, feats=None) -> pd.DataFrame:
-    "True where a value of `df` breaks its rule in `IMPOSSIBLE_RULES` (missing values never do); one column per feature."
+    "True where a value of `df` breaks its rule in `IMPOSSIBLE_RULES` (never where missing); one column per feature."
     feats = [c for c in (feature_columns(df) if feats is None else feats) if c in df.columns]
     out = {}
     for c in feats:
@@ -425,13 +441,14 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
     "Apply the QC steps to a tidy table; return kept cells, dropped cells and a report."
     species = df.attrs.get('species') or df['species'].iloc[0]
     feats = feature_columns(df)
-    allowed = set(SUBCLASSES[species])
+    allowed = set(SPECIES[species].subclasses if species in SPECIES else SUBCLASSES[species])
     cur, drops = df.copy(), []
     def drop(mask, reason, detail):
         nonlocal cur
         d = cur.loc[mask, ['specimen_id', 'source_id', 'subclass', 'ttype']].copy()
         d['reason'], d['detail'] = reason, detail(cur.loc[mask]) if len(d) else []
-        drops.append(d); cur = cur.loc[~mask]
+        drops.append(d)
+        cur = cur.loc[~mask]
     drop(cur[feats].isna().all(axis=1), 'no features', lambda x: ['all features missing'] * len(x))
     drop(cur['subclass'].isna(), 'no label', lambda x: ['no t-type label'] * len(x))
     drop(~cur['subclass'].isin(allowed), 'excluded t-type', lambda x: x['ttype'].astype(str).tolist())
@@ -442,8 +459,8 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
         conflicting = cur['specimen_id'].isin(same.index[~same])
         extra = cur['specimen_id'].isin(same.index[same]) & cur['specimen_id'].duplicated(keep='first')
         drop(conflicting | extra, 'duplicate ID',
-             lambda x: ['conflicting copies, all dropped' if s in set(same.index[~same]) else 'identical copy of a kept row'
-                        for s in x['specimen_id']])
+             lambda x: ['conflicting copies, all dropped' if s in set(same.index[~same])
+                        else 'identical copy of a kept row' for s in x['specimen_id']])
     else: drop(dup, 'duplicate ID', lambda x: [])
     bad = impossible_values(cur, feats)
     drop(bad != '', 'impossible value', lambda x: bad[x.index].tolist())
@@ -455,20 +472,21 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
                         'cells dropped': [int(counts.get(r, 0)) for r in QC_REASONS]})
     rep['cells remaining'] = len(df) - rep['cells dropped'].cumsum()
     assert len(df) == len(cur) + len(dropped), 'QC lost cells without recording them'
-    cells = cur.reset_index(drop=True); cells.attrs.update(df.attrs)
+    cells = cur.reset_index(drop=True)
+    cells.attrs.update(df.attrs)
     return QCResult(cells, dropped, rep, max_missing)
 
 def load_cells(species:str, data_dir=None, cache=None, max_missing:float=0.5, progress:bool=True,
                verify:bool=True, return_qc:bool=False):
     "QC-passed cells of `species` (with `return_qc=True`: the `QCResult` too)."
-    res = qc(load_raw(species, data_dir=data_dir, cache=cache, progress=progress, verify=verify), max_missing=max_missing)
+    raw = load_raw(species, data_dir=data_dir, cache=cache, progress=progress, verify=verify)
+    res = qc(raw, max_missing=max_missing)
     return (res.cells, res) if return_qc else res.cells
 
 # %% ../nbs/01_data.ipynb #53dcc340
 def summary(data_dir=None, cache=None, max_missing:float=0.5, progress:bool=False) -> dict:
     "Class counts after QC, the QC reports and missingness per feature family, as tables."
-    from ephys2tx.features import family_of  # the family schemas live in the next chapter
-    res = {s: qc(load_raw(s, data_dir=data_dir, cache=cache, progress=progress), max_missing) for s in ['mouse', 'human']}
+    res = {s: qc(load_raw(s, data_dir=data_dir, cache=cache, progress=progress), max_missing) for s in SPECIES}
     counts = pd.concat({s: r.cells['subclass'].value_counts() for s, r in res.items()}, axis=1).fillna(0).astype(int)
     counts.loc['total'] = counts.sum()
     l4 = pd.concat({s: r.cells['label4'].value_counts() for s, r in res.items()}, axis=1).fillna(0).astype(int)
@@ -476,7 +494,7 @@ def summary(data_dir=None, cache=None, max_missing:float=0.5, progress:bool=Fals
     for s, r in res.items():
         feats = feature_columns(r.cells)
         m = r.cells[feats].isna().mean()
-        for g, idx in m.groupby([family_of(f, s) for f in feats]).groups.items():
+        for g, idx in m.groupby([family_of(f, SPECIES[s].schema) for f in feats]).groups.items():
             miss.append(dict(species=s, family=g, n_features=len(idx), missing=float(m[idx].mean())))
     return dict(subclass=counts, label4=l4, qc=pd.concat([r.report for r in res.values()], ignore_index=True),
                 missing=pd.DataFrame(miss), results=res)
@@ -509,7 +527,8 @@ def _cli_data(args):
     print('Cells per subclass after QC\n' + s['subclass'].to_string() + '\n')
     print('Aligned 4-class labels (label4)\n' + s['label4'].to_string() + '\n')
     print('QC report (cells dropped per reason, in order)\n' + s['qc'].to_string(index=False) + '\n')
-    imp = pd.concat([r.dropped.query("reason == 'impossible value'").assign(species=sp) for sp, r in s['results'].items()])
+    imp = pd.concat([r.dropped.query("reason == 'impossible value'").assign(species=sp)
+                     for sp, r in s['results'].items()])
     if len(imp): print('Cells dropped for an impossible value\n' +
                        imp[['species', 'specimen_id', 'subclass', 'detail']].to_string(index=False) + '\n')
     print('Mean missing fraction per feature family\n' +

@@ -11,16 +11,17 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit
 from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
-from .data import DataError, load_cells
+from .data import DataError, SPECIES, get_dataset, load_cells
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'TASK_SPECIES', 'EVALUATE_CODE', 'subsample',
+__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'EVALUATE_CODE', 'subsample',
            'sizes_list', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
            'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
            'evaluate', 'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
            'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash', 'model_factory',
-           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task', 'load_task', 'model_specs',
-           'run_experiment', 'write_results', 'register_cli', 'runs_dir']
+           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task', 'task_species', 'load_task',
+           'model_specs', 'run_experiment', 'write_results', 'data_checksums', 'code_checksums', 'key_hash',
+           'register_cli', 'runs_dir']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -30,7 +31,9 @@ def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
     q = q + np.floor(share).astype(int)
     for i in np.argsort(-(share - np.floor(share)), kind='stable')[: size - q.sum()]: q[i] += 1
     while (q > counts).any():  # a class smaller than its quota: give the excess, cell by cell, to classes with room
-        i = int(np.argmax(q - counts)); excess = q[i] - counts[i]; q[i] = counts[i]
+        i = int(np.argmax(q - counts))
+        excess = q[i] - counts[i]
+        q[i] = counts[i]
         for _ in range(excess): q[int(np.argmax(np.where(q < counts, counts - q, -1)))] += 1
     return q
 
@@ -56,14 +59,15 @@ def sizes_list(sizes) -> list[str]:
     out = []
     for s in (sizes.split(',') if isinstance(sizes, str) else sizes):
         s = str(s).strip().lower()
-        if s != 'all' and not (s.isdigit() and int(s) > 0): raise ValueError(f"size {s!r}: use positive integers or 'all'")
+        if s != 'all' and not (s.isdigit() and int(s) > 0):
+            raise ValueError(f"size {s!r}: use positive integers or 'all'")
         if s not in out: out.append(s)
     return sorted(out, key=lambda z: (z == 'all', int(z) if z != 'all' else 0))
 
 # %% ../nbs/03_evaluation.ipynb #2a50f54a
 @dataclass(frozen=True)
 class Split:
-    "One outer fold of one repeat (and size): positions `train`, `val` (inner), `test`; `pool`: the whole training fold."
+    "One outer fold of one repeat (and size): positions `train`, `val` (inner), `test`; `pool`: the training fold."
     repeat: int
     fold: int
     train: np.ndarray
@@ -147,7 +151,8 @@ def splits(y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, rand
 # %% ../nbs/03_evaluation.ipynb #b6e18f2d
 def expected_calibration_error(y_true, proba, classes, n_bins:int=15) -> float:
     "Top-label ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."
-    y_true, proba, classes = np.asarray(y_true).astype(str), np.asarray(proba, float), np.asarray(list(classes)).astype(str)
+    y_true, proba = np.asarray(y_true).astype(str), np.asarray(proba, float)
+    classes = np.asarray(list(classes)).astype(str)
     conf, pred = proba.max(1), classes[proba.argmax(1)]
     correct = (pred == y_true).astype(float)
     bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
@@ -181,7 +186,8 @@ def score(y_true, y_pred, proba=None, classes=None) -> dict:
         out = dict(macro_f1=float(np.nanmean(f1)), accuracy=float((y_true == y_pred).mean()),
                    balanced_accuracy=float(balanced_accuracy_score(y_true, y_pred)))
     if proba is not None:
-        P = np.clip(np.asarray(proba, float), 1e-15, 1); P = P / P.sum(1, keepdims=True)
+        P = np.clip(np.asarray(proba, float), 1e-15, 1)
+        P = P / P.sum(1, keepdims=True)
         out['log_loss'] = float(_log_loss(y_true, P, labels=classes))
         out['ece'] = expected_calibration_error(y_true, P, classes)
     else: out['log_loss'] = out['ece'] = np.nan
@@ -203,7 +209,8 @@ def _estimator(spec, seed:int):
         if keys: est.set_params(**{k: seed for k in keys})
         return est
     if callable(spec): return spec(random_state=seed)
-    raise TypeError(f"a model must be an estimator or a factory f(random_state) -> estimator, got {type(spec).__name__}")
+    raise TypeError(f"a model must be an estimator or a factory f(random_state) -> estimator, "
+                    f"got {type(spec).__name__}")
 
 def fit_accepts(est, name:str) -> bool:
     "Whether `est.fit` takes the keyword `name` (`validation`, `source`, `unlabelled`)."
@@ -247,8 +254,8 @@ def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict
     y_pred = np.asarray(est.predict(Xt)).astype(str)
     P = aligned_proba(est, Xt, classes)
     t2 = time.perf_counter()
-    return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold, n_train=len(split.train) + len(split.val),
-                n_fit=len(rows), n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
+    return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold,
+                n_train=len(split.train) + len(split.val), n_fit=len(rows), n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
                 n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
                 uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
                 fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
@@ -261,14 +268,18 @@ def run_id(model:str, split:Split, seed:int, tags:dict|None=None) -> str:
 
 class ResultStore:
     "Finished runs as one JSON file each under `out/parts/`; `done()` ids, `write(row)`, `read()` the table."
-    def __init__(self, out): self.out = Path(out); self.parts = self.out / 'parts'
+    def __init__(self, out):
+        self.out = Path(out)
+        self.parts = self.out / 'parts'
     def _path(self, rid:str) -> Path: return self.parts / (hashlib.sha1(rid.encode()).hexdigest()[:20] + '.json')
 
     def write(self, row:dict) -> Path:
         "Write one finished run (a dict with a `run_id`) atomically."
-        p = self._path(row['run_id']); p.parent.mkdir(parents=True, exist_ok=True)
+        p = self._path(row['run_id'])
+        p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(f'.tmp{os.getpid()}')
-        tmp.write_text(json.dumps(row, default=lambda o: o.item() if hasattr(o, 'item') else str(o))); os.replace(tmp, p)
+        tmp.write_text(json.dumps(row, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
+        os.replace(tmp, p)
         return p
 
     def _rows(self) -> list:
@@ -303,12 +314,16 @@ def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=
     shared, out = dict(shared or {}), [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
     def done(k, r):
-        out[k] = r; bar.update()
+        out[k] = r
+        bar.update()
         if on_result is not None: on_result(r)
-    if not jobs: bar.close(); return out
+    if not jobs:
+        bar.close()
+        return out
     if scheduler == 'sync' or (scheduler is None and n_workers <= 1):
         for k, j in enumerate(jobs): done(k, _job(fn, (*shared.values(), *j), threads))
-        bar.close(); return out
+        bar.close()
+        return out
     from dask.distributed import Client, LocalCluster, as_completed
     cluster = (LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, dashboard_address=None)
                if scheduler is None else None)
@@ -317,9 +332,11 @@ def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=
         sh = [client.scatter(v, broadcast=True) for v in shared.values()]
         futs = [client.submit(_job, fn, (*sh, *j), threads, pure=False, retries=3) for j in jobs]
         index = {f.key: k for k, f in enumerate(futs)}
-        pending = as_completed(futs); del futs   # each future is dropped once handed over: a lost worker need not redo it
+        pending = as_completed(futs)  # each future is dropped once handed over: a lost worker need not redo it
+        del futs
         for fut in pending:
-            done(index[fut.key], fut.result()); fut.release()
+            done(index[fut.key], fut.result())
+            fut.release()
     finally:
         client.close()
         if cluster is not None: cluster.close()
@@ -343,7 +360,10 @@ def take_over(store, jobs:list, done:set, reuse=()) -> list:
         if not want: break
         for row in ResultStore(r).read().to_dict('records') if Path(r).is_dir() else []:
             if row['run_id'] in want:
-                store.write(row); want.discard(row['run_id']); done.add(row['run_id']); out.append(row['run_id'])
+                store.write(row)
+                want.discard(row['run_id'])
+                done.add(row['run_id'])
+                out.append(row['run_id'])
     return out
 
 def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
@@ -360,7 +380,8 @@ def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_fr
     seeds = {(s.repeat, s.fold): int(np.random.RandomState([random_state, s.repeat, s.fold]).randint(2**31 - 1))
              for s in sp}
     tags = dict(tags or {})
-    key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')   # the settings, when not default
+    # the settings, when not default
+    key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')
     jobs = [(n, m, s, classes, seeds[(s.repeat, s.fold)], run_id(key(n, m), s, random_state, tags), tags)
             for n, m in models.items() for s in sp]
     store = ResultStore(out) if out is not None else None
@@ -441,7 +462,8 @@ def compare(results:pd.DataFrame, a:str, b:str, metric:str='macro_f1', n_boot:in
     boot = d[rng.randint(0, J, size=(n_boot, J))].mean(1)
     lo, hi = np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2])
     return dict(a=a, b=b, metric=metric, n_pairs=J, mean_a=float(A.loc[common, metric].mean()),
-                mean_b=float(B.loc[common, metric].mean()), mean_diff=mean, sd_diff=float(np.sqrt(var)) if J > 1 else np.nan,
+                mean_b=float(B.loc[common, metric].mean()), mean_diff=mean,
+                sd_diff=float(np.sqrt(var)) if J > 1 else np.nan,
                 t=float(t), df=J - 1, p=p, ci_low=float(lo), ci_high=float(hi), correction=1 / J + ratio)
 
 def compare_all(results:pd.DataFrame, baseline:str, metric:str='macro_f1', by=None, alpha:float=0.05) -> pd.DataFrame:
@@ -455,9 +477,11 @@ def compare_all(results:pd.DataFrame, baseline:str, metric:str='macro_f1', by=No
         for m in dict.fromkeys(g['model']):
             if m == baseline: continue
             c = compare(g, m, baseline, metric)
-            v = ('helps' if c['mean_diff'] > 0 else 'hurts') if c['p'] == c['p'] and c['p'] < alpha else 'no significant difference'
+            significant = c['p'] == c['p'] and c['p'] < alpha
+            v = ('helps' if c['mean_diff'] > 0 else 'hurts') if significant else 'no significant difference'
             rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | c | dict(verdict=v))
-    cols = by + ['a', 'b', 'n_pairs', 'mean_a', 'mean_b', 'mean_diff', 'sd_diff', 't', 'p', 'ci_low', 'ci_high', 'verdict']
+    cols = by + ['a', 'b', 'n_pairs', 'mean_a', 'mean_b', 'mean_diff', 'sd_diff', 't', 'p', 'ci_low', 'ci_high',
+                 'verdict']
     return pd.DataFrame(rows, columns=cols)[cols].rename(columns=dict(a='model', b='versus'))
 
 # %% ../nbs/03_evaluation.ipynb #70ee92ec
@@ -474,7 +498,9 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
         P = np.tile(self.prior_, (len(X), 1))
         pos = {c: i for i, c in enumerate(self.classes_)}
         for i, k in enumerate(X[self.key].tolist()):
-            if k in self.table_: P[i] = 0; P[i, pos[self.table_[k]]] = 1
+            if k in self.table_:
+                P[i] = 0
+                P[i, pos[self.table_[k]]] = 1
         return P
     def predict(self, X):
         P = self.predict_proba(X)
@@ -485,7 +511,7 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
         return np.where(seen, self.classes_[P.argmax(1)], draw)
 
 class RecordingTransformer(TransformerMixin, BaseEstimator):
-    "Pass-through step appending the `specimen_id`s it is fitted on to `RecordingTransformer.LOG[tag]` (a leak detector)."
+    "Pass-through step appending the `specimen_id`s it is fitted on to `RecordingTransformer.LOG[tag]` (leak detector)."
     LOG = {}  # class-level: `clone` deep-copies parameters, so the record cannot live in one
     def __init__(self, tag:str='default', key:str='specimen_id'): self.tag, self.key = tag, key
     def fit(self, X, y=None):
@@ -562,7 +588,8 @@ def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
     return Pipeline([('features', feature_step(schema)), ('scale', StandardScaler()), ('clf', LogisticRegression(
         C=C, class_weight='balanced', max_iter=kw.pop('max_iter', 5000), random_state=random_state, **kw))])
 
-register_model('rf', _rf); register_model('logreg', _logreg)
+register_model('rf', _rf)
+register_model('logreg', _logreg)
 
 # %% ../nbs/03_evaluation.ipynb #b1d0a7e2
 def weighted_bin_thresholds(col:np.ndarray,  # one feature's training values (NaN: missing)
@@ -617,7 +644,7 @@ class SmallSampleHGB(ClassifierMixin, BaseEstimator):
     def predict(self, X): return self.model_.predict(self._binned(X))
 
 def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0.1, **kw):
-    "Histogram gradient boosting (class-balanced, leaf size adapted to small training sets) on the standardized features"
+    "Histogram gradient boosting (class-balanced, leaf size fitted to small training sets) on the standardized features"
     from sklearn.pipeline import Pipeline
     return Pipeline([('features', feature_step(schema)), ('clf', SmallSampleHGB(
         max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **kw))])
@@ -636,23 +663,28 @@ class Task:
     schema: str
     label: str
 
-TASK_SPECIES = ['mouse', 'human', 'aligned']
+ALIGNED_TASK = 'aligned'   # mouse + human cells in the aligned feature space, with the four shared classes
+
+def task_species() -> list:
+    "The tasks `load_task` knows: every registered species (`ephys2tx.data.SPECIES`), then the aligned task."
+    return list(SPECIES) + [ALIGNED_TASK]
 
 def load_task(species:str, data_dir=None) -> Task:
-    "The task of `species` ('mouse', 'human' or 'aligned') on the QC-passed cells."
-    if species in ('mouse', 'human'):
+    "The task of a registered `species` ('mouse', 'human', ...) or of 'aligned', on the QC-passed cells."
+    schema = species
+    if species in SPECIES:
         X = load_cells(species, data_dir=data_dir, progress=False)
-        label = 'subclass'
-    elif species == 'aligned':
+        label, schema = 'subclass', SPECIES[species].schema
+    elif species == ALIGNED_TASK:
         from ephys2tx.features import to_aligned
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             X = to_aligned(pd.concat([load_cells(s, data_dir=data_dir, progress=False) for s in ['mouse', 'human']],
                                      ignore_index=True))
         label = 'label4'
-    else: raise ValueError(f"unknown species {species!r}; choose one of {TASK_SPECIES}")
+    else: raise ValueError(f"unknown species {species!r}; choose one of {task_species()}")
     groups = (X['species'].astype(str) + ':' + X['donor'].astype(str)).to_numpy()
-    return Task(species, X, X[label].astype(str).to_numpy(), groups, species, label)
+    return Task(species, X, X[label].astype(str).to_numpy(), groups, schema, label)
 
 # %% ../nbs/03_evaluation.ipynb #fe02eca6
 def model_specs(models, schema, params:dict|None=None) -> dict:
@@ -684,12 +716,34 @@ def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repea
 
 def write_results(results:pd.DataFrame, out, stem:str) -> dict:
     "Write `results` as `<out>/<stem>.parquet` and `.csv` and its summary as `<stem>_summary.csv`; return the paths."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     paths = dict(parquet=out/f'{stem}.parquet', csv=out/f'{stem}.csv', summary=out/f'{stem}_summary.csv')
-    results.to_parquet(paths['parquet'], index=False); results.to_csv(paths['csv'], index=False)
+    results.to_parquet(paths['parquet'], index=False)
+    results.to_csv(paths['csv'], index=False)
     by = [c for c in ['species', 'protocol', 'model'] if c in results.columns]
     summarize(results, by=by, wide=True).to_csv(paths['summary'], index=False)
     return paths
+
+# %% ../nbs/03_evaluation.ipynb #707e9787
+def _canon(obj) -> str: return json.dumps(obj, sort_keys=True, default=str, separators=(',', ':'))
+
+def data_checksums(datasets) -> dict:
+    "`{dataset/file: sha256}` of every file of `datasets` (from the registry the loaders verify against)."
+    return {f'{d}/{f.name}': f.sha256 for d in datasets for f in get_dataset(d).files}
+
+def code_checksums(modules) -> dict:
+    "`{module: sha256 of its source file}`: a result is recomputed when the code behind it changes."
+    import importlib
+    out = {}
+    for m in modules:
+        f = getattr(importlib.import_module(m), '__file__', None)
+        out[m] = hashlib.sha256(Path(f).read_bytes()).hexdigest() if f else None
+    return out
+
+def key_hash(key:dict) -> str:
+    "SHA-256 of the canonical JSON of a key document."
+    return hashlib.sha256(_canon(key).encode()).hexdigest()
 
 # %% ../nbs/03_evaluation.ipynb #bf0069cd
 def _parse_sets(items) -> dict:
@@ -697,7 +751,8 @@ def _parse_sets(items) -> dict:
     for s in items or []:
         if '=' not in s or '.' not in s.split('=')[0]:
             raise ValueError(f"--set expects MODEL.PARAM=VALUE, got {s!r}")
-        k, v = s.split('=', 1); m, p = k.split('.', 1)
+        k, v = s.split('=', 1)
+        m, p = k.split('.', 1)
         try: v = json.loads(v)
         except json.JSONDecodeError: pass
         out.setdefault(m, {})[p] = v
@@ -708,19 +763,21 @@ def register_cli(sub):
     p = sub.add_parser('evaluate', help='run models under the evaluation protocol; write the results table')
     p.add_argument('--model', action='append', required=True,
                    help="registered model name (repeatable), 'baselines' or 'all'")
-    p.add_argument('--species', choices=TASK_SPECIES, required=True,
-                   help='mouse (5-class), human (4-class) or aligned (both species, 4-class label4)')
+    p.add_argument('--species', choices=task_species(), required=True,
+                   help='a registered species (mouse: 5-class, human: 4-class) or aligned (both species, label4)')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--grouped', action='store_true', help='donor-grouped folds (same as --protocol grouped)')
     g.add_argument('--protocol', choices=['stratified', 'grouped', 'both'], default=None)
-    p.add_argument('--repeats', type=int, default=10); p.add_argument('--folds', type=int, default=5)
+    p.add_argument('--repeats', type=int, default=10)
+    p.add_argument('--folds', type=int, default=5)
     p.add_argument('--val-frac', type=float, default=0.2, help='inner validation fraction of each training fold')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--n-jobs', '--n-workers', dest='n_jobs', type=int, default=1,
                    help='parallel fits: 1 = in this process; N = a local Dask cluster of N worker processes')
     p.add_argument('--scheduler', default=None, metavar='ADDRESS',
                    help="an existing Dask scheduler (tcp://host:port) to run the fits on; 'sync' = in this process")
-    p.add_argument('--sizes', default=None, help="label-efficiency axis: labelled training cells per run, e.g. '20,80,all'")
+    p.add_argument('--sizes', default=None,
+                   help="label-efficiency axis: labelled training cells per run, e.g. '20,80,all'")
     p.add_argument('--threads', type=int, default=1, help='BLAS/OpenMP threads per fit (default 1; 0 = no limit)')
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
@@ -728,7 +785,8 @@ def register_cli(sub):
                    'command is run again')
     p.add_argument('--compare-to', default=None, metavar='MODEL',
                    help='also compare every other model with MODEL on the same folds (corrected resampled t-test, '
-                        'bootstrap CI of the macro-F1 difference); written to <out>/evaluate_<species>_<protocol>_compare.csv')
+                        'bootstrap CI of the macro-F1 difference); written to '
+                        '<out>/evaluate_<species>_<protocol>_compare.csv')
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
 
@@ -736,11 +794,10 @@ EVALUATE_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'e
                  'ephys2tx.transfer')
 
 def runs_dir(out, species:str, **splits) -> Path:
-    "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits` settings."
+    "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits`."
     import ephys2tx
-    from ephys2tx.reproduce import code_checksums, data_checksums, key_hash
     key = dict(species=species, version=ephys2tx.__version__, code=code_checksums(EVALUATE_CODE),
-               data=data_checksums(('mouse_gouwens2020', 'human_leedalley2023')), **splits)
+               data=data_checksums(tuple(sp.dataset for sp in SPECIES.values() if sp.dataset)), **splits)
     return Path(out) / f'runs_{species}' / key_hash(key)[:16]
 
 def _source_for(names, task, sets, data_dir):
@@ -749,14 +806,16 @@ def _source_for(names, task, sets, data_dir):
     if not takes: return None
     if task.species != 'human':
         raise ValueError(f"model(s) {takes} transfer from mouse to human cells: use --species human")
-    from ephys2tx.transfer import source_cells
+    from ephys2tx.features import source_cells
     print(f"source cells for {takes}: the QC-passed mouse cells in the human feature space")
     return source_cells(data_dir)
 
 def _cli_evaluate(args):
     names = []
     for m in args.model:
-        if m == 'all': _load_plugins(); names += list(MODELS)
+        if m == 'all':
+            _load_plugins()
+            names += list(MODELS)
         elif m == 'baselines': names += BASELINES
         else: names.append(m)
     names = list(dict.fromkeys(names))
@@ -784,8 +843,10 @@ def _cli_evaluate(args):
         print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
         if getattr(args, 'compare_to', None):
             cmp = compare_all(res, args.compare_to, by='size' if getattr(args, 'sizes', None) else None)
-            cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'; cmp.to_csv(cp, index=False)
+            cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'
+            cmp.to_csv(cp, index=False)
             print(f"\npaired comparison with {args.compare_to} on the same folds (macro-F1 difference, "
                   f"corrected resampled t-test, bootstrap 95% CI):")
-            print(cmp.round(4).to_string(index=False)); print(f"comparison: {cp}")
+            print(cmp.round(4).to_string(index=False))
+            print(f"comparison: {cp}")
     return 0

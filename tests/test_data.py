@@ -2,8 +2,8 @@
 import shutil
 import numpy as np, pandas as pd
 import pytest
-from ephys2tx.data import (DataError, LABEL4, SUBCLASSES, META_COLS, feature_columns, load_cells, load_human,
-                           load_mouse, qc)
+from ephys2tx.data import (DataError, LABEL4, SUBCLASSES, META_COLS, feature_columns, fetch, impossible_values,
+                           load_cells, load_human, load_mouse, qc)
 
 MOUSE, HUMAN = 'mouse_gouwens2020', 'human_leedalley2023'
 
@@ -70,6 +70,8 @@ def test_qc_drops_impossible_values_and_names_them(mirror):
     assert int(r.report.set_index('reason').loc['impossible value', 'cells dropped']) == len(d)
     m = qc(load_mouse(data_dir=mirror, progress=False))
     assert (m.cells.ri > 0).all() and 744438533 in set(m.dropped.query("reason == 'impossible value'").specimen_id)
+    # no cell that passes QC breaks any sign rule, in either species
+    assert (impossible_values(r.cells) == '').all() and (impossible_values(m.cells) == '').all()
     # a cell made impossible is dropped with that reason, whatever else it has
     h2 = h.copy(); h2.attrs = h.attrs
     sid = r.cells.specimen_id.iloc[0]
@@ -124,6 +126,11 @@ def test_unknown_label(broken):
     edit(HUMAN, 'LeeDalley_manuscript_metadata_v2.csv', f)
     with pytest.raises(DataError, match=r"LeeDalley_manuscript_metadata_v2.csv: column 'Revised_subclass_label' has unknown label\(s\) \['SNCG'\]"):
         load_human(data_dir=root, progress=False, verify=False)
+    # mouse: the subclass is the first word of the t-type; an unknown first word is named
+    def g(d): d.loc[0, 'T-type Label'] = 'Foo Bar1'; return d
+    edit(MOUSE, '20200711_patchseq_metadata_mouse.csv', g)
+    with pytest.raises(DataError, match=r"20200711_patchseq_metadata_mouse.csv: column 'T-type Label' has unknown subclass\(es\) \['Foo'\]"):
+        load_mouse(data_dir=root, progress=False, verify=False)
 
 
 def test_modified_mirror_fails_checksum_unless_verify_off(broken):
@@ -137,8 +144,10 @@ def test_modified_mirror_fails_checksum_unless_verify_off(broken):
 def test_load_cells_return_qc(mirror):
     cells, res = load_cells('human', data_dir=mirror, progress=False, return_qc=True)
     assert cells.equals(res.cells) and len(cells) == len(load_cells('human', data_dir=mirror, progress=False))
-    with pytest.raises(DataError, match="unknown species 'rat'"):
+    with pytest.raises(DataError, match=r"unknown species 'rat'; choose from \["):
         load_cells('rat', data_dir=mirror)
+    with pytest.raises(DataError, match="unknown dataset 'rat_2099'"):
+        fetch('rat_2099', data_dir=mirror)
 
 
 def test_data_summary_cli_lists_the_impossible_values(mirror, capsys):
