@@ -11,7 +11,7 @@ import argparse, json, os, platform, resource, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from ephys2tx.data import load_cells
-from ephys2tx.bilstm import resolve_device
+from ephys2tx.training import resolve_device
 from ephys2tx.evaluation import make_model
 
 

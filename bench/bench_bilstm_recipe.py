@@ -33,7 +33,8 @@ TOLERANCE = 0.005       # a candidate may lose this much mean validation macro-F
 
 def choose(seed: int, n_jobs: int, progress: bool) -> tuple:
     "The cheapest candidate within `TOLERANCE` of the reference's mean validation macro-F1 over inner splits of both species."
-    from ephys2tx.bilstm import inner_validation_sweep, NET_DEFAULTS
+    from ephys2tx.sweep import inner_validation_sweep
+    from ephys2tx.training import NET_DEFAULTS
     from ephys2tx.evaluation import load_task
     base = dict(NET_DEFAULTS) | dict(variant='attention')
     grid, parts = [REFERENCE] + CANDIDATES, []

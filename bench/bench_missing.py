@@ -37,7 +37,8 @@ def _masked(df, cols):
 def _net_job(sp, cells, fold, tr, te, masking, subsets, epochs, seed):
     "Fit one BiLSTM on the training cells; score it on the test cells under every subset of hidden families."
     from sklearn.metrics import f1_score
-    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE, MASKING, subset_model
+    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE
+    from ephys2tx.bundles import MASKING, subset_model
     from ephys2tx.features import get_schema
     cols = {f.name: f.names for f in get_schema(sp)}
     y = cells['subclass'].to_numpy().astype(str)

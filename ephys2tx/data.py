@@ -14,9 +14,9 @@ from .schema import (HUMAN_SUBCLASS, LABEL4, META_COLS, MOUSE_EXCLUDED, MOUSE_TO
 
 # %% auto #0
 __all__ = ['DATASETS', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
-           'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'DataError', 'ChecksumError', 'DataFile', 'Dataset',
-           'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download', 'fetch',
-           'read_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse',
+           'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'REPRODUCE_STAGES', 'DataError', 'ChecksumError', 'DataFile',
+           'Dataset', 'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download',
+           'fetch', 'read_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse',
            'load_human', 'Species', 'register_species', 'load_raw', 'impossible_rule', 'impossible_mask',
            'impossible_values', 'QCResult', 'qc', 'load_cells', 'summary', 'register_cli']
 
@@ -534,3 +534,61 @@ def _cli_data(args):
     print('Mean missing fraction per feature family\n' +
           s['missing'].set_index(['species', 'family']).round(3).to_string())
     return 0
+
+# %% ../nbs/01_data.ipynb #864661bb
+def _family_or_other(feature:str, species:str) -> str:
+    "Feature family of a column in the species' schema, 'other' where none is known."
+    try: return family_of(feature, species)
+    except ValueError: return 'other'
+
+def _missing_features(results:dict) -> pd.DataFrame:
+    "One row per species and feature: its family, unit and missing fraction among the cells after QC."
+    rows = []
+    for sp, r in results.items():
+        for f in feature_columns(r.cells):
+            rows.append(dict(species=sp, feature=f, family=_family_or_other(f, sp),
+                             unit=r.cells.attrs['units'].get(f, ''), missing=float(r.cells[f].isna().mean()),
+                             n_cells=len(r.cells)))
+    return pd.DataFrame(rows)
+
+def _run_data_stage(ctx):
+    "The data stage: the tables of `summary` in the stage folder `ctx.dir` (`ctx`: a reproduce `StageContext`)."
+    s = summary(data_dir=ctx.run.data_dir, max_missing=ctx.config['max_missing'], progress=ctx.progress)
+    d = ctx.dir
+    s['qc'].to_csv(d/'qc_report.csv', index=False)
+    pd.concat([r.dropped.assign(species=sp) for sp, r in s['results'].items()]).to_csv(d/'dropped.csv', index=False)
+    s['subclass'].rename_axis('subclass').to_csv(d/'class_counts.csv')
+    s['label4'].rename_axis('label4').to_csv(d/'label4_counts.csv')
+    feats = _missing_features(s['results'])
+    feats.to_csv(d/'missing_features.csv', index=False)
+    (feats.groupby(['species', 'family'], sort=False).agg(n_features=('feature', 'size'), missing=('missing', 'mean'))
+          .reset_index().to_csv(d/'missing_families.csv', index=False))
+
+# %% ../nbs/01_data.ipynb #ab530962
+def _data_headline(d:Path, run) -> pd.DataFrame:
+    "The data stage's headline rows: the cells after QC per species."
+    c = pd.read_csv(d/'class_counts.csv', index_col=0)
+    return pd.DataFrame([dict(result=sp, cells=int(c.loc['total', sp])) for sp in ['mouse', 'human']])
+
+def _data_markdown(d:Path) -> list:
+    "The data stage's part of `results.md`: cells after QC, drops per reason, impossible values (lines, tables)."
+    if not (d/'class_counts.csv').is_file(): return []
+    parts = ['## Cells after QC', '', pd.read_csv(d/'class_counts.csv'), '']
+    if (d/'qc_report.csv').is_file():
+        for sp, g in pd.read_csv(d/'qc_report.csv').groupby('species', sort=False):
+            g = g[g['cells dropped'] > 0]
+            parts.append(f"Dropped ({sp}): " + '; '.join(f"{r.reason} {r._3}" for r in g.itertuples()) + '.')
+        parts.append('')
+    if (d/'dropped.csv').is_file():
+        imp = pd.read_csv(d/'dropped.csv').query("reason == 'impossible value'")
+        if len(imp): parts += ['Impossible values:', '', imp[['species', 'specimen_id', 'subclass', 'detail']], '']
+    return parts
+
+# %% ../nbs/01_data.ipynb #67b56aee
+REPRODUCE_STAGES = [dict(   # the data stage of `ephys2tx reproduce` (registered by `ephys2tx.reproduce.load_stages`)
+    name='data', title='Data & QC', order=10, run=_run_data_stage, report='data_qc.ipynb',
+    requires=('ephys2tx.schema', 'ephys2tx.data'), datasets=('mouse_gouwens2020', 'human_leedalley2023'),
+    config=lambda run: dict(max_missing=0.5),
+    outputs=('qc_report.csv', 'dropped.csv', 'class_counts.csv', 'label4_counts.csv', 'missing_families.csv',
+             'missing_features.csv'),
+    headline=_data_headline, markdown=_data_markdown)]

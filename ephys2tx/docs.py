@@ -21,6 +21,7 @@ def nbs_dir() -> Path:
                                 "(git clone, then `make docs`)")
     return p
 
+# %% ../nbs/10_docs.ipynb #1feb999f
 def page_name(nb) -> str:
     "The page a notebook becomes, as nbdev names it: `01_data.ipynb` -> `data`, `index.ipynb` -> `index`."
     return re.sub(r'^\d+[a-z]?_', '', Path(nb).stem)
@@ -51,6 +52,7 @@ def _settings():
 class NotebookError(RuntimeError):
     "A notebook cell failed while the site's pages were executed; the message is the cell's traceback."
 
+# %% ../nbs/10_docs.ipynb #1e9da37d
 class ExecAll(Processor):
     "nbdev processor: run every code cell as `nbdev_test` does (cells flagged with `flags` skipped), outputs kept."
     flags = frozenset()
@@ -66,7 +68,8 @@ class ExecAll(Processor):
         return bool(self.flags & d.keys())
     def __call__(self, cell):
         if self._skip(cell): return
-        cwd = os.getcwd(); os.chdir(self.path.parent)
+        cwd = os.getcwd()
+        os.chdir(self.path.parent)
         try: self.k.cell(cell)
         finally: os.chdir(cwd)
         if self.k.exc: raise NotebookError(self.k.prettytb(fname=self.path)) from None
@@ -83,7 +86,9 @@ def process_nb(path, flags=None):
              P.clean_show_doc, ex, P.strip_ansi, P.filter_stream_, P.rm_export, P.ai_magics, P.clean_magics,
              P.hide_, P.add_links, P.add_fold, P.mv_exports, P.strip_hidden_metadata]
     os.environ['IN_TEST'] = '1'
-    try: proc = NBProcessor(Path(path), procs=procs); proc.process()
+    try:
+        proc = NBProcessor(Path(path), procs=procs)
+        proc.process()
     finally: os.environ.pop('IN_TEST', None)
     return proc.nb
 
@@ -96,7 +101,8 @@ def _plain(nb):
         if c.cell_type == 'code':
             d = getattr(c, 'directives_', {}) or {}
             head = ''.join(f"#| {k} {' '.join(v)}".rstrip() + '\n' for k, v in d.items())
-            cells.append(nbformat.v4.new_code_cell(head + c.source, outputs=[nbformat.from_dict(o) for o in c.get('outputs', [])]))
+            outs = [nbformat.from_dict(o) for o in c.get('outputs', [])]
+            cells.append(nbformat.v4.new_code_cell(head + c.source, outputs=outs))
         elif c.cell_type == 'markdown': cells.append(nbformat.v4.new_markdown_cell(c.source))
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata['frontmatter'] = dict(getattr(nb, 'frontmatter_', {}) or {})
@@ -120,7 +126,8 @@ def cell_options(cell) -> dict:
     opts = {}
     lines = cell.source.splitlines()
     while lines and _re_dir.match(lines[0]):
-        k, v = _re_dir.match(lines.pop(0)).groups(); opts[k] = v.strip('"\'')
+        k, v = _re_dir.match(lines.pop(0)).groups()
+        opts[k] = v.strip('"\'')
     cell.source = '\n'.join(lines)
     return opts
 
@@ -131,6 +138,12 @@ def _tags(opts) -> list:
     if opts.get('output') == 'false': t.append('remove-output')
     if 'code-fold' in opts and opts.get('echo') != 'false': t.append('hide-input')
     return t
+
+# %% ../nbs/10_docs.ipynb #d328de1c
+def module_lines(py:str) -> dict:
+    "Line of each top-level def/class (and method) of package module `py` (`ephys2tx/data.py`)."
+    from nbdev.doclinks import _get_exps
+    return _get_exps(py)
 
 # %% ../nbs/10_docs.ipynb #a35ef0b1
 def _md_output(cell) -> str:
@@ -146,17 +159,14 @@ _re_src = re.compile(r'\[source\]\((?P<url>[^)\s]*?/blob/[^/]+/(?P<py>[\w/]+\.py
 
 _re_h = re.compile(r'^(#{2,4})\s+(\S+)\s*$', re.M)
 
-def module_lines(py:str) -> dict:
-    "Line of each top-level def/class (and method) of package module `py` (`ephys2tx/data.py`)."
-    from nbdev.doclinks import _get_exps
-    return _get_exps(py)
-
 def _api_entry(md, lines) -> str:
     "A `show_doc` entry as MyST: an anchor named as nbdev names it, a local source link, no rules."
     md = re.sub(r'^\s*---\s*$', '', md, flags=re.M)
-    m = _re_h.search(md); name = m.group(2) if m else None
+    m = _re_h.search(md)
+    name = m.group(2) if m else None
     def src(mm):
-        py = mm.group('py'); ln = lines(py).get(name) if name else None
+        py = mm.group('py')
+        ln = lines(py).get(name) if name else None
         href = f"_source/{Path(py).name}.html" + (f"#L-{ln}" if ln else '')
         return f'<a class="e2t-source" href="{href}">source</a>'
     md = _re_src.sub(src, md)
@@ -167,7 +177,8 @@ def _api_entry(md, lines) -> str:
 # %% ../nbs/10_docs.ipynb #0f1f086f
 def _link_html(s:str, host:str) -> str:
     "nbdev's absolute links to API entries (`[`name`](host/page.html#name)`) as relative links of this site."
-    s = re.sub(r'\[`([^`]+)`\]\(' + re.escape(host) + r'([\w-]+\.html(?:#[^)\s]*)?)\)', r'<a class="e2t-api" href="\2"><code>\1</code></a>', s)
+    api = r'\[`([^`]+)`\]\(' + re.escape(host) + r'([\w-]+\.html(?:#[^)\s]*)?)\)'
+    s = re.sub(api, r'<a class="e2t-api" href="\2"><code>\1</code></a>', s)
     return re.sub(r'\]\((?:nbs/)?(images/[^)]+)\)', r'](\1)', s)
 
 # %% ../nbs/10_docs.ipynb #3d414385
@@ -196,7 +207,8 @@ def to_myst(nb, host:str, lines) -> dict:
         for o in c.get('outputs', []):
             o = dict(o)
             if 'data' in o and 'text/markdown' in o['data']:
-                o['data'] = dict(o['data']); o['data']['text/markdown'] = _link_html(''.join(o['data']['text/markdown']), host)
+                o['data'] = dict(o['data'])
+                o['data']['text/markdown'] = _link_html(''.join(o['data']['text/markdown']), host)
             outs.append(nbformat.from_dict(o))
         cell = nbformat.v4.new_code_cell(c.source, outputs=outs, execution_count=None)
         t = _tags(opts)
@@ -247,7 +259,9 @@ def source_pages(dest, pkg=None) -> list:
     from pygments import highlight
     from pygments.lexers import PythonLexer
     from pygments.formatters import HtmlFormatter
-    pkg = Path(pkg or Path(ephys2tx.__file__).parent); dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    pkg = Path(pkg or Path(ephys2tx.__file__).parent)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     out = []
     for py in sorted(pkg.glob('*.py')):
         if py.name.startswith('_'): continue
@@ -261,7 +275,9 @@ def source_pages(dest, pkg=None) -> list:
 def results_page(out, dest_extra, label:str|None=None) -> str:
     "The *Results* page: the headline and links to the HTML reports of run folder `out` (copied beside the site)."
     from ephys2tx.reproduce import headline_markdown
-    out = Path(out); idx = out / 'index.html'; label = label or out.name
+    out = Path(out)
+    idx = out / 'index.html'
+    label = label or out.name
     head = "# Results\n\n"
     if not idx.is_file():
         return head + (f"No `ephys2tx reproduce` run was found in `{label}`, so there are no reports to link yet. "
@@ -298,7 +314,8 @@ def _page_key(nb:Path, out:Path, flags) -> str:
 # %% ../nbs/10_docs.ipynb #d2dc7e31
 def local_mathjax(cache) -> Path:
     "A local MathJax 3 (`es5/` with `tex-chtml.js`), unpacked from npm's `mathjax@3` into `cache` on first use."
-    cache = Path(cache); es5 = cache / 'mathjax' / 'es5'
+    cache = Path(cache)
+    es5 = cache / 'mathjax' / 'es5'
     if (es5 / 'tex-chtml.js').is_file(): return es5
     npm = shutil.which('npm')
     if not npm: raise RuntimeError(f"MathJax is not in {es5} and npm is not installed: install Node.js/npm "
@@ -317,8 +334,14 @@ def local_mathjax(cache) -> Path:
     return es5
 
 # %% ../nbs/10_docs.ipynb #546e0ac7
-def execute_pages(pages, out, n_workers:int=2, cache='.cache/docs', flags=None, progress:bool=True) -> dict:
-    "Execute the notebooks `pages` as `nbdev_test` does, `n_workers` at a time, cached; every failure raised at the end."
+def execute_pages(pages, # notebooks to execute (see `doc_pages`)
+                  out, # the reproduce run folder the front page reads its headline from
+                  n_workers:int=2, # notebooks executed at a time, each in a fresh process
+                  cache='.cache/docs', # the executed pages are kept in `<cache>/pages`
+                  flags=None, # cells flagged with these are skipped (default: `tst_flags` of settings.ini)
+                  progress:bool=True) -> dict:
+    """Execute the notebooks `pages` as `nbdev_test` does, `n_workers` at a time, cached; every failure raised
+    at the end."""
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
     from ephys2tx.docs import render_page as job          # the installed module's, so the workers can import it
@@ -338,12 +361,15 @@ def execute_pages(pages, out, n_workers:int=2, cache='.cache/docs', flags=None, 
             page, err, secs = f.result()
             if err: failed[p] = err
             else:
-                done[p] = page; cached(p).parent.mkdir(parents=True, exist_ok=True)
+                done[p] = page
+                cached(p).parent.mkdir(parents=True, exist_ok=True)
                 for old in cached(p).parent.glob(f'{page_name(p)}.*.ipynb'): old.unlink()
                 cached(p).write_text(page, encoding='utf-8')
-            if progress: print(f'  [{i + 1}/{len(todo)}] {p.name:<24} {"FAILED" if err else "ok":>6} {secs:6.1f} s', flush=True)
+            if progress:
+                print(f'  [{i + 1}/{len(todo)}] {p.name:<24} {"FAILED" if err else "ok":>6} {secs:6.1f} s', flush=True)
     if failed:
-        raise NotebookError('\n\n'.join(failed.values()) + f"\n\nnotebooks that failed: {', '.join(p.name for p in failed)}")
+        names = ', '.join(p.name for p in failed)
+        raise NotebookError('\n\n'.join(failed.values()) + f"\n\nnotebooks that failed: {names}")
     if progress: print(f'docs: executed in {time.time() - t0:.0f} s', flush=True)
     return done
 
@@ -352,26 +378,20 @@ def _under(root, *paths) -> list:
     "Each of `paths` as given if absolute, else under the checkout `root`."
     return [Path(p) if Path(p).is_absolute() else Path(root) / p for p in paths]
 
-def build_docs(dest='_docs', out='reports_out', n_workers:int=2, cache='.cache/docs', flags=None,
-               strict:bool=True, progress:bool=True, nbs=None) -> Path:
-    "Build the docs site into `dest` from the notebooks (executed as `nbdev_test` runs them) with Sphinx + myst-nb."
-    import importlib.util
-    missing = [m for m in ('sphinx', 'myst_nb', 'sphinx_book_theme') if importlib.util.find_spec(m) is None]
-    if missing: raise RuntimeError(f"the docs site needs {', '.join(missing)}: pip install -e '.[docs]' (make installs it)")
-    t0, cfg = time.time(), _settings()
-    nbs = Path(nbs or nbs_dir()); root = nbs.parent
-    dest, out, cache = _under(root, dest, out, cache)
-    pages = doc_pages(nbs)
-    done = execute_pages(pages, out, n_workers, cache, flags, progress)
-    src = cache / 'src'
+def _site_source(src, nbs, cfg):
+    "A fresh Sphinx source folder `src`: CSS, MathJax, the chapters' images, the module pages, `conf.py`."
     if src.exists(): shutil.rmtree(src)
-    (src / '_static').mkdir(parents=True); (src / '_extra').mkdir()
+    (src / '_static').mkdir(parents=True)
+    (src / '_extra').mkdir()
     shutil.copytree(local_mathjax(Path(cfg.config_path) / '.cache'), src / '_static' / 'mathjax')
     (src / '_static' / 'ephys2tx.css').write_text(CSS)
     if (nbs / 'images').is_dir(): shutil.copytree(nbs / 'images', src / 'images')
     source_pages(src / '_extra' / '_source')
     (src / 'conf.py').write_text(CONF.format(title=cfg.get('title', 'ephys2tx'), author=cfg.get('author', ''),
                                              copyright=cfg.get('copyright', ''), version=cfg.get('version', '')))
+
+def _write_pages(src, pages, done, cfg):
+    "The executed pages `done` as myst-nb notebooks in `src`; the front page carries the site's table of contents."
     import nbformat
     host = cfg.get('doc_host', '').rstrip('/') + '/' + cfg.get('doc_baseurl', '').strip('/') + '/'
     for p in pages:
@@ -380,18 +400,50 @@ def build_docs(dest='_docs', out='reports_out', n_workers:int=2, cache='.cache/d
             toc = '\n'.join(page_name(q) for q in pages if q.stem != 'index') + '\nresults'
             nb.cells.append(nbformat.v4.new_markdown_cell(f"```{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{toc}\n```"))
         nbformat.write(nb, src / f'{page_name(p)}.ipynb')
-    label = os.path.relpath(out, root) if out.resolve().is_relative_to(root.resolve()) else out.name
-    (src / 'results.md').write_text(results_page(out, src / '_extra', label), encoding='utf-8')
-    html = cache / 'build' / 'html'                      # myst-nb writes its figures beside the output folder
+
+def _sphinx(src, html, doctrees, strict:bool):
+    "sphinx-build of `src` into `html`; with `strict`, a warning fails it."
     if html.exists(): shutil.rmtree(html)
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-d', str(cache / 'build' / 'doctrees'), str(src), str(html)]
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-d', str(doctrees), str(src), str(html)]
     if strict: cmd[3:3] = ['-W', '--keep-going']
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"sphinx-build failed (exit {r.returncode}); warnings are errors:\n{r.stderr.strip()[-4000:]}")
+        raise RuntimeError(f"sphinx-build failed (exit {r.returncode}); warnings are errors:\n"
+                           f"{r.stderr.strip()[-4000:]}")
+
+# %% ../nbs/10_docs.ipynb #7e8848f9
+def build_docs(dest='_docs', # the site folder (relative paths are under the checkout, as for `out` and `cache`)
+               out='reports_out', # the reproduce run folder whose headline and reports the site shows
+               n_workers:int=2, # notebooks executed at a time
+               cache='.cache/docs', # executed pages, Sphinx's source and build folders
+               flags=None, # cells flagged with these are skipped (default: `tst_flags` of settings.ini)
+               strict:bool=True, # Sphinx's warnings are errors
+               progress:bool=True,
+               nbs=None # the notebooks folder (default: the checkout's `nbs/`)
+              ) -> Path:
+    "Build the docs site into `dest` from the notebooks (executed as `nbdev_test` runs them) with Sphinx + myst-nb."
+    import importlib.util
+    missing = [m for m in ('sphinx', 'myst_nb', 'sphinx_book_theme') if importlib.util.find_spec(m) is None]
+    if missing:
+        raise RuntimeError(f"the docs site needs {', '.join(missing)}: pip install -e '.[docs]' (make installs it)")
+    t0, cfg = time.time(), _settings()
+    nbs = Path(nbs or nbs_dir())
+    root = nbs.parent
+    dest, out, cache = _under(root, dest, out, cache)
+    pages = doc_pages(nbs)
+    done = execute_pages(pages, out, n_workers, cache, flags, progress)
+    src = cache / 'src'
+    _site_source(src, nbs, cfg)
+    _write_pages(src, pages, done, cfg)
+    label = os.path.relpath(out, root) if out.resolve().is_relative_to(root.resolve()) else out.name
+    (src / 'results.md').write_text(results_page(out, src / '_extra', label), encoding='utf-8')
+    html = cache / 'build' / 'html'                      # myst-nb writes its figures beside the output folder
+    _sphinx(src, html, cache / 'build' / 'doctrees', strict)
     if dest.exists(): shutil.rmtree(dest)
     shutil.move(str(html), str(dest))
-    if progress: print(f'docs: {len(pages) + 1} pages into {dest} in {time.time() - t0:.0f} s; open {dest / "index.html"}', flush=True)
+    if progress:
+        print(f'docs: {len(pages) + 1} pages into {dest} in {time.time() - t0:.0f} s; open {dest / "index.html"}',
+              flush=True)
     return dest / 'index.html'
 
 # %% ../nbs/10_docs.ipynb #b4fc06b3
@@ -399,22 +451,28 @@ def register_cli(sub):
     "Add the `docs` command to an argparse subparsers object."
     p = sub.add_parser('docs', help='build the documentation site (Sphinx + myst-nb, offline) from the notebooks')
     p.add_argument('--dest', default='_docs', help='site folder (default _docs, relative to the checkout)')
-    p.add_argument('--out', default='reports_out', help='reproduce run folder whose headline and reports the site shows')
+    p.add_argument('--out', default='reports_out',
+                   help='reproduce run folder whose headline and reports the site shows')
     p.add_argument('--n-workers', type=int, default=2, help='notebooks executed at a time')
     p.add_argument('--cache', default='.cache/docs', help='cache of the executed pages')
     p.add_argument('--no-strict', action='store_true', help="do not treat Sphinx's warnings as errors")
     p.add_argument('--execute-only', action='store_true',
-                   help='only execute the notebooks (the notebook tests of `make test`), keeping the pages for the site')
+                   help='only execute the notebooks (the notebook tests of `make test`), '
+                        'keeping the pages for the site')
     p.set_defaults(func=_cli_docs)
 
 def _cli_docs(args):
     try:
         if args.execute_only:
             nbs = nbs_dir()
-            execute_pages(doc_pages(nbs), *_under(nbs.parent, args.out), args.n_workers, *_under(nbs.parent, args.cache))
-        else: build_docs(dest=args.dest, out=args.out, n_workers=args.n_workers, cache=args.cache, strict=not args.no_strict)
+            out, cache = _under(nbs.parent, args.out, args.cache)
+            execute_pages(doc_pages(nbs), out, args.n_workers, cache)
+        else: build_docs(dest=args.dest, out=args.out, n_workers=args.n_workers, cache=args.cache,
+                         strict=not args.no_strict)
     except NotebookError as e:
-        print(f'{e}\nephys2tx docs: notebook tests failed', file=sys.stderr); return 1
+        print(f'{e}\nephys2tx docs: notebook tests failed', file=sys.stderr)
+        return 1
     except (RuntimeError, FileNotFoundError, ValueError) as e:
-        print(f'ephys2tx docs: error: {e}', file=sys.stderr); return 1
+        print(f'ephys2tx docs: error: {e}', file=sys.stderr)
+        return 1
     return 0

@@ -255,7 +255,8 @@ def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict
     P = aligned_proba(est, Xt, classes)
     t2 = time.perf_counter()
     return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold,
-                n_train=len(split.train) + len(split.val), n_fit=len(rows), n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
+                n_train=len(split.train) + len(split.val), n_fit=len(rows),
+                n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
                 n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
                 uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
                 fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
@@ -790,8 +791,8 @@ def register_cli(sub):
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
 
-EVALUATE_CODE = ('ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens', 'ephys2tx.bilstm',
-                 'ephys2tx.transfer')
+EVALUATE_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
+                 'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.transfer')
 
 def runs_dir(out, species:str, **splits) -> Path:
     "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits`."

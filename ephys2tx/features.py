@@ -218,6 +218,30 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
         L[:, self.log_features_] = np.log(np.where(low, floor, sub))
         return L
 
+    def _fit_logs(self, M, n_obs):
+        "Which features are logged (skewed, positive, observed in 3 cells or more), and each one's floor."
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            mins = np.nanmin(np.where(np.isnan(M), np.inf, M), 0)
+        self.skew_ = _nanskew(M)
+        skewed = np.nan_to_num(self.skew_ > self.skew_threshold)
+        self.log_features_ = np.asarray(bool(self.log_skewed) & (n_obs >= 3) & (mins > 0) & skewed, bool)
+        self.log_feature_names_ = [n for n, l in zip(self.flat_feature_names_, self.log_features_) if l]
+        self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
+
+    def _fit_scales(self, L, g):
+        "Median and IQR of each feature in each group `g` (the SD, then 1, where the IQR is 0 or undefined)."
+        self.groups_ = sorted(set(g))
+        self.center_, self.scale_ = {}, {}
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', RuntimeWarning)
+            for k in self.groups_:
+                Lk = L[g == k]
+                sc = np.nanpercentile(Lk, 75, 0) - np.nanpercentile(Lk, 25, 0)
+                sd = np.nanstd(Lk, 0)
+                sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
+                self.center_[k], self.scale_[k] = np.nanmedian(Lk, 0), sc
+
     def fit(self, X, y=None):
         "Learn log decisions, medians and IQRs from these rows (the training cells) only."
         self.families_ = get_schema(self.schema)
@@ -232,30 +256,8 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
                    "(obs_mask False, value 0) in every transform")
             if self.on_all_missing == 'raise': raise DataError(f"cell table (fit): {msg}")
             warnings.warn(msg, stacklevel=2)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)
-            mins = np.nanmin(np.where(np.isnan(M), np.inf, M), 0)
-        skew = _nanskew(M)
-        self.skew_ = skew
-        skewed = np.nan_to_num(skew > self.skew_threshold)
-        self.log_features_ = bool(self.log_skewed) & (n_obs >= 3) & (mins > 0) & skewed
-        self.log_features_ = np.asarray(self.log_features_, bool)
-        self.log_feature_names_ = [n for n, l in zip(self.flat_feature_names_, self.log_features_) if l]
-        self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
-        L = self._log(M)
-        g = self._groups(X)
-        self.groups_ = sorted(set(g))
-        self.center_, self.scale_ = {}, {}
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)
-            for k in self.groups_:
-                Lk = L[g == k]
-                med = np.nanmedian(Lk, 0)
-                q75, q25 = np.nanpercentile(Lk, 75, 0), np.nanpercentile(Lk, 25, 0)
-                sc = q75 - q25
-                sd = np.nanstd(Lk, 0)
-                sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
-                self.center_[k], self.scale_[k] = med, sc
+        self._fit_logs(M, n_obs)
+        self._fit_scales(self._log(M), self._groups(X))
         self.group_missing_ = {k: [n for n, c in zip(self.flat_feature_names_, self.center_[k]) if np.isnan(c)
                                    and n not in self.all_missing_] for k in self.groups_}
         for k, v in self.group_missing_.items():

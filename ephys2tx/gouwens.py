@@ -10,10 +10,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import SparsePCA
 from .features import FamilyTransform, get_schema
 from .evaluation import register_model, evaluate
+from .reproduce import (Stage, StageContext, evaluation_config, register_stage, run_evaluation,
+                                unregistered_models)
 
 # %% auto #0
-__all__ = ['SUBCLASS_COLORS', 'r2', 'explained_gains', 'FamilySparsePCA', 'embed', 'subsample', 'plot_embedding', 'gmm_clusters',
-           'purity', 'separation']
+__all__ = ['SUBCLASS_COLORS', 'GOUWENS_MODELS', 'GOUWENS_QUICK', 'r2', 'explained_gains', 'FamilySparsePCA', 'embed', 'subsample',
+           'plot_embedding', 'gmm_clusters', 'purity', 'separation']
 
 # %% ../nbs/04_gouwens.ipynb #b812c6eb
 def r2(A:np.ndarray, Z:np.ndarray) -> float:
@@ -24,16 +26,22 @@ def r2(A:np.ndarray, Z:np.ndarray) -> float:
     coef = np.linalg.lstsq(Zc, Ac, rcond=None)[0]
     return float(1 - ((Ac - Zc @ coef) ** 2).sum() / tot)
 
+# %% ../nbs/04_gouwens.ipynb #e05e8c3e
 def explained_gains(A:np.ndarray, Z:np.ndarray) -> tuple:
     "Order of the score columns of `Z` (by R² alone, descending) and the R² each adds to the ones before it."
     order = np.argsort([-r2(A, Z[:, [j]]) for j in range(Z.shape[1])], kind='stable')
     cum = np.array([r2(A, Z[:, order[:j + 1]]) for j in range(len(order))])
     return order, np.diff(np.r_[0., cum])
 
+# %% ../nbs/04_gouwens.ipynb #23a56979
 class FamilySparsePCA(TransformerMixin, BaseEstimator):
     "Cell table -> concatenated per-family sparse-PCA scores (components kept by the variance they add)."
-    def __init__(self, schema='mouse', alpha:float=1.0, max_components:int=10, min_var:float=0.01,
-                 per_species:bool=False, max_iter:int=500, random_state=0):
+    def __init__(self, schema='mouse', # a `get_schema` name: 'mouse', 'human' or 'aligned'
+                 alpha:float=1.0, # L1 penalty on the loadings (SparsePCA's `alpha`)
+                 max_components:int=10, # components fitted per family (fewer where the family is narrower)
+                 min_var:float=0.01, # keep a component if it adds at least this fraction of the family's variance
+                 per_species:bool=False, # standardize each species on its own (`FamilyTransform`)
+                 max_iter:int=500, random_state=0):
         self.schema, self.alpha, self.max_components, self.min_var = schema, alpha, max_components, min_var
         self.per_species, self.max_iter, self.random_state = per_species, max_iter, random_state
 
@@ -51,7 +59,8 @@ class FamilySparsePCA(TransformerMixin, BaseEstimator):
             Z = sp.transform(A)
             order, frac = explained_gains(A, Z)
             keep = [int(j) for j, f in zip(order, frac) if f >= self.min_var] or [int(order[0])]
-            self.spca_.append(sp); self.keep_.append(keep)
+            self.spca_.append(sp)
+            self.keep_.append(keep)
             self.explained_.append({int(j): float(f) for j, f in zip(order, frac)})
         self.feature_names_out_ = [f'{fam}_spc{k}' for fam, keep in zip(self.families_, self.keep_)
                                    for k in range(len(keep))]
@@ -71,7 +80,8 @@ class FamilySparsePCA(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None): return np.array(self.feature_names_out_, dtype=object)
 
     def components_table(self) -> pd.DataFrame:
-        "Per family: width, components fitted and kept, variance explained by the kept ones, sparsity of their loadings."
+        """Per family: width, components fitted and kept, variance explained by the kept ones,
+        sparsity of their loadings."""
         rows = []
         for fam, sp, keep, ex in zip(self.families_, self.spca_, self.keep_, self.explained_):
             L = sp.components_[keep]
@@ -80,10 +90,13 @@ class FamilySparsePCA(TransformerMixin, BaseEstimator):
         return pd.DataFrame(rows)
 
 # %% ../nbs/04_gouwens.ipynb #56c88145
-SUBCLASS_COLORS = dict(Lamp5='#DA808C', Pvalb='#D93137', Sncg='#D633FF', Sst='#FF9900', Vip='#B864CC')
-
-def embed(Z:np.ndarray, method:str='umap', random_state:int=0, n_neighbors:int=15, min_dist:float=0.1,
-          perplexity:float=30.) -> np.ndarray:
+def embed(Z:np.ndarray, # rows to embed (cells x sPCA scores)
+          method:str='umap', # 'umap' (umap-learn) or 'tsne' (scikit-learn)
+          random_state:int=0,
+          n_neighbors:int=15, # UMAP's neighbourhood size
+          min_dist:float=0.1, # UMAP's minimum distance between embedded points
+          perplexity:float=30. # t-SNE's perplexity (at most a third of the rows)
+         ) -> np.ndarray:
     "2-D embedding of the rows of `Z` with 'umap' (umap-learn) or 'tsne' (scikit-learn)."
     if method == 'umap':
         import umap
@@ -92,9 +105,11 @@ def embed(Z:np.ndarray, method:str='umap', random_state:int=0, n_neighbors:int=1
             return umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state).fit_transform(Z)
     if method == 'tsne':
         from sklearn.manifold import TSNE
-        return TSNE(2, perplexity=min(perplexity, (len(Z) - 1) / 3), init='pca', random_state=random_state).fit_transform(Z)
+        perplexity = min(perplexity, (len(Z) - 1) / 3)
+        return TSNE(2, perplexity=perplexity, init='pca', random_state=random_state).fit_transform(Z)
     raise ValueError(f"unknown embedding method {method!r}; choose 'umap' or 'tsne'")
 
+# %% ../nbs/04_gouwens.ipynb #02963411
 def subsample(y, n_max:int|None, random_state:int=0) -> np.ndarray:
     "Positions of a class-stratified random subsample of at most `n_max` rows (all rows if n_max is None)."
     y = np.asarray(y)
@@ -102,6 +117,9 @@ def subsample(y, n_max:int|None, random_state:int=0) -> np.ndarray:
     from sklearn.model_selection import train_test_split
     idx, _ = train_test_split(np.arange(len(y)), train_size=n_max, stratify=y, random_state=random_state)
     return np.sort(idx)
+
+# %% ../nbs/04_gouwens.ipynb #8992c89c
+SUBCLASS_COLORS = dict(Lamp5='#DA808C', Pvalb='#D93137', Sncg='#D633FF', Sst='#FF9900', Vip='#B864CC')
 
 def plot_embedding(E:np.ndarray, labels, ax=None, title:str='', s:float=6):
     "Scatter of a 2-D embedding coloured by subclass."
@@ -111,7 +129,10 @@ def plot_embedding(E:np.ndarray, labels, ax=None, title:str='', s:float=6):
     for c in sorted(set(labels)):
         m = labels == c
         ax.scatter(E[m, 0], E[m, 1], s=s, c=SUBCLASS_COLORS.get(c, None), label=f'{c} ({m.sum()})', alpha=.7, lw=0)
-    ax.set_title(title); ax.set_xticks([]); ax.set_yticks([]); ax.legend(markerscale=2, fontsize=7, frameon=False)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(markerscale=2, fontsize=7, frameon=False)
     return ax
 
 # %% ../nbs/04_gouwens.ipynb #9bee3c44
@@ -125,23 +146,33 @@ def gmm_clusters(Z:np.ndarray, k_range=range(2, 21), random_state:int=0, n_init:
     best = min(bic, key=bic.get)
     return fits[best].predict(Z), best, pd.Series(bic, name='bic')
 
+# %% ../nbs/04_gouwens.ipynb #c7874286
 def purity(clusters, y) -> float:
     "Fraction of cells whose cluster's majority subclass is their own."
     t = pd.crosstab(np.asarray(clusters), np.asarray(y))
     return float(t.max(axis=1).sum() / t.values.sum())
 
-def separation(task, n_neighbors:int=15, folds:int=5, k_range=range(2, 21), sample_size:int|None=2000,
-               random_state:int=0, spca_params:dict|None=None, cluster_n_max:int|None=None) -> dict:
+# %% ../nbs/04_gouwens.ipynb #56b071ba
+def separation(task, # an `ephys2tx.evaluation.load_task` task
+               n_neighbors:int=15, # neighbours of the k-NN classifier
+               folds:int=5, # stratified folds of the k-NN's cross-validation
+               k_range=range(2, 21), # mixture sizes BIC chooses from
+               sample_size:int|None=2000, # cells the silhouette is computed on (None: all)
+               random_state:int=0,
+               spca_params:dict|None=None, # more `FamilySparsePCA` arguments
+               cluster_n_max:int|None=None # cells the mixture is fitted on (a stratified subsample; None: all)
+              ) -> dict:
     "Silhouette, cross-validated k-NN scores and GMM/BIC ARI of the subclasses of `task` in its sPCA space."
     from sklearn.metrics import silhouette_score, adjusted_rand_score
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     kw = dict(schema=task.schema, random_state=random_state, **(spca_params or {}))
     Zs = FamilySparsePCA(**kw).fit_transform(task.X)
-    sil = silhouette_score(Zs, task.y, sample_size=None if sample_size is None or sample_size >= len(Zs) else sample_size,
-                           random_state=random_state)
+    n_sil = None if sample_size is None or sample_size >= len(Zs) else sample_size
+    sil = silhouette_score(Zs, task.y, sample_size=n_sil, random_state=random_state)
     knn = make_pipeline(FamilySparsePCA(**kw), KNeighborsClassifier(n_neighbors))
-    r = evaluate({'knn': knn}, task.X, task.y, repeats=1, folds=folds, val_frac=0, random_state=random_state, progress=False)
+    r = evaluate({'knn': knn}, task.X, task.y, repeats=1, folds=folds, val_frac=0, random_state=random_state,
+                 progress=False)
     sub = subsample(task.y, cluster_n_max, random_state)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1): cl, k, bic = gmm_clusters(Zs[sub], k_range, random_state)
@@ -161,3 +192,17 @@ def _rf_spca(schema='mouse', random_state=0, n_estimators:int=500, alpha:float=1
                                                     random_state=random_state, n_jobs=1, **kw))])
 
 register_model('rf_spca', _rf_spca)
+
+# %% ../nbs/04_gouwens.ipynb #ff343243
+GOUWENS_MODELS = ['rf_spca']                             # per-family sparse PCA + RF, registered by ephys2tx.gouwens
+GOUWENS_QUICK = {'rf_spca': dict(n_estimators=100)}     # --quick: a small forest
+
+def _run_gouwens(ctx:StageContext):
+    "The Gouwens stage: the protocol for `GOUWENS_MODELS` on the mouse cells."
+    run_evaluation(ctx, ['mouse'])
+
+register_stage(Stage(
+    'gouwens', 'Gouwens 2020 reproduction', run=_run_gouwens, order=20, report='gouwens.ipynb', species='mouse',
+    requires=('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens'),
+    datasets=('mouse_gouwens2020',), config=lambda run: evaluation_config(GOUWENS_MODELS, run, GOUWENS_QUICK),
+    check=lambda: unregistered_models(GOUWENS_MODELS), outputs=('results.parquet',)))

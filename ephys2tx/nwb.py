@@ -13,7 +13,7 @@ from .data import DataError, META_COLS
 # %% auto #0
 __all__ = ['GOUWENS_WIDTHS', 'GOUWENS_FAMILIES', 'AP_SOURCES', 'SUMMARY_FEATURES', 'WRITERS', 'extract_file', 'vector_columns',
            'gouwens_table', 'family_mask', 'manifest', 'join_metadata', 'label_key', 'download_dandiset', 'load_part',
-           'read_state', 'parts_dir', 'extract_files', 'failure_log_path', 'ExtractionResult', 'write_parquet',
+           'read_state', 'parts_dir', 'failure_log_path', 'ExtractionResult', 'extract_files', 'write_parquet',
            'write_npz', 'write_h5', 'read_features', 'register_cli']
 
 # %% ../nbs/07_nwb.ipynb #6e38dd95
@@ -41,22 +41,14 @@ def _ipfx():
 # %% ../nbs/07_nwb.ipynb #6bc5a455
 def _finite(x): return np.asarray(x, float)
 
-def _readable_sweeps(ds, numbers):
-    "The sweep numbers among `numbers` whose data load and are finite; and the dropped ones with reasons."
-    keep, dropped = [], {}
-    for n in numbers:
-        try:
-            s = ds.sweep(int(n))
-            if len(s.v) == 0 or not np.isfinite(s.v[:len(s.v) // 2]).all(): dropped[int(n)] = 'non-finite or empty'
-            else: keep.append(int(n))
-        except Exception as e: dropped[int(n)] = f'{type(e).__name__}: {e}'
-    return np.array(keep, int), dropped
-
 def _ids_from_name(name):
     m = re.search(r'sub-([^_]+)_ses-([^_.]+)', name)
     return (m.group(1), m.group(2)) if m else (None, None)
 
-def extract_file(path, ap_window_length:float=0.003, target_sampling_rate:float=50000.) -> dict:
+def extract_file(path, # an NWB 2 current-clamp recording (IPFX layout)
+                 ap_window_length:float=0.003, # seconds of the first-AP window (IPFX's default)
+                 target_sampling_rate:float=50000. # Hz the first AP is resampled at (IPFX's default)
+                ) -> dict:
     """The 12 Gouwens feature vectors and summary features of one NWB file, as a record dict:
     file, subject_id, session_id, status ('ok'/'failed'), stage, error, vectors {family: float32 array},
     absent {family: reason}, summary {feature: float}, dropped_sweeps, seconds, pid, peak_rss_mb."""
@@ -65,7 +57,8 @@ def extract_file(path, ap_window_length:float=0.003, target_sampling_rate:float=
     sub, ses = _ids_from_name(path.name)
     rec = dict(file=path.name, path=str(path), subject_id=sub, session_id=ses, status='failed', stage='open',
                error='', vectors={}, absent={}, summary={}, dropped_sweeps={}, notes=[])
-    root = logging.getLogger(); level = root.level
+    root = logging.getLogger()
+    level = root.level
     try:   # IPFX logs every problem as a root-logger warning; the record keeps them instead
         root.setLevel(max(level, logging.ERROR))
         with warnings.catch_warnings():
@@ -78,118 +71,150 @@ def extract_file(path, ap_window_length:float=0.003, target_sampling_rate:float=
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return rec
 
-def _extract(path, rec, apw, tsr):
-    fv, su, create, Ontology = _ipfx()
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
-    ds = create(str(path))
-    onto = ds.ontology
-    nwb = getattr(ds._data, 'nwb', None)
-    if nwb is not None:
-        rec['session_id'] = rec['session_id'] or (nwb.session_id or None)
-        rec['subject_id'] = rec['subject_id'] or (nwb.subject.subject_id if nwb.subject is not None else None)
-    prot, errs = {}, {}
-    def sweeps_of(names, label):
-        nums = su.categorize_iclamp_sweeps(ds, names)
-        keep, dropped = _readable_sweeps(ds, nums)
-        if dropped: rec['dropped_sweeps'][label] = dropped
-        return keep
-    rec['stage'] = 'long_square'
-    try:
-        lsq_sweeps, lsq, _, lsq_start, lsq_end = su.preprocess_long_square_sweeps(ds, sweeps_of(onto.long_square_names, 'long_square'))
-        prot['long_square'] = (lsq_sweeps, lsq, lsq_start, lsq_end)
-    except Exception as e: errs['long_square'] = f'{type(e).__name__}: {e}'
-    rec['stage'] = 'short_square'
-    try:
-        ssq_sweeps, ssq, _ = su.preprocess_short_square_sweeps(ds, sweeps_of(onto.short_square_names, 'short_square'))
-        prot['short_square'] = (ssq_sweeps, ssq)
-    except Exception as e: errs['short_square'] = f'{type(e).__name__}: {e}'
-    rec['stage'] = 'ramp'
-    try:
-        ramp_sweeps, ramp, _ = su.preprocess_ramp_sweeps(ds, sweeps_of(onto.ramp_names, 'ramp'))
-        prot['ramp'] = (ramp_sweeps, ramp)
-    except Exception as e: errs['ramp'] = f'{type(e).__name__}: {e}'
-    rec['stage'] = 'features'
-    V, absent = {}, {}
-    def fam(names, fn, needs):
-        missing = [p for p in needs if p not in prot]
-        if missing:
-            for n in names: absent[n] = f"no usable {missing[0]} sweeps ({errs.get(missing[0], '')})"
-            return
+# %% ../nbs/07_nwb.ipynb #4c7b4ef0
+def _readable_sweeps(ds, numbers):
+    "The sweep numbers among `numbers` whose data load and are finite; and the dropped ones with reasons."
+    keep, dropped = [], {}
+    for n in numbers:
         try:
-            out = fn()
-            for n, v in zip(names, out if len(names) > 1 else [out]):
-                v = np.asarray(v, np.float32).ravel()
-                if len(v) != GOUWENS_WIDTHS[n]: raise ValueError(f'{n} has width {len(v)}, expected {GOUWENS_WIDTHS[n]}')
-                V[n] = v
-        except Exception as e:
-            for n in names: absent[n] = f'{type(e).__name__}: {e}'.strip()[:300]
-    if 'long_square' in prot:
-        lsq_sweeps, lsq, s0, s1 = prot['long_square']
-        def sub():
-            hyp, defl = fv.identify_subthreshold_hyperpol_with_amplitudes(lsq, lsq_sweeps)
-            return (fv.step_subthreshold(hyp, [-90, -70, -50, -30, -10], s0, s1, amp_tolerance=5),
-                    fv.subthresh_norm(hyp, defl, s0, s1))
-        fam(['step_subthresh', 'subthresh_norm'], sub, ['long_square'])
-        def isi():
-            sw, info = fv.identify_sweep_for_isi_shape(lsq_sweeps, lsq, s1 - s0)
-            return fv.isi_shape(sw, info, s1)
-        fam(['isi_shape'], isi, ['long_square'])
-        supra = []
-        def spk():
-            supra[:] = [fv.identify_suprathreshold_spike_info(lsq, np.arange(0, 120, 20), shift=10)]
-            return (fv.psth_vector(supra[0], s0, s1), fv.inst_freq_vector(supra[0], s0, s1),
-                    *[fv.spike_feature_vector(f, supra[0], s0, s1) for f in
-                      ['upstroke_downstroke_ratio', 'peak_v', 'fast_trough_v', 'threshold_v', 'width']])
-        fam(['psth', 'inst_freq', 'spiking_upstroke_downstroke_ratio', 'spiking_peak_v', 'spiking_fast_trough_v',
-             'spiking_threshold_v', 'spiking_width'], spk, ['long_square'])
-    else:
-        fam(list(GOUWENS_WIDTHS)[2:], lambda: None, ['long_square'])
-    # first AP waveforms: three parts; a part without spikes is NaN (IPFX would fill zeros)
-    n_ap = int(tsr * apw); parts_v, parts_dv, have = [], [], []
-    for src in AP_SOURCES:
-        v = dv = None
-        try:
-            if src == 'short_square' and src in prot:
-                sw, f = prot[src]; idx = f['common_amp_sweeps'].index
-                v, dv = _first_ap(fv, [sw.sweeps[i] for i in idx], [f['spikes_set'][i] for i in idx], tsr, apw, True)
-            elif src == 'long_square' and src in prot:
-                sw, f = prot[src][:2]; i = f['rheobase_sweep'].name
-                v, dv = _first_ap(fv, [sw.sweeps[i]], [f['spikes_set'][i]], tsr, apw, False)
-            elif src == 'ramp' and src in prot:
-                sw, f = prot[src]; idx = f['spiking_sweeps'].index
-                v, dv = _first_ap(fv, [sw.sweeps[i] for i in idx], [f['spikes_set'][i] for i in idx], tsr, apw, True)
-        except Exception as e: rec['notes'].append(f'first_ap {src}: {type(e).__name__}: {e}')
-        have.append(v is not None)
-        parts_v.append(v if v is not None else np.full(n_ap, np.nan))
-        parts_dv.append(dv if dv is not None else np.full(n_ap - 1, np.nan))
-    if any(have):
-        V['first_ap_v'], V['first_ap_dv'] = (np.concatenate(parts_v).astype(np.float32),
-                                             np.concatenate(parts_dv).astype(np.float32))
-        miss = [s for s, h in zip(AP_SOURCES, have) if not h]
-        if miss: rec['notes'].append(f'first_ap_v/dv: no first spike from {miss} (those parts are NaN)')
-    else:
-        for n in ('first_ap_v', 'first_ap_dv'): absent[n] = 'no first spike in short square, long square or ramp'
-    # IPFX's units -> the schema's (ephys2tx.features.GOUWENS_FAMILIES): spike widths s -> ms;
-    # first_ap_dv is np.diff of the waveform resampled at `tsr`, mV per sample -> mV/ms
-    if 'spiking_width' in V: V['spiking_width'] = (V['spiking_width'] * 1e3).astype(np.float32)
-    if 'first_ap_dv' in V: V['first_ap_dv'] = (V['first_ap_dv'] * (tsr / 1e3)).astype(np.float32)
-    rec['vectors'], rec['absent'] = V, {k: absent[k] for k in GOUWENS_WIDTHS if k in absent}
-    rec['summary'] = _summary(prot)
-    rec['protocol_errors'] = errs
-    if not V:
-        rec['stage'], rec['error'] = 'features', 'no family could be computed: ' + '; '.join(f'{k}: {v}' for k, v in errs.items())
-        return rec
-    rec['status'], rec['stage'] = 'ok', 'done'
-    return rec
+            s = ds.sweep(int(n))
+            if len(s.v) == 0 or not np.isfinite(s.v[:len(s.v) // 2]).all(): dropped[int(n)] = 'non-finite or empty'
+            else: keep.append(int(n))
+        except Exception as e: dropped[int(n)] = f'{type(e).__name__}: {e}'
+    return np.array(keep, int), dropped
 
+def _protocol_sweeps(su, ds, names, protocol, rec):
+    "The readable sweeps of `protocol` (IPFX's stimulus `names`); the dropped ones are listed in `rec`."
+    keep, dropped = _readable_sweeps(ds, su.categorize_iclamp_sweeps(ds, names))
+    if dropped: rec['dropped_sweeps'][protocol] = dropped
+    return keep
+
+def _long_square(su, ds, rec):
+    "IPFX's long-square analysis: (sweeps, features, stimulus start, stimulus end)."
+    sweeps = _protocol_sweeps(su, ds, ds.ontology.long_square_names, 'long_square', rec)
+    lsq_sweeps, lsq, _, start, end = su.preprocess_long_square_sweeps(ds, sweeps)
+    return lsq_sweeps, lsq, start, end
+
+def _short_square(su, ds, rec):
+    "IPFX's short-square analysis: (sweeps, features)."
+    sweeps = _protocol_sweeps(su, ds, ds.ontology.short_square_names, 'short_square', rec)
+    ssq_sweeps, ssq, _ = su.preprocess_short_square_sweeps(ds, sweeps)
+    return ssq_sweeps, ssq
+
+def _ramp(su, ds, rec):
+    "IPFX's ramp analysis: (sweeps, features)."
+    sweeps = _protocol_sweeps(su, ds, ds.ontology.ramp_names, 'ramp', rec)
+    ramp_sweeps, ramp, _ = su.preprocess_ramp_sweeps(ds, sweeps)
+    return ramp_sweeps, ramp
+
+_PROTOCOLS = {'long_square': _long_square, 'short_square': _short_square, 'ramp': _ramp}
+
+def _protocols(su, ds, rec):
+    "{protocol: analysis} of the protocols that succeed, {protocol: error} of the others; `stage` follows along."
+    prot, errs = {}, {}
+    for name, analyse in _PROTOCOLS.items():
+        rec['stage'] = name
+        try: prot[name] = analyse(su, ds, rec)
+        except Exception as e: errs[name] = f'{type(e).__name__}: {e}'
+    return prot, errs
+
+# %% ../nbs/07_nwb.ipynb #cb229fff
+def _subthreshold(fv, sweeps, lsq, s0, s1):
+    "step_subthresh and subthresh_norm, from the hyperpolarizing long squares."
+    hyp, defl = fv.identify_subthreshold_hyperpol_with_amplitudes(lsq, sweeps)
+    return (fv.step_subthreshold(hyp, [-90, -70, -50, -30, -10], s0, s1, amp_tolerance=5),
+            fv.subthresh_norm(hyp, defl, s0, s1))
+
+def _isi_shape(fv, sweeps, lsq, s0, s1):
+    "isi_shape, from the sweep IPFX picks for it."
+    sw, info = fv.identify_sweep_for_isi_shape(sweeps, lsq, s1 - s0)
+    return fv.isi_shape(sw, info, s1)
+
+_SPIKE_FEATURES = ['upstroke_downstroke_ratio', 'peak_v', 'fast_trough_v', 'threshold_v', 'width']
+
+def _spiking(fv, sweeps, lsq, s0, s1):
+    "psth, inst_freq and the five spiking_* families, from the six suprathreshold levels."
+    supra = fv.identify_suprathreshold_spike_info(lsq, np.arange(0, 120, 20), shift=10)
+    return (fv.psth_vector(supra, s0, s1), fv.inst_freq_vector(supra, s0, s1),
+            *[fv.spike_feature_vector(f, supra, s0, s1) for f in _SPIKE_FEATURES])
+
+# the long-square families by group, in the order they are computed
+_LSQ_GROUPS = [(['step_subthresh', 'subthresh_norm'], _subthreshold), (['isi_shape'], _isi_shape),
+               (['psth', 'inst_freq'] + [f'spiking_{f}' for f in _SPIKE_FEATURES], _spiking)]
+
+def _put_family(V, absent, names, fn, *args):
+    "The families `names` of one group from `fn(*args)` into `V`, width-checked; on an error all go to `absent`."
+    try:
+        out = fn(*args)
+        for n, v in zip(names, out if len(names) > 1 else [out]):
+            v = np.asarray(v, np.float32).ravel()
+            if len(v) != GOUWENS_WIDTHS[n]:
+                raise ValueError(f'{n} has width {len(v)}, expected {GOUWENS_WIDTHS[n]}')
+            V[n] = v
+    except Exception as e:
+        for n in names: absent[n] = f'{type(e).__name__}: {e}'.strip()[:300]
+
+def _long_square_families(fv, prot, errs, V, absent):
+    "The ten long-square families into `V` or `absent` (all absent when the long square failed)."
+    if 'long_square' not in prot:
+        for n in GOUWENS_FAMILIES[2:]: absent[n] = f"no usable long_square sweeps ({errs.get('long_square', '')})"
+        return
+    for names, fn in _LSQ_GROUPS: _put_family(V, absent, names, fn, fv, *prot['long_square'])
+
+# %% ../nbs/07_nwb.ipynb #83edcadc
 def _first_ap(fv, sweeps, infos, tsr, apw, skip_clipped):
     "ipfx.feature_vectors.first_ap_vectors, but None (not zeros) when no usable spike."
     if skip_clipped:
         ok = [k for k, si in enumerate(infos) if len(si) and not si['clipped'].values[0]]
         sweeps, infos = [sweeps[k] for k in ok], [infos[k] for k in ok]
-    sweeps = [s for s, si in zip(sweeps, infos) if len(si)]; infos = [si for si in infos if len(si)]
+    sweeps = [s for s, si in zip(sweeps, infos) if len(si)]
+    infos = [si for si in infos if len(si)]
     if not sweeps: return None, None
     return fv.first_ap_vectors(sweeps, infos, target_sampling_rate=tsr, window_length=apw)
+
+def _first_ap_part(fv, prot, src, tsr, apw):
+    "The first-AP waveform and its derivative from protocol `src`, or (None, None)."
+    if src not in prot: return None, None
+    sw, f = prot[src][:2]
+    if src == 'long_square':
+        i = f['rheobase_sweep'].name
+        return _first_ap(fv, [sw.sweeps[i]], [f['spikes_set'][i]], tsr, apw, False)
+    idx = f['common_amp_sweeps' if src == 'short_square' else 'spiking_sweeps'].index
+    return _first_ap(fv, [sw.sweeps[i] for i in idx], [f['spikes_set'][i] for i in idx], tsr, apw, True)
+
+def _first_ap_families(fv, prot, tsr, apw, V, absent, notes):
+    "first_ap_v and first_ap_dv into `V` (a part without spikes is NaN), or `absent` when no part has one."
+    n_ap = int(tsr * apw)
+    parts_v, parts_dv, have = [], [], []
+    for src in AP_SOURCES:
+        v = dv = None
+        try: v, dv = _first_ap_part(fv, prot, src, tsr, apw)
+        except Exception as e: notes.append(f'first_ap {src}: {type(e).__name__}: {e}')
+        have.append(v is not None)
+        parts_v.append(v if v is not None else np.full(n_ap, np.nan))
+        parts_dv.append(dv if dv is not None else np.full(n_ap - 1, np.nan))
+    if not any(have):
+        for n in ('first_ap_v', 'first_ap_dv'): absent[n] = 'no first spike in short square, long square or ramp'
+        return
+    V['first_ap_v'], V['first_ap_dv'] = (np.concatenate(parts_v).astype(np.float32),
+                                         np.concatenate(parts_dv).astype(np.float32))
+    miss = [s for s, h in zip(AP_SOURCES, have) if not h]
+    if miss: notes.append(f'first_ap_v/dv: no first spike from {miss} (those parts are NaN)')
+
+# %% ../nbs/07_nwb.ipynb #f25e3db4
+def _to_schema_units(V, tsr):
+    "IPFX's units -> the schema's (ephys2tx.features.GOUWENS_FAMILIES), in place."
+    if 'spiking_width' in V: V['spiking_width'] = (V['spiking_width'] * 1e3).astype(np.float32)   # s -> ms
+    # first_ap_dv is np.diff of the waveform resampled at `tsr`: mV per sample -> mV/ms
+    if 'first_ap_dv' in V: V['first_ap_dv'] = (V['first_ap_dv'] * (tsr / 1e3)).astype(np.float32)
+
+def _families(fv, prot, errs, tsr, apw, notes):
+    "The 12 families of the protocol analyses: {family: vector} and {family: why absent}."
+    V, absent = {}, {}
+    _long_square_families(fv, prot, errs, V, absent)
+    _first_ap_families(fv, prot, tsr, apw, V, absent, notes)
+    _to_schema_units(V, tsr)
+    return V, absent
 
 def _summary(prot) -> dict:
     "Cell-level summary features (IPFX names) from the protocol analyses; NaN where unavailable."
@@ -206,10 +231,37 @@ def _summary(prot) -> dict:
         except Exception: pass
     if 'ramp' in prot:
         try:
-            sw, f = prot['ramp']; i = f['spiking_sweeps'].index[0]
+            sw, f = prot['ramp']
+            i = f['spiking_sweeps'].index[0]
             out['threshold_i_ramp'] = float(f['spikes_set'][i]['threshold_i'].values[0])
         except Exception: pass
     return out
+
+def _finish(rec, V, absent, prot, errs) -> dict:
+    "The record completed: vectors, absent families (in family order), summary, protocol errors, status."
+    rec['vectors'], rec['absent'] = V, {k: absent[k] for k in GOUWENS_WIDTHS if k in absent}
+    rec['summary'] = _summary(prot)
+    rec['protocol_errors'] = errs
+    if not V:
+        why = '; '.join(f'{k}: {v}' for k, v in errs.items())
+        rec['stage'], rec['error'] = 'features', 'no family could be computed: ' + why
+        return rec
+    rec['status'], rec['stage'] = 'ok', 'done'
+    return rec
+
+def _extract(path, rec, apw, tsr):
+    "Open `path`, analyse its protocols and compute its families into `rec` (see `extract_file`)."
+    fv, su, create, _ = _ipfx()
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
+    ds = create(str(path))
+    nwb = getattr(ds._data, 'nwb', None)
+    if nwb is not None:   # IDs the file name did not give
+        rec['session_id'] = rec['session_id'] or (nwb.session_id or None)
+        rec['subject_id'] = rec['subject_id'] or (nwb.subject.subject_id if nwb.subject is not None else None)
+    prot, errs = _protocols(su, ds, rec)
+    rec['stage'] = 'features'
+    V, absent = _families(fv, prot, errs, tsr, apw, rec['notes'])
+    return _finish(rec, V, absent, prot, errs)
 
 # %% ../nbs/07_nwb.ipynb #bd2818e3
 def vector_columns() -> list:
@@ -221,7 +273,8 @@ def gouwens_table(records, metadata:pd.DataFrame|None=None, summary:bool=True) -
     `metadata`: a table with META_COLS and a `source_id` equal to the NWB file name (see `join_metadata`)."""
     recs = [r for r in records if r.get('status') == 'ok']
     cols = vector_columns()
-    X = np.full((len(recs), len(cols)), np.nan, np.float32); off = 0
+    X = np.full((len(recs), len(cols)), np.nan, np.float32)
+    off = 0
     for f, w in GOUWENS_WIDTHS.items():
         for k, r in enumerate(recs):
             v = r['vectors'].get(f)
@@ -253,10 +306,14 @@ def family_mask(df:pd.DataFrame) -> pd.DataFrame:
 # %% ../nbs/07_nwb.ipynb #f6a19bb2
 def manifest(src) -> pd.DataFrame:
     "File list (file, path, subject_id, session_id) from a folder of NWB files, a CSV manifest or a list of paths."
-    if isinstance(src, (list, tuple)): paths = [Path(p) for p in src]; extra = None
+    if isinstance(src, (list, tuple)):
+        paths = [Path(p) for p in src]
+        extra = None
     else:
         src = Path(src)
-        if src.is_dir(): paths = sorted(src.rglob('*.nwb')); extra = None
+        if src.is_dir():
+            paths = sorted(src.rglob('*.nwb'))
+            extra = None
         elif src.is_file() and src.suffix.lower() in ('.csv', '.tsv'):
             m = pd.read_csv(src, sep='\t' if src.suffix.lower() == '.tsv' else ',')
             col = 'path' if 'path' in m.columns else 'file' if 'file' in m.columns else None
@@ -264,7 +321,8 @@ def manifest(src) -> pd.DataFrame:
             paths = [Path(p) if Path(p).is_absolute() else src.parent / p for p in m[col].astype(str)]
             extra = m.drop(columns=[c for c in ('path', 'file') if c in m.columns])
         elif src.is_file():
-            paths = [Path(l.strip()) for l in src.read_text().splitlines() if l.strip() and not l.startswith('#')]; extra = None
+            paths = [Path(l.strip()) for l in src.read_text().splitlines() if l.strip() and not l.startswith('#')]
+            extra = None
         else: raise DataError(f"{src}: no such folder or manifest file")
     ids = [_ids_from_name(p.name) for p in paths]
     out = pd.DataFrame(dict(file=[p.name for p in paths], path=[str(p) for p in paths],
@@ -304,13 +362,16 @@ def download_dandiset(dandiset_id:str, out_dir, prefix:str='', limit:int|None=No
     except ImportError as e:
         raise ImportError("downloading from DANDI needs the dandi client: pip install dandi") from e
     from tqdm.auto import tqdm
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True); got = []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    got = []
     with DandiAPIClient() as client:
         ds = client.get_dandiset(dandiset_id, version)
         assets = (a for a in ds.get_assets_with_path_prefix(prefix) if a.path.endswith('.nwb'))
         for k, a in enumerate(tqdm(assets, desc=f'DANDI {dandiset_id}', disable=not progress, unit='file')):
             if limit is not None and k >= limit: break
-            dest = out_dir / a.path; dest.parent.mkdir(parents=True, exist_ok=True)
+            dest = out_dir / a.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
             if not (dest.is_file() and dest.stat().st_size == a.size): a.download(dest)
             got.append(dest)
     return manifest(got)
@@ -336,12 +397,14 @@ def _jsonable(x):
 def load_part(parts, file) -> dict:
     "A record back from the state folder."
     with np.load(_part_path(parts, file)) as z:
-        rec = json.loads(str(z['__meta__'])); rec['vectors'] = {k: z[k] for k in z.files if k != '__meta__'}
+        rec = json.loads(str(z['__meta__']))
+        rec['vectors'] = {k: z[k] for k in z.files if k != '__meta__'}
     return rec
 
 def read_state(parts) -> dict:
     "file -> last state line (status, stage, error) of the state folder."
-    p = Path(parts) / 'state.jsonl'; out = {}
+    p = Path(parts) / 'state.jsonl'
+    out = {}
     if p.is_file():
         for line in p.read_text().splitlines():
             try: d = json.loads(line)
@@ -351,9 +414,19 @@ def read_state(parts) -> dict:
 
 def parts_dir(out) -> Path:
     "The state folder of output `out`: `<out without suffix>.parts` (shared by the three formats)."
-    out = Path(out); return out.with_name(out.stem + '.parts')
+    out = Path(out)
+    return out.with_name(out.stem + '.parts')
 
 # %% ../nbs/07_nwb.ipynb #29537a9e
+def _todo(man, parts, resume, retry_failed) -> list:
+    "The paths of the manifest `man` still to extract into the state folder `parts`."
+    state = read_state(parts) if resume else {}
+    if not resume:
+        for f in parts.glob('*'): f.unlink()
+    return [p for f, p in zip(man.file, man.path)
+            if f not in state or (retry_failed and state[f]['status'] != 'ok')]
+
+# %% ../nbs/07_nwb.ipynb #5bf8ef98
 def _client(scheduler, n_workers, memory_limit):
     from dask.distributed import Client, LocalCluster
     if scheduler == 'local':
@@ -362,61 +435,61 @@ def _client(scheduler, n_workers, memory_limit):
         return Client(cluster), cluster
     return Client(scheduler), None
 
-def extract_files(src, out, n_workers:int=2, scheduler:str='local', max_in_flight:int|None=None,
-                  resume:bool=True, retry_failed:bool=False, metadata:pd.DataFrame|None=None,
-                  progress:bool=True, memory_limit='4GiB', **kw) -> 'ExtractionResult':
-    """Extract every NWB file of `src` (folder / manifest / list) into `out` (.parquet, .npz or .h5) and
-    `<out>.failures.csv`; resumable through `<out>.parts/`. kw go to `extract_file`."""
-    from tqdm.auto import tqdm
-    out = Path(out)
-    if out.suffix not in WRITERS: raise ValueError(f"{out}: output must end in one of {sorted(WRITERS)}")
-    _ipfx()   # fail fast, once, if the optional dependency is missing (not once per file)
-    man = manifest(src); parts = parts_dir(out); parts.mkdir(parents=True, exist_ok=True)
-    state = read_state(parts) if resume else {}
-    if not resume:
-        for f in parts.glob('*'): f.unlink()
-    todo = [p for f, p in zip(man.file, man.path)
-            if f not in state or (retry_failed and state[f]['status'] != 'ok')]
-    skipped = len(man) - len(todo)
-    bar = tqdm(total=len(todo), desc='extract', disable=not progress, unit='file')
-    t0 = time.time(); n_done = 0
-    if todo and scheduler == 'sync':
-        for p in todo:
-            _save_part(parts, extract_file(p, **kw)); bar.update(); n_done += 1
-    elif todo:
-        from dask.distributed import as_completed
-        client, cluster = _client(scheduler, n_workers, memory_limit)
-        try:
-            limit = max_in_flight or 2 * max(1, len(client.scheduler_info().get('workers', {})) or n_workers)
-            it = iter(todo)
-            first = [client.submit(extract_file, p, pure=False, **kw) for _, p in zip(range(limit), it)]
-            ac = as_completed(first)
-            for fut in ac:
-                rec = fut.result(); fut.release()
-                _save_part(parts, rec); bar.update(); n_done += 1
-                nxt = next(it, None)
-                if nxt is not None: ac.add(client.submit(extract_file, nxt, pure=False, **kw))
-        finally:
-            client.close()
-            if cluster is not None: cluster.close()
-    bar.close()
-    elapsed = time.time() - t0
+def _run_sync(todo, parts, bar, kw) -> int:
+    "Extract `todo` in this process, saving each record; how many were extracted."
+    n_done = 0
+    for p in todo:
+        _save_part(parts, extract_file(p, **kw))
+        bar.update()
+        n_done += 1
+    return n_done
+
+def _stream(client, todo, limit, parts, bar, kw) -> int:
+    "Extract `todo` on `client`, at most `limit` tasks in flight, saving each record; how many were extracted."
+    from dask.distributed import as_completed
+    n_done = 0
+    it = iter(todo)
+    ac = as_completed([client.submit(extract_file, p, pure=False, **kw) for _, p in zip(range(limit), it)])
+    for fut in ac:
+        rec = fut.result()
+        fut.release()
+        _save_part(parts, rec)
+        bar.update()
+        n_done += 1
+        nxt = next(it, None)
+        if nxt is not None: ac.add(client.submit(extract_file, nxt, pure=False, **kw))
+    return n_done
+
+def _run_dask(todo, parts, bar, kw, scheduler, n_workers, memory_limit, max_in_flight) -> int:
+    "Extract `todo` through Dask (see `_client`); the cluster is closed whatever happens."
+    client, cluster = _client(scheduler, n_workers, memory_limit)
+    try:
+        limit = max_in_flight or 2 * max(1, len(client.scheduler_info().get('workers', {})) or n_workers)
+        return _stream(client, todo, limit, parts, bar, kw)
+    finally:
+        client.close()
+        if cluster is not None: cluster.close()
+
+# %% ../nbs/07_nwb.ipynb #cfbb0251
+def _records(man, parts) -> list:
+    "The records of the manifest's files found in the state folder, in manifest order."
     state = read_state(parts)
-    files = [f for f in man.file if f in state]
-    recs = [load_part(parts, f) for f in files]
+    recs = [load_part(parts, f) for f in man.file if f in state]
     if 'specimen_id' in man.columns:
         sid = dict(zip(man.file, man.specimen_id))
         for r in recs: r['specimen_id'] = sid.get(r['file'], np.nan)
-    table = gouwens_table(recs, metadata)
-    fails = pd.DataFrame([dict(file=r['file'], stage=r['stage'], error=r['error']) for r in recs if r['status'] != 'ok'],
-                         columns=['file', 'stage', 'error'])
-    WRITERS[out.suffix](table, out)
-    fails.to_csv(failure_log_path(out), index=False)
-    return ExtractionResult(table, fails, recs, n_done, skipped, elapsed, out)
+    return recs
+
+def _failures(recs) -> pd.DataFrame:
+    "The failure log: file, stage and error of the records that are not 'ok'."
+    rows = [dict(file=r['file'], stage=r['stage'], error=r['error']) for r in recs if r['status'] != 'ok']
+    return pd.DataFrame(rows, columns=['file', 'stage', 'error'])
 
 def failure_log_path(out) -> Path:
-    out = Path(out); return out.with_name(out.stem + '.failures.csv')
+    out = Path(out)
+    return out.with_name(out.stem + '.failures.csv')
 
+# %% ../nbs/07_nwb.ipynb #35071d07
 @dataclass
 class ExtractionResult:
     "What `extract_files` produced: the table, the failures, all records, counts and timing."
@@ -430,6 +503,41 @@ class ExtractionResult:
     def __repr__(self):
         return (f"ExtractionResult({len(self.table)} cells, {len(self.failures)} failures, "
                 f"{self.n_extracted} extracted now, {self.n_skipped} resumed, {self.seconds:.1f} s -> {self.out})")
+
+# %% ../nbs/07_nwb.ipynb #671952be
+def extract_files(src, # folder of NWB files, CSV manifest (column path or file) or list of paths
+                  out, # the table to write: .parquet, .npz or .h5
+                  n_workers:int=2, # local Dask worker processes (1 thread each)
+                  scheduler:str='local', # 'local' (LocalCluster), 'sync' (no Dask) or a scheduler address
+                  max_in_flight:int|None=None, # tasks submitted at once (default 2 x workers)
+                  resume:bool=True, # skip the files already in `<out>.parts/`; False starts over
+                  retry_failed:bool=False, # extract again the files that failed before
+                  metadata:pd.DataFrame|None=None, # labels to join (see `join_metadata`)
+                  progress:bool=True, # show a progress bar
+                  memory_limit='4GiB', # memory of each local worker
+                  **kw) -> 'ExtractionResult':
+    """Extract every NWB file of `src` (folder / manifest / list) into `out` (.parquet, .npz or .h5) and
+    `<out>.failures.csv`; resumable through `<out>.parts/`. kw go to `extract_file`."""
+    from tqdm.auto import tqdm
+    out = Path(out)
+    if out.suffix not in WRITERS: raise ValueError(f"{out}: output must end in one of {sorted(WRITERS)}")
+    _ipfx()   # fail fast, once, if the optional dependency is missing (not once per file)
+    man = manifest(src)
+    parts = parts_dir(out)
+    parts.mkdir(parents=True, exist_ok=True)
+    todo = _todo(man, parts, resume, retry_failed)
+    bar = tqdm(total=len(todo), desc='extract', disable=not progress, unit='file')
+    t0 = time.time()
+    if not todo: n_done = 0
+    elif scheduler == 'sync': n_done = _run_sync(todo, parts, bar, kw)
+    else: n_done = _run_dask(todo, parts, bar, kw, scheduler, n_workers, memory_limit, max_in_flight)
+    bar.close()
+    elapsed = time.time() - t0
+    recs = _records(man, parts)
+    table, fails = gouwens_table(recs, metadata), _failures(recs)
+    WRITERS[out.suffix](table, out)
+    fails.to_csv(failure_log_path(out), index=False)
+    return ExtractionResult(table, fails, recs, n_done, len(man) - len(todo), elapsed, out)
 
 # %% ../nbs/07_nwb.ipynb #ee6d14d7
 def _arrays(df):
@@ -448,8 +556,10 @@ def write_h5(df, out):
     with h5py.File(out, 'w') as h:
         for k, v in fams.items(): h.create_dataset(k, data=v)
         h.create_dataset('ids', data=df['source_id'].astype(str).to_numpy().astype('S'))
-        h.create_dataset('family_mask', data=mask); h.create_dataset('summary', data=summ)
-        h.attrs['meta'] = meta; h.attrs['families'] = json.dumps(list(GOUWENS_WIDTHS))
+        h.create_dataset('family_mask', data=mask)
+        h.create_dataset('summary', data=summ)
+        h.attrs['meta'] = meta
+        h.attrs['families'] = json.dumps(list(GOUWENS_WIDTHS))
 
 WRITERS = {'.parquet': write_parquet, '.npz': write_npz, '.h5': write_h5}
 
@@ -460,11 +570,15 @@ def read_features(path) -> pd.DataFrame:
     if path.suffix == '.parquet': return pd.read_parquet(path)
     if path.suffix == '.npz':
         with np.load(path) as z:
-            fams = {f: z[f] for f in GOUWENS_WIDTHS}; summ = z['summary']; meta = str(z['meta'])
+            fams = {f: z[f] for f in GOUWENS_WIDTHS}
+            summ = z['summary']
+            meta = str(z['meta'])
     elif path.suffix == '.h5':
         import h5py
         with h5py.File(path, 'r') as h:
-            fams = {f: h[f][()] for f in GOUWENS_WIDTHS}; summ = h['summary'][()]; meta = h.attrs['meta']
+            fams = {f: h[f][()] for f in GOUWENS_WIDTHS}
+            summ = h['summary'][()]
+            meta = h.attrs['meta']
     else: raise DataError(f"{path}: unknown features format (use .parquet, .npz or .h5)")
     from io import StringIO
     m = pd.read_json(StringIO(meta), orient='split', dtype=False).reset_index(drop=True)
@@ -479,38 +593,46 @@ def register_cli(sub):
     p.add_argument('--nwb', help='folder of NWB files, CSV manifest (column path or file) or text list of paths')
     p.add_argument('--out', help='output table: .parquet, .npz or .h5 (failures go to <out>.failures.csv)')
     p.add_argument('--n-workers', type=int, default=2, help='local Dask worker processes (1 thread each)')
-    p.add_argument('--scheduler', default='local', help="'local' (LocalCluster), 'sync' (no Dask) or a scheduler address")
+    p.add_argument('--scheduler', default='local',
+                   help="'local' (LocalCluster), 'sync' (no Dask) or a scheduler address")
     p.add_argument('--max-in-flight', type=int, default=None, help='tasks submitted at once (default 2 x workers)')
     p.add_argument('--species', choices=['mouse', 'human'], default=None, help='join the labels of this species')
     p.add_argument('--no-resume', action='store_true', help='start over instead of skipping extracted files')
     p.add_argument('--retry-failed', action='store_true', help='retry files that failed before')
     p.add_argument('--no-progress', action='store_true')
-    p.add_argument('--synthetic', metavar='DIR', help='write a synthetic cohort (fast + adapting cells) to DIR and exit')
+    p.add_argument('--synthetic', metavar='DIR',
+                   help='write a synthetic cohort (fast + adapting cells) to DIR and exit')
     p.add_argument('--n-per-class', type=int, default=2, help='with --synthetic: cells per class')
     p.add_argument('--dandiset', help='with --download-to: DANDI dataset ID (000020 mouse, 000636 human)')
     p.add_argument('--download-to', help='download the dandiset here (needs `pip install dandi`) and exit')
-    p.add_argument('--prefix', default='', help='with --download-to: only asset paths starting with this (e.g. sub-<donor>)')
+    p.add_argument('--prefix', default='',
+                   help='with --download-to: only asset paths starting with this (e.g. sub-<donor>)')
     p.add_argument('--limit', type=int, default=None, help='with --download-to: at most this many files')
     p.set_defaults(func=_cli_extract)
 
 def _cli_extract(args):
     try: return _cli_extract_(args)
     except ImportError as e:   # a missing optional dependency (ipfx, dandi): one line, status 2
-        import sys; print(f'ephys2tx: error: {e}', file=sys.stderr); return 2
+        import sys
+        print(f'ephys2tx: error: {e}', file=sys.stderr)
+        return 2
 
 def _cli_extract_(args):
     if args.synthetic:
         from ephys2tx.synthetic import write_synthetic_cohort   # test data: not part of the extractor
         m = write_synthetic_cohort(args.synthetic, n_per_class=args.n_per_class)
-        print(f"wrote {len(m)} synthetic NWB files to {args.synthetic}"); return 0
+        print(f"wrote {len(m)} synthetic NWB files to {args.synthetic}")
+        return 0
     if args.download_to:
         if not args.dandiset: raise DataError("--download-to needs --dandiset (000020 or 000636)")
         m = download_dandiset(args.dandiset, args.download_to, prefix=args.prefix, limit=args.limit)
-        print(f"{len(m)} NWB files in {args.download_to}"); return 0
+        print(f"{len(m)} NWB files in {args.download_to}")
+        return 0
     if not args.nwb or not args.out: raise DataError("extract needs --nwb DIR_OR_MANIFEST and --out FILE")
     md = join_metadata(args.species, data_dir=args.data_dir) if args.species else None
     res = extract_files(args.nwb, args.out, n_workers=args.n_workers, scheduler=args.scheduler,
                         max_in_flight=args.max_in_flight, resume=not args.no_resume, retry_failed=args.retry_failed,
                         metadata=md, progress=not args.no_progress)
-    print(res); print(f"failure log: {failure_log_path(args.out)} ({len(res.failures)} files)")
+    print(res)
+    print(f"failure log: {failure_log_path(args.out)} ({len(res.failures)} files)")
     return 0

@@ -4,28 +4,38 @@
 
 # %% ../nbs/08_reproduce.ipynb #eefe3580
 from __future__ import annotations
-import datetime as _dt, hashlib, html, json, logging, os, re, shutil, sys, tempfile, time, traceback
+import datetime as _dt, hashlib, html, importlib, json, logging, os, re, shutil, sys, tempfile, time, traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import ephys2tx
-from .data import DataError, get_dataset
+from .cli import options_from
+from .data import DataError
+from .evaluation import code_checksums, data_checksums, key_hash
 
 # %% auto #0
-__all__ = ['STAGES', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'GOUWENS_MODELS', 'MODEL_COMPARISON',
-           'QUICK_PARAMS', 'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage',
-           'data_checksums', 'code_checksums', 'stage_key', 'key_hash', 'stage_dir', 'read_result', 'mean_sd',
-           'best_row', 'ensure_kernel', 'execute_report', 'rel_path', 'params_table', 'to_html', 'SharedCluster',
-           'scheduler_for', 'runs_store', 'damaged_outputs', 'run_stage', 'headline_table', 'write_index',
-           'select_stages', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'results_markdown',
-           'write_results_markdown', 'register_cli']
+__all__ = ['STAGES', 'STAGE_PLUGINS', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'REPRODUCE_OPTIONS',
+           'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage', 'load_stages',
+           'select_stages', 'stage_key', 'stage_dir', 'read_result', 'mean_sd', 'best_row', 'ensure_kernel',
+           'execute_report', 'rel_path', 'params_table', 'to_html', 'SharedCluster', 'scheduler_for', 'runs_store',
+           'unregistered_models', 'evaluation_config', 'run_evaluation', 'damaged_outputs', 'run_stage',
+           'headline_table', 'write_index', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'md_table',
+           'results_markdown', 'write_results_markdown', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #60beb517
 class StageError(RuntimeError):
-    "A reproduce stage failed; the message names the stage (and the notebook and cell for a report)."
+    "A reproduce stage failed; the message names the stage (the notebook and cell for a report) and how to resume."
+    exit_status = 1    # the exit status of `ephys2tx reproduce` (read by `ephys2tx.cli.exit_status`)
+    hint = '(finished stages are kept; fix the problem and rerun to resume)'
+    @property
+    def message(self) -> str:
+        "The message without the hint (for the log and the index page)."
+        return super().__str__()
+    def __str__(self): return f'{self.message}\n{self.hint}'
 
+# %% ../nbs/08_reproduce.ipynb #f0938a98
 class MissingResultsError(FileNotFoundError):
     "A report asked for a results table that has not been written; the message names the file."
 
@@ -47,7 +57,7 @@ class RunConfig:
         if self.repeats < 1: raise ValueError(f'repeats must be >= 1, got {self.repeats}')
         if self.folds < 2: raise ValueError(f'folds must be >= 2, got {self.folds}')
         if self.n_workers < 1: raise ValueError(f'n_workers must be >= 1, got {self.n_workers}')
-        from ephys2tx.bilstm import resolve_device   # one device rule for the whole package
+        from ephys2tx.training import resolve_device   # one device rule for the whole package
         self.device = str(resolve_device(self.device))
         if self.data_dir is None: self.data_dir = os.environ.get('EPHYS2TX_DATA') or None
         if self.data_dir is not None: self.data_dir = str(Path(self.data_dir).expanduser().resolve())
@@ -69,6 +79,7 @@ class StageContext:
     progress: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger('ephys2tx.reproduce'))
 
+# %% ../nbs/08_reproduce.ipynb #3fa18dd7
 @dataclass
 class Stage:
     "One step of the reproduce job: a computation writing results tables, and the report that draws them."
@@ -77,16 +88,17 @@ class Stage:
     run: Callable[[StageContext], None]|None = None   # None: the stage only renders its report
     outputs: tuple = ()                                # files (relative to out/<name>/) the run must write
     report: str|None = None                            # report notebook in the reports folder
-    requires: tuple = ()                               # modules that must import for the stage to run
+    requires: tuple = ()                               # modules whose code the results depend on (must import)
     datasets: tuple = ()                               # registry datasets whose checksums enter the key
     config: Callable[[RunConfig], dict] = lambda run: {}
     species: str = 'both'                              # the report's `species` parameter
     headline: Callable|None = None                     # (stage_dir, run) -> DataFrame of headline rows
     check: Callable[[], list]|None = None              # further prerequisites: () -> list of what is missing
+    order: float = 100                                 # place in the pipeline (ties: registration order)
+    markdown: Callable|None = None                     # stage_dir -> its part of results.md (lines, DataFrames)
 
     def missing(self) -> list:
         "What the stage needs and does not find (modules that do not import, `check`'s list): why it is skipped."
-        import importlib
         miss = []
         for m in self.requires:
             try: importlib.import_module(m)
@@ -94,45 +106,55 @@ class Stage:
         if not miss and self.check is not None: miss += list(self.check())
         return miss
 
+# %% ../nbs/08_reproduce.ipynb #6d0b5e5d
 STAGES: dict[str, Stage] = {}
 
 def register_stage(stage:Stage, replace:bool=True) -> Stage:
-    "Add `stage` to the registry (stages run in registration order)."
+    "Add `stage` to the registry, which stays in pipeline order (`stage.order`; ties: registration order)."
     if stage.name in STAGES and not replace: raise ValueError(f'stage {stage.name!r} is already registered')
     if not stage.name.isidentifier(): raise ValueError(f'stage name {stage.name!r}: use letters, digits and _')
     STAGES[stage.name] = stage
+    ordered = sorted(STAGES.items(), key=lambda kv: kv[1].order)   # a stable sort: ties keep their order
+    STAGES.clear()
+    STAGES.update(ordered)
     return stage
 
+# %% ../nbs/08_reproduce.ipynb #edd826b6
+STAGE_PLUGINS = ('ephys2tx.data', 'ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.interpret', 'ephys2tx.transfer')
+
+def load_stages() -> dict[str, Stage]:
+    "The stage registry, after importing the modules of `STAGE_PLUGINS` (each registers its stages)."
+    for m in STAGE_PLUGINS:
+        try: mod = importlib.import_module(m)
+        except ModuleNotFoundError as e:
+            if e.name != m: raise
+            continue
+        for spec in getattr(mod, 'REPRODUCE_STAGES', ()):
+            if spec['name'] not in STAGES: register_stage(Stage(**spec))
+    return STAGES
+
+# %% ../nbs/08_reproduce.ipynb #756d01d9
+def select_stages(names=None) -> list[Stage]:
+    "Stages named in `names` (comma-separated or list; None = all), in pipeline order."
+    stages = load_stages()
+    if names is None: return list(stages.values())
+    if isinstance(names, str): names = [n.strip() for n in names.split(',') if n.strip()]
+    bad = [n for n in names if n not in stages]
+    if bad: raise ValueError(f"unknown stage(s) {bad}; stages: {list(stages)}")
+    return [s for s in stages.values() if s.name in names]
+
 # %% ../nbs/08_reproduce.ipynb #1ccdd211
-def _canon(obj) -> str: return json.dumps(obj, sort_keys=True, default=str, separators=(',', ':'))
-
-def data_checksums(datasets) -> dict:
-    "`{dataset/file: sha256}` of every file of `datasets` (from the registry the loaders verify against)."
-    return {f'{d}/{f.name}': f.sha256 for d in datasets for f in get_dataset(d).files}
-
-def code_checksums(modules) -> dict:
-    "`{module: sha256 of its source file}`: a stage reruns when the code it runs changes, even within a version."
-    import importlib
-    out = {}
-    for m in modules:
-        f = getattr(importlib.import_module(m), '__file__', None)
-        out[m] = hashlib.sha256(Path(f).read_bytes()).hexdigest() if f else None
-    return out
-
 def stage_key(stage:Stage, run:RunConfig) -> dict:
-    "The document whose hash decides whether `stage` must be recomputed."
+    "The document whose hash (`key_hash`) decides whether `stage` must be recomputed."
     return dict(stage=stage.name, config=stage.config(run), data=data_checksums(stage.datasets),
                 version=ephys2tx.__version__, code=code_checksums(stage.requires))
-
-def key_hash(key:dict) -> str:
-    "SHA-256 of the canonical JSON of a stage key."
-    return hashlib.sha256(_canon(key).encode()).hexdigest()
 
 # %% ../nbs/08_reproduce.ipynb #d9da67fb
 def stage_dir(out, stage:str) -> Path:
     "Folder of `stage`'s results tables under the run folder `out`."
     return Path(out) / stage
 
+# %% ../nbs/08_reproduce.ipynb #6110dbb4
 def read_result(out_dir, stage:str, name:str, **kw) -> pd.DataFrame:
     "Read results table `name` (.csv or .parquet) of `stage` under `out_dir`; clear error if it is missing."
     p = stage_dir(out_dir, stage) / name
@@ -151,6 +173,7 @@ def mean_sd(df:pd.DataFrame, by='model', metric:str='macro_f1') -> pd.DataFrame:
     g[f'{metric} (mean ± SD)'] = [f'{m:.3f} ± {s:.3f}' for m, s in zip(g['mean'], g['sd'])]
     return g
 
+# %% ../nbs/08_reproduce.ipynb #bad4badb
 def best_row(df:pd.DataFrame, result:str, by='model', metric:str='macro_f1', **extra) -> dict:
     "The headline row of `result`: the best `by` group of `df` by mean `metric`."
     top = mean_sd(df, by, metric).iloc[0]
@@ -185,6 +208,14 @@ def _source_cell(src_nb:Path, err) -> int|None:
     hits = [i for i, c in enumerate(cells) if c.cell_type == 'code' and c.source == err.source]
     return hits[0] + 1 if hits else None
 
+def _report_error(src:Path, dest:Path, e) -> StageError:
+    "The `StageError` of a report cell that raised: the notebook, the cell, its first line, the exception."
+    pos = _source_cell(src, e)
+    where = f'cell {pos}' if pos else f'cell {e.cell_index} of the executed notebook'
+    first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith('#|')), '').strip()
+    return StageError(f"report notebook {src.name} failed in {where} (In [{e.exec_count}]: {first[:80]!r}): "
+                      f"{e.ename}: {e.evalue}\n  executed notebook with the full traceback: {dest}")
+
 def execute_report(src, dest, params:dict, kernel:str|None=None, progress:bool=False, cwd=None,
                    timeout:int|None=None) -> Path:
     "Execute report notebook `src` into `dest` with papermill; a failing cell raises `StageError` naming it."
@@ -196,16 +227,13 @@ def execute_report(src, dest, params:dict, kernel:str|None=None, progress:bool=F
     kernel = kernel or ensure_kernel()
     # the kernel inherits this process's environment: a headless `MPLBACKEND=Agg` (as CI sets) would make
     # `plt.show()` draw nothing into the report, so the kernel gets the inline backend instead
-    old = os.environ.get('MPLBACKEND'); os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'
+    old = os.environ.get('MPLBACKEND')
+    os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'
     try:
         pm.execute_notebook(str(src), str(dest), parameters=params, kernel_name=kernel, progress_bar=progress,
-                            cwd=str(cwd or dest.parent), execution_timeout=timeout, log_output=False, language='python')
-    except PapermillExecutionError as e:
-        pos = _source_cell(src, e)
-        where = f'cell {pos}' if pos else f'cell {e.cell_index} of the executed notebook'
-        first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith('#|')), '').strip()
-        raise StageError(f"report notebook {src.name} failed in {where} (In [{e.exec_count}]: {first[:80]!r}): "
-                         f"{e.ename}: {e.evalue}\n  executed notebook with the full traceback: {dest}") from None
+                            cwd=str(cwd or dest.parent), execution_timeout=timeout, log_output=False,
+                            language='python')
+    except PapermillExecutionError as e: raise _report_error(src, dest, e) from None
     finally:
         if old is None: os.environ.pop('MPLBACKEND', None)
         else: os.environ['MPLBACKEND'] = old
@@ -264,6 +292,7 @@ def _relative_paths(nb, subs:list):
             if 'traceback' in o: o['traceback'] = [sub(t) for t in o['traceback']]
     return nb
 
+# %% ../nbs/08_reproduce.ipynb #20585772
 # nbconvert's lab template loads require.js, MathJax and mermaid from CDNs; a report needs none of them (no
 # widgets, no formulas, no diagrams), and a report must open offline
 OFFLINE_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
@@ -272,12 +301,13 @@ OFFLINE_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}'''
 
 def to_html(nb_path, html_path=None, title:str|None=None) -> Path:
-    "Self-contained HTML of an executed report: outputs only (no code, no parameters cells), figures embedded, no machine paths."
+    "Self-contained HTML of an executed report: its outputs only, figures embedded, no machine paths."
     import nbformat
     import jinja2
     from nbconvert import HTMLExporter
     from traitlets.config import Config
-    nb_path = Path(nb_path); html_path = Path(html_path or nb_path.with_suffix('.html'))
+    nb_path = Path(nb_path)
+    html_path = Path(html_path or nb_path.with_suffix('.html'))
     nb = nbformat.read(nb_path, as_version=4)
     if title: nb.metadata['title'] = title
     _relative_paths(nb, _machine_paths(nb.metadata.get('papermill', {}).get('parameters', {})))
@@ -298,41 +328,6 @@ def _reports_dir() -> Path:
 
 REPORTS_DIR = _reports_dir()
 
-def _family_of(feature:str, species:str) -> str:
-    "Feature family of a column (the schemas of `ephys2tx.features`), 'other' where none is known."
-    try:
-        from ephys2tx.features import family_of
-        return family_of(feature, species)
-    except (ImportError, ValueError): return 'other'
-
-def _run_data(ctx:StageContext):
-    from ephys2tx.data import summary, feature_columns
-    s = summary(data_dir=ctx.run.data_dir, max_missing=ctx.config['max_missing'], progress=ctx.progress)
-    d = ctx.dir
-    s['qc'].to_csv(d/'qc_report.csv', index=False)
-    pd.concat([r.dropped.assign(species=sp) for sp, r in s['results'].items()]).to_csv(d/'dropped.csv', index=False)
-    s['subclass'].rename_axis('subclass').to_csv(d/'class_counts.csv')
-    s['label4'].rename_axis('label4').to_csv(d/'label4_counts.csv')
-    rows = []
-    for sp, r in s['results'].items():
-        for f in feature_columns(r.cells):
-            rows.append(dict(species=sp, feature=f, family=_family_of(f, sp), unit=r.cells.attrs['units'].get(f, ''),
-                             missing=float(r.cells[f].isna().mean()), n_cells=len(r.cells)))
-    feats = pd.DataFrame(rows); feats.to_csv(d/'missing_features.csv', index=False)
-    (feats.groupby(['species', 'family'], sort=False).agg(n_features=('feature', 'size'), missing=('missing', 'mean'))
-          .reset_index().to_csv(d/'missing_families.csv', index=False))
-
-def _data_headline(d:Path, run:RunConfig) -> pd.DataFrame:
-    c = pd.read_csv(d/'class_counts.csv', index_col=0)
-    return pd.DataFrame([dict(result=sp, cells=int(c.loc['total', sp])) for sp in ['mouse', 'human']])
-
-register_stage(Stage(
-    'data', 'Data & QC', run=_run_data, report='data_qc.ipynb', requires=('ephys2tx.data',),
-    datasets=('mouse_gouwens2020', 'human_leedalley2023'), config=lambda run: dict(max_missing=0.5),
-    outputs=('qc_report.csv', 'dropped.csv', 'class_counts.csv', 'label4_counts.csv', 'missing_families.csv',
-             'missing_features.csv'),
-    headline=_data_headline));
-
 # %% ../nbs/08_reproduce.ipynb #51eb747d
 class SharedCluster:
     "One local Dask cluster for the stages of a run: started when a stage first asks for it, closed by `close`."
@@ -346,40 +341,41 @@ class SharedCluster:
                                         dashboard_address=None)
         return self.cluster.scheduler_address
     def close(self):
-        if self.cluster is not None: self.cluster.close(); self.cluster = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
 
 _SHARED: dict = {}          # run folder -> its SharedCluster while `reproduce` runs
 
+# %% ../nbs/08_reproduce.ipynb #c46ef991
 def scheduler_for(run:RunConfig) -> str|None:
     "The scheduler a stage of `run` fans out to: the run's shared cluster inside `reproduce`, else None (its own)."
     c = _SHARED.get(run.out)
     return None if c is None else c.address()
 
 # %% ../nbs/08_reproduce.ipynb #cf0ed573
-GOUWENS_MODELS = ['rf_spca']                              # per-family sparse PCA + RF, registered by ephys2tx.gouwens
-MODEL_COMPARISON = ['rf', 'rf_spca', 'logreg', 'hgb', 'bilstm']  # the baselines of ephys2tx.evaluation + the BiLSTM
-QUICK_PARAMS = {'rf': dict(n_estimators=100), 'rf_spca': dict(n_estimators=100),
-                'hgb': dict(max_iter=50),
-                'bilstm': dict(epochs=5)}                  # --quick: small training budgets
-
-def _unregistered(models) -> list:
-    "Models of `models` that no module has registered with `ephys2tx.evaluation` (after loading its plugins)."
-    from ephys2tx.evaluation import list_models
-    known = set(list_models().model)
-    return [f'model {m!r} registered in ephys2tx.evaluation (registered: {sorted(known)})' for m in models if m not in known]
-
-def _eval_config(models, run:RunConfig) -> dict:
-    params = {m: dict(QUICK_PARAMS.get(m, {})) if run.quick else {} for m in models}
-    if 'bilstm' in params: params['bilstm']['device'] = run.device
-    return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
-                params=params, repeats=run.repeats, folds=run.folds, seed=run.seed)
-
 def runs_store(run:RunConfig, species:str) -> Path:
     "The store of evaluation runs that stages share: a model fitted on a fold for one stage serves every stage."
     from ephys2tx.evaluation import runs_dir     # the store of `ephys2tx evaluate`, under the run folder
     return runs_dir(Path(run.out) / '_runs', species, repeats=run.repeats, folds=run.folds, seed=run.seed)
 
-def _evaluate_models(ctx:StageContext, species):
+# %% ../nbs/08_reproduce.ipynb #99889301
+def unregistered_models(models) -> list:
+    "Models of `models` that no module has registered with `ephys2tx.evaluation` (after loading its plugins)."
+    from ephys2tx.evaluation import list_models
+    known = set(list_models().model)
+    return [f'model {m!r} registered in ephys2tx.evaluation (registered: {sorted(known)})'
+            for m in models if m not in known]
+
+# %% ../nbs/08_reproduce.ipynb #b0344638
+def evaluation_config(models, run:RunConfig, quick:dict|None=None) -> dict:
+    "Config of a stage running the protocol on `models`; `--quick`: their `quick` budgets, the stratified folds only."
+    params = {m: dict((quick or {}).get(m, {})) if run.quick else {} for m in models}
+    return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
+                params=params, repeats=run.repeats, folds=run.folds, seed=run.seed)
+
+# %% ../nbs/08_reproduce.ipynb #b12972ae
+def run_evaluation(ctx:StageContext, species):
     "The evaluation protocol (`ephys2tx.evaluation.run_experiment`) for the configured models x `species`."
     from ephys2tx.evaluation import load_task, run_experiment, write_results
     cfg, parts = ctx.config, []
@@ -395,91 +391,8 @@ def _evaluate_models(ctx:StageContext, species):
         write_results(r, ctx.dir, f'evaluate_{sp}')
         parts.append(r)
     res = pd.concat(parts, ignore_index=True)
-    res.to_parquet(ctx.dir/'results.parquet', index=False); res.to_csv(ctx.dir/'results.csv', index=False)
-
-def _models_headline(d:Path, run:RunConfig) -> pd.DataFrame:
-    r = pd.read_parquet(d/'results.parquet')
-    if 'protocol' in r.columns and (r.protocol == 'stratified').any(): r = r[r.protocol == 'stratified']
-    return pd.DataFrame([best_row(r[r.species == sp], sp) for sp in ['mouse', 'human'] if (r.species == sp).any()])
-
-def _interpret_species(cfg, run, sp):
-    "One species of the attention stage (a fan-out job)."
-    from ephys2tx.bilstm import BiLSTMClassifier, BILSTM_RECIPE, interpret_cv
-    from ephys2tx.data import load_cells
-    cells = load_cells(sp, data_dir=run.data_dir, progress=False)
-    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.seed, **BILSTM_RECIPE)
-    return interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=run.folds, n_repeats=cfg['n_repeats'],
-                        random_state=run.seed, progress=False)
-
-def _run_attention(ctx:StageContext):
-    "Held-out attention and family permutation importance of the BiLSTM, per species (`interpret_cv`), in parallel."
-    from ephys2tx.evaluation import fan_out
-    cfg, species = ctx.config, ('mouse', 'human')
-    ctx.log.info('  mouse, human: interpreting a BiLSTM over %d folds (%d epochs), %d workers', ctx.run.folds,
-                 cfg['epochs'], ctx.run.n_workers)
-    res = fan_out(_interpret_species, [(sp,) for sp in species], dict(cfg=cfg, run=ctx.run), n_workers=ctx.run.n_workers,
-                  scheduler=scheduler_for(ctx.run), progress=ctx.progress, desc='attention')
-    for sp, r in zip(species, res):
-        r['attention'].to_parquet(ctx.dir/f'attention_{sp}.parquet', index=False)
-        r['summary'].rename_axis('family').to_csv(ctx.dir/f'summary_{sp}.csv')
-        r['importance'].to_csv(ctx.dir/f'importance_{sp}.csv', index=False)
-        r['scores'].to_csv(ctx.dir/f'scores_{sp}.csv', index=False)
-
-def _transfer_scheduler(run:RunConfig):
-    "The run's shared cluster on CPU (on a GPU the experiment starts its own, since it sends a named scheduler's work to the CPU)."
-    shared = scheduler_for(run) if run.device == 'cpu' else None
-    return shared or ('sync' if run.quick else None)
-
-def _run_transfer(ctx:StageContext):
-    "The transfer experiment of `ephys2tx.transfer` on the experiment core, with its tables and figure."
-    from ephys2tx.transfer import transfer_experiment, write_tables
-    cfg = ctx.config
-    res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
-                              out=ctx.dir, scheduler=_transfer_scheduler(ctx.run),
-                              tiny=ctx.run.quick,
-                              n_workers=ctx.run.n_workers,
-                              device=ctx.run.device, progress=ctx.progress, data_dir=ctx.run.data_dir,
-                              reuse=[runs_store(ctx.run, 'human')])   # rf, hgb, logreg at size 'all': the models stage's
-    ctx.log.info('  human: %d runs fitted, %d taken over from the models stage', len(res.attrs['computed']),
-                 len(res.attrs['reused']))
-    write_tables(res, ctx.dir)
-
-def _transfer_headline(d:Path, run:RunConfig) -> pd.DataFrame:
-    "Per size (20, 80, all): the best strategy that uses mouse cells against the baseline of record, same folds."
-    from ephys2tx.transfer import headline, BASELINE
-    hl = headline(pd.read_parquet(d/'results.parquet'))
-    return pd.DataFrame([dict(result=f"transfer (n = {h['labelled human cells']})", species='human (mouse → human)',
-                              model=h['best transfer'], macro_f1=h['transfer macro-F1'],
-                              mean=float(h['transfer macro-F1'].split(' ± ')[0]), sd=float(h['transfer macro-F1'].split(' ± ')[1]),
-                              n=h['folds'], versus=f"{BASELINE} {h['human-only (best_human)']}", gain=h['gain'], p=h['p'])
-                         for h in hl.to_dict('records')])
-
-register_stage(Stage(
-    'gouwens', 'Gouwens 2020 reproduction', run=lambda ctx: _evaluate_models(ctx, ['mouse']),
-    report='gouwens.ipynb', requires=('ephys2tx.evaluation', 'ephys2tx.gouwens'), datasets=('mouse_gouwens2020',),
-    config=lambda run: _eval_config(GOUWENS_MODELS, run), check=lambda: _unregistered(GOUWENS_MODELS),
-    outputs=('results.parquet',), species='mouse'))
-register_stage(Stage(
-    'models', 'Baselines vs BiLSTM', run=lambda ctx: _evaluate_models(ctx, ['mouse', 'human']),
-    report='models.ipynb', requires=('ephys2tx.evaluation', 'ephys2tx.bilstm'),
-    datasets=('mouse_gouwens2020', 'human_leedalley2023'),
-    config=lambda run: _eval_config(MODEL_COMPARISON, run), check=lambda: _unregistered(MODEL_COMPARISON),
-    outputs=('results.parquet',), headline=_models_headline))
-register_stage(Stage(
-    'attention', 'Attention interpretation', run=_run_attention, report='attention.ipynb', requires=('ephys2tx.bilstm',),
-    datasets=('mouse_gouwens2020', 'human_leedalley2023'),
-    config=lambda run: dict(epochs=5 if run.quick else 100, n_repeats=2 if run.quick else 5, folds=run.folds,
-                            seed=run.seed, label='subclass'),
-    outputs=tuple(f'{t}_{sp}.{x}' for sp in ('mouse', 'human')
-                  for t, x in [('attention', 'parquet'), ('summary', 'csv'), ('importance', 'csv'), ('scores', 'csv')])))
-register_stage(Stage(
-    'transfer', 'Mouse → human transfer', run=_run_transfer, report='transfer.ipynb', requires=('ephys2tx.transfer',),
-    datasets=('mouse_gouwens2020', 'human_leedalley2023'),
-    config=lambda run: dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse' if run.quick else 'all',
-                            sizes='20,all' if run.quick else '10,20,40,80,160,all', repeats=run.repeats,
-                            folds=run.folds, seed=run.seed, quick=run.quick),
-    outputs=('results.parquet', 'curve.csv', 'gains.csv', 'headline.csv', 'curve.png'), species='human',
-    headline=_transfer_headline));
+    res.to_parquet(ctx.dir/'results.parquet', index=False)
+    res.to_csv(ctx.dir/'results.csv', index=False)
 
 # %% ../nbs/08_reproduce.ipynb #1877136f
 def _sha_file(p:Path) -> str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
@@ -490,52 +403,67 @@ def _read_json(p:Path) -> dict|None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError): return None
     return obj if isinstance(obj, dict) else None
 
+def _write_json(p:Path, obj):
+    tmp = p.with_suffix('.tmp')
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, p)
+
+# %% ../nbs/08_reproduce.ipynb #26205227
 def damaged_outputs(d:Path, marker:dict, outputs) -> list:
     "Outputs of a finished stage that are absent or differ from the SHA-256 its `stage.json` recorded."
     sums = marker.get('sha256') or {}
     return [o for o in outputs if not (d/o).is_file() or sums.get(o) != _sha_file(d/o)]
 
-def _write_json(p:Path, obj):
-    tmp = p.with_suffix('.tmp'); tmp.write_text(json.dumps(obj, indent=1, default=str)); os.replace(tmp, p)
-
-def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, force:bool=False,
-              log:logging.Logger|None=None, defer_report:bool=False) -> dict:
-    "Compute (unless cached) and report one stage; returns its status record (`defer_report`: the report as `rec['report_job']`)."
-    log = log or logging.getLogger('ephys2tx.reproduce')
-    out, d = Path(run.out), stage_dir(run.out, stage.name)
-    key = stage_key(stage, run); h = key_hash(key)
-    rec = dict(stage=stage.name, title=stage.title, key=h, computed=False, reported=False, seconds=0.0, report=None)
-    t0 = time.time()
+# %% ../nbs/08_reproduce.ipynb #329371fb
+def _cached(stage:Stage, d:Path, h:str, force:bool, log) -> bool:
+    "Whether `d` holds the finished outputs of key `h` (an output changed since is logged, and the stage reruns)."
     marker = _read_json(d/'stage.json')
     cached = not force and marker is not None and marker.get('key') == h
     if cached and (bad := damaged_outputs(d, marker, stage.outputs)):
         log.warning('[%s] %s absent or changed since the stage wrote it: computing the stage again',
                     stage.name, ', '.join(bad))
         cached = False
+    return cached
+
+def _compute(stage:Stage, run:RunConfig, d:Path, key:dict, h:str, progress:bool, log, t0:float):
+    "Run `stage` into `d` (cleared, unless it holds an interrupted run of key `h`), check its outputs, mark it done."
+    log.info('[%s] computing (key %s…)', stage.name, h[:12])
+    started = _read_json(d/'started.json')
+    if d.exists() and (started is None or started.get('key') != h):
+        shutil.rmtree(d)          # an older configuration's tables: never mix them with the new ones
+    elif d.exists(): log.info('[%s] resuming an interrupted run with the same key', stage.name)
+    d.mkdir(parents=True, exist_ok=True)
+    (d/'stage.json').unlink(missing_ok=True)
+    _write_json(d/'started.json', dict(key=h))
+    ctx = StageContext(stage.name, d, stage.config(run), run, progress, log)
+    try: stage.run(ctx)
+    except StageError: raise
+    except Exception as e:
+        log.debug(traceback.format_exc())
+        raise StageError(f"stage {stage.name!r} failed: {type(e).__name__}: {e}") from e
+    miss = [o for o in stage.outputs if not (d/o).is_file()]
+    if miss: raise StageError(f"stage {stage.name!r} finished without writing {', '.join(str(d/o) for o in miss)}")
+    _write_json(d/'stage.json', dict(key=h, inputs=key, outputs=list(stage.outputs), seconds=time.time() - t0,
+                                     sha256={o: _sha_file(d/o) for o in stage.outputs},
+                                     finished=_dt.datetime.now().isoformat(timespec='seconds')))
+    log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
+
+# %% ../nbs/08_reproduce.ipynb #a5b77560
+def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, force:bool=False,
+              log:logging.Logger|None=None, defer_report:bool=False) -> dict:
+    "Compute (unless cached) and report one stage; its status record (`defer_report`: the report in `report_job`)."
+    log = log or logging.getLogger('ephys2tx.reproduce')
+    d = stage_dir(run.out, stage.name)
+    key = stage_key(stage, run)
+    h = key_hash(key)
+    rec = dict(stage=stage.name, title=stage.title, key=h, computed=False, reported=False, seconds=0.0, report=None)
+    t0 = time.time()
+    cached = _cached(stage, d, h, force, log)
     if stage.run is None: log.info('[%s] no computation (report only)', stage.name)
     elif cached: log.info('[%s] cached: key %s… unchanged, outputs present; not recomputed', stage.name, h[:12])
     else:
-        log.info('[%s] computing (key %s…)', stage.name, h[:12])
-        started = _read_json(d/'started.json')
-        if d.exists() and (started is None or started.get('key') != h):
-            shutil.rmtree(d)          # an older configuration's tables: never mix them with the new ones
-        elif d.exists(): log.info('[%s] resuming an interrupted run with the same key', stage.name)
-        d.mkdir(parents=True, exist_ok=True)
-        (d/'stage.json').unlink(missing_ok=True)
-        _write_json(d/'started.json', dict(key=h))
-        ctx = StageContext(stage.name, d, stage.config(run), run, progress, log)
-        try: stage.run(ctx)
-        except StageError: raise
-        except Exception as e:
-            log.debug(traceback.format_exc())
-            raise StageError(f"stage {stage.name!r} failed: {type(e).__name__}: {e}") from e
-        miss = [o for o in stage.outputs if not (d/o).is_file()]
-        if miss: raise StageError(f"stage {stage.name!r} finished without writing {', '.join(str(d/o) for o in miss)}")
-        _write_json(d/'stage.json', dict(key=h, inputs=key, outputs=list(stage.outputs), seconds=time.time() - t0,
-                                         sha256={o: _sha_file(d/o) for o in stage.outputs},
-                                         finished=_dt.datetime.now().isoformat(timespec='seconds')))
+        _compute(stage, run, d, key, h, progress, log, t0)
         rec['computed'] = True
-        log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
     rec['seconds'] = time.time() - t0
     if stage.report:
         job = lambda: _stage_report(stage, run, h, rec, reports_dir, force, log)
@@ -548,7 +476,8 @@ def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, forc
     out, t0 = Path(run.out), time.time()
     src = Path(reports_dir or REPORTS_DIR) / stage.report
     if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
-    rdir = out/'reports'; rdir.mkdir(parents=True, exist_ok=True)
+    rdir = out/'reports'
+    rdir.mkdir(parents=True, exist_ok=True)
     dest, html_p = rdir/stage.report, (rdir/stage.report).with_suffix('.html')
     params = run.params(stage.species)
     rkey = key_hash(dict(stage=h, notebook=_sha_file(src), params=params))
@@ -569,17 +498,20 @@ def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, forc
 
 # %% ../nbs/08_reproduce.ipynb #ceb0e75b
 def headline_table(out, stages=None) -> pd.DataFrame:
-    "Headline rows (mouse, human, transfer per size) from the results tables under `out`; '—' where a stage has not run."
-    out = Path(out); stages = STAGES if stages is None else stages
+    "Headline rows (mouse, human, transfer per size) from the stages' tables under `out`; '—' where one has not run."
+    out = Path(out)
+    stages = load_stages() if stages is None else stages
     rows = {r: dict(result=r) for r in ['mouse', 'human']}
     for st in stages.values():
         d = stage_dir(out, st.name)
         if st.headline is None or not (d/'stage.json').is_file(): continue
-        for rec in st.headline(d, None).to_dict('records'): rows.setdefault(rec['result'], dict(result=rec['result'])).update(rec)
+        for rec in st.headline(d, None).to_dict('records'):
+            rows.setdefault(rec['result'], dict(result=rec['result'])).update(rec)
     cells = {r: rows[r].get('cells') for r in ['mouse', 'human']}
     if not any(k.startswith('transfer') for k in rows): rows['transfer'] = dict(result='transfer')
     for k in [k for k in rows if k.startswith('transfer')]:
-        rows[k].setdefault('cells', cells['human']); rows[k].setdefault('species', 'human')
+        rows[k].setdefault('cells', cells['human'])
+        rows[k].setdefault('species', 'human')
     t = pd.DataFrame(list(rows.values()))
     for c in ['species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n', 'versus', 'gain', 'p']:
         if c not in t.columns: t[c] = np.nan
@@ -588,57 +520,80 @@ def headline_table(out, stages=None) -> pd.DataFrame:
     for c in ['macro_f1', 'model', 'versus']: t[c] = t[c].astype(object).where(t[c].notna(), '—')
     return t[['result', 'species', 'cells', 'model', 'macro_f1', 'mean', 'sd', 'n', 'versus', 'gain', 'p']]
 
-_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}.failed{color:#b00}.skipped{color:#777}"""
+# %% ../nbs/08_reproduce.ipynb #3892c796
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}\n"
+        "table{border-collapse:collapse;margin:1rem 0}"
+        "th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}\n"
+        "th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+        ".failed{color:#b00}.skipped{color:#777}")
 
 def _table_html(df:pd.DataFrame, table_id:str, num=()) -> str:
     head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in df.columns)
-    body = ''.join('<tr>' + ''.join(f'<td class="{"num" if c in num else ""}">{html.escape("" if pd.isna(v) else str(v))}</td>'
-                                    for c, v in zip(df.columns, row)) + '</tr>' for row in df.itertuples(index=False))
+    cell = lambda c, v: f'<td class="{"num" if c in num else ""}">{html.escape("" if pd.isna(v) else str(v))}</td>'
+    body = ''.join('<tr>' + ''.join(cell(c, v) for c, v in zip(df.columns, row)) + '</tr>'
+                   for row in df.itertuples(index=False))
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+def _stage_rows(records:list) -> str:
+    "The rows of the index page's stage table: the report link (or title), status, seconds, note."
+    rows = []
+    for r in records:
+        title = html.escape(r['title'])
+        link = f'<a href="{html.escape(r["report"])}">{title}</a>' if r.get('report') else title
+        rows.append(f'<tr class="{r["status"]}"><td>{link}</td><td>{html.escape(r["status"])}</td>'
+                    f'<td class="num">{r.get("seconds", 0):.1f}</td><td>{html.escape(r.get("note", ""))}</td></tr>')
+    return ''.join(rows)
 
 def write_index(out, records:list, run:RunConfig, wall:float, error:str|None=None) -> Path:
     "Write `out/index.html` (headline table, stage table with report links) and `out/headline.csv`."
     out = Path(out)
-    head = headline_table(out); head.to_csv(out/'headline.csv', index=False)
+    head = headline_table(out)
+    head.to_csv(out/'headline.csv', index=False)
     shown = head[['result', 'species', 'cells', 'model', 'macro_f1', 'versus', 'gain', 'p']].rename(
-        columns={'macro_f1': 'macro F1 (mean ± SD)', 'versus': 'versus (same folds)', 'gain': 'gain', 'p': 'p (corrected)'})
+        columns={'macro_f1': 'macro F1 (mean ± SD)', 'versus': 'versus (same folds)', 'gain': 'gain',
+                 'p': 'p (corrected)'})
     shown['p (corrected)'] = [f'{p:.3g}' if p == p else '' for p in shown['p (corrected)'].astype(float)]
-    rows = []
-    for r in records:
-        link = f'<a href="{html.escape(r["report"])}">{html.escape(r["title"])}</a>' if r.get('report') else html.escape(r['title'])
-        rows.append(f'<tr class="{r["status"]}"><td>{link}</td><td>{html.escape(r["status"])}</td>'
-                    f'<td class="num">{r.get("seconds", 0):.1f}</td><td>{html.escape(r.get("note", ""))}</td></tr>')
     err = f'<p class="failed"><b>The run stopped:</b> {html.escape(error)}</p>' if error else ''
     params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds, seed=run.seed,
                                          device=run.device, n_workers=run.n_workers, cpus=os.cpu_count(),
                                          version=ephys2tx.__version__)))
+    folds = f'{run.repeats} repeat(s) × {run.folds} fold(s)'
+    wall_params = f'Total wall time: <span id="wall">{wall:.1f}</span> s. Parameters: <code>{params}</code>.'
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ephys2tx results</title>
 <style>{_CSS}</style></head><body><h1>ephys2tx: reproduced results</h1>{err}
-<h2>Headline</h2><p>Macro F1 over {run.repeats} repeat(s) × {run.folds} fold(s), best model per row; cells = after QC.</p>
+<h2>Headline</h2><p>Macro F1 over {folds}, best model per row; cells = after QC.</p>
 {_table_html(shown, 'headline', num=('cells', 'macro F1 (mean ± SD)'))}
 <h2>Reports</h2><table id="stages"><thead><tr><th>report</th><th>status</th><th>seconds</th><th>note</th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
-<p>Total wall time: <span id="wall">{wall:.1f}</span> s. Parameters: <code>{params}</code>. Log: <a href="run.log">run.log</a>.
+<tbody>{_stage_rows(records)}</tbody></table>
+<p>{wall_params} Log: <a href="run.log">run.log</a>.
 Written {_dt.datetime.now().isoformat(timespec='seconds')}.</p></body></html>"""
     (out/'index.html').write_text(page, encoding='utf-8')
     return out/'index.html'
 
 # %% ../nbs/08_reproduce.ipynb #e143a629
 def _logger(out:Path, echo:bool) -> logging.Logger:
-    log = logging.getLogger('ephys2tx.reproduce'); log.setLevel(logging.DEBUG); log.propagate = False
-    for h in list(log.handlers): log.removeHandler(h); h.close()
-    fh = logging.FileHandler(out/'run.log', encoding='utf-8'); fh.setLevel(logging.DEBUG)
+    log = logging.getLogger('ephys2tx.reproduce')
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    _close_handlers(log)
+    fh = logging.FileHandler(out/'run.log', encoding='utf-8')
+    fh.setLevel(logging.DEBUG)
     fh.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s', '%Y-%m-%d %H:%M:%S'))
     log.addHandler(fh)
     if echo:
-        sh = logging.StreamHandler(sys.stderr); sh.setLevel(logging.INFO); sh.setFormatter(logging.Formatter('%(message)s'))
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setLevel(logging.INFO)
+        sh.setFormatter(logging.Formatter('%(message)s'))
         log.addHandler(sh)
     return log
 
+def _close_handlers(log:logging.Logger):
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+
 def _cpu_threads(device:str, n:int|None=None) -> int|None:
-    "On CPU, use half the cores for torch (at least 1): oversubscribed threads make small nets crawl; returns the old value."
+    "On CPU, use half the cores for torch (at least 1): oversubscribed threads make small nets crawl; the old value."
     if device != 'cpu': return None
     try: import torch
     except ImportError: return None
@@ -646,6 +601,7 @@ def _cpu_threads(device:str, n:int|None=None) -> int|None:
     torch.set_num_threads(n or max(1, (os.cpu_count() or 2) // 2))
     return old
 
+# %% ../nbs/08_reproduce.ipynb #5d830125
 def _wait_reports(reports:list):
     "Wait for the deferred reports in order; the first that failed marks its stage failed and raises its `StageError`."
     first = None
@@ -653,86 +609,114 @@ def _wait_reports(reports:list):
         rec, fut = reports.pop(0)
         try: fut.result()
         except StageError as e:
-            rec.update(status='failed', note=str(e).splitlines()[0])
+            rec.update(status='failed', note=e.message.splitlines()[0])
             first = first or e
     if first is not None: raise first
 
-def select_stages(names=None) -> list[Stage]:
-    "Stages named in `names` (comma-separated or list; None = all), in registry order."
-    if names is None: return list(STAGES.values())
-    if isinstance(names, str): names = [n.strip() for n in names.split(',') if n.strip()]
-    bad = [n for n in names if n not in STAGES]
-    if bad: raise ValueError(f"unknown stage(s) {bad}; stages: {list(STAGES)}")
-    return [s for s in STAGES.values() if s.name in names]
+def _drain_reports(reports:list, error:str|None) -> str|None:
+    "Wait for the reports still running (never leave one behind); the run's error (an earlier one keeps its message)."
+    try: _wait_reports(reports)
+    except StageError as e:
+        if error is None: error = e.message
+    return error
 
-def reproduce(out='reports_out', quick:bool=False, stages=None, repeats:int|None=None, folds:int|None=None,
-              seed:int=0, device:str='auto', data_dir=None, reports_dir=None, force:bool=False, strict:bool=False,
-              progress:bool=True, echo:bool=True, n_workers:int=2) -> list[dict]:
-    "Run (or resume) the reproduce job into `out`; raises `StageError` at the first failing stage."
+def _stage_record(st:Stage, run:RunConfig, t0:float, records:list, log, strict:bool, **kw) -> dict|None:
+    "Run one stage of the job, or skip it for what it lacks (`strict`: an error); appends its status record."
+    miss = st.missing()
+    if miss:
+        msg = f"stage {st.name!r} needs {'; '.join(miss)}"
+        if strict: raise StageError(msg)
+        log.warning('[%s] skipped: %s', st.name, msg)
+        records.append(dict(stage=st.name, title=st.title, status='skipped', note=f"needs {'; '.join(miss)}"))
+        return None
+    try: rec = run_stage(st, run, log=log, defer_report=True, **kw)
+    except StageError as e:
+        records.append(dict(stage=st.name, title=st.title, status='failed', note=e.message.splitlines()[0],
+                            seconds=time.time() - t0))
+        raise
+    rec['status'] = 'computed' if rec['computed'] else ('report only' if st.run is None else 'cached')
+    rec['note'] = '' if rec['computed'] or st.run is None else 'not recomputed: inputs and config unchanged'
+    records.append(rec)
+    return rec
+
+# %% ../nbs/08_reproduce.ipynb #2ee36957
+def _close_run(run:RunConfig, records:list, wall:float, ok:bool, error:str|None, log):
+    "The end of a run, done or stopped: the index page and results.md, the wall time in the log, the log closed."
+    outp = Path(run.out)
+    if not ok and error is None: error = 'interrupted (an unexpected error; see the traceback)'
+    idx = write_index(outp, records, run, wall, error)
+    write_results_markdown(outp)
+    log.info('index: %s', idx)
+    log.info('total wall time %.1f s (%s)', wall, 'done' if ok else 'stopped at a failure; rerun to resume')
+    _close_handlers(log)
+
+def _run_stages(todo:list, run:RunConfig, t0:float, log, progress:bool, **kw) -> list[dict]:
+    "Run the stages `todo` in order (each report in the background while the next stage computes); their records."
     from tqdm.auto import tqdm
-    run = RunConfig(out=out, quick=quick, repeats=repeats, folds=folds, seed=seed, device=device, data_dir=data_dir,
-                    n_workers=n_workers)
-    outp = Path(run.out); outp.mkdir(parents=True, exist_ok=True)
-    log = _logger(outp, echo)
-    todo = select_stages(stages)
-    t0 = time.time()
-    log.info('=== ephys2tx %s reproduce into %s (quick=%s, repeats=%d, folds=%d, seed=%d, device=%s); stages: %s',
-             ephys2tx.__version__, outp, run.quick, run.repeats, run.folds, run.seed, run.device,
-             ', '.join(s.name for s in todo))
     records, error, ok = [], None, False
-    threads = _cpu_threads(run.device)
     bar = tqdm(todo, desc='reproduce', unit='stage', disable=not progress)
     _SHARED[run.out] = SharedCluster(run.n_workers)
     pool, reports = ThreadPoolExecutor(1, thread_name_prefix='report'), []   # reports overlap the next stage's fits
     try:
         for st in bar:
             bar.set_postfix_str(st.name)
-            miss = st.missing()
-            if miss:
-                msg = f"stage {st.name!r} needs {'; '.join(miss)}"
-                if strict: raise StageError(msg)
-                log.warning('[%s] skipped: %s', st.name, msg)
-                records.append(dict(stage=st.name, title=st.title, status='skipped', note=f"needs {'; '.join(miss)}"))
-                continue
-            try: rec = run_stage(st, run, reports_dir=reports_dir, progress=progress, force=force, log=log,
-                                 defer_report=True)
-            except StageError as e:
-                records.append(dict(stage=st.name, title=st.title, status='failed', note=str(e).splitlines()[0],
-                                    seconds=time.time() - t0)); raise
-            rec['status'] = 'computed' if rec['computed'] else ('report only' if st.run is None else 'cached')
-            rec['note'] = '' if rec['computed'] or st.run is None else 'not recomputed: inputs and config unchanged'
-            records.append(rec)
-            if 'report_job' in rec: reports.append((rec, pool.submit(rec.pop('report_job'))))
+            rec = _stage_record(st, run, t0, records, log, progress=progress, **kw)
+            if rec is not None and 'report_job' in rec: reports.append((rec, pool.submit(rec.pop('report_job'))))
         _wait_reports(reports)
         ok = True
     except StageError as e:
-        error = str(e); log.error('FAILED: %s', e); raise
+        error = e.message
+        log.error('FAILED: %s', error)
+        raise
     finally:
         bar.close()
-        try: _wait_reports(reports)                 # never leave a report running; an earlier error keeps the message
-        except StageError as e:
-            if error is None: error = str(e)
+        error = _drain_reports(reports, error)   # never leave a report running; an earlier error keeps the message
         pool.shutdown()
         _SHARED.pop(run.out).close()
-        wall = time.time() - t0
-        if not ok and error is None: error = 'interrupted (an unexpected error; see the traceback)'
-        idx = write_index(outp, records, run, wall, error)
-        write_results_markdown(outp)
-        log.info('index: %s', idx)
-        log.info('total wall time %.1f s (%s)', wall, 'done' if ok else 'stopped at a failure; rerun to resume')
-        for h in list(log.handlers): log.removeHandler(h); h.close()
-        _cpu_threads(run.device, threads)
+        _close_run(run, records, time.time() - t0, ok, error, log)
     return records
 
+# %% ../nbs/08_reproduce.ipynb #ef9e572c
+def reproduce(out='reports_out', # run folder: results tables, reports, index.html, run.log
+              quick:bool=False, # small settings for a fast check (minutes on a CPU)
+              stages=None, # comma-separated subset of the stages (default: all)
+              repeats:int|None=None, # CV repeats (default 1 with --quick, else 5)
+              folds:int|None=None, # CV folds (default 3 with --quick, else 5)
+              seed:int=0, # seed of the folds, subsamples and models
+              device:str='auto', # 'auto' (GPU if torch sees one), 'cpu' or 'cuda'
+              data_dir=None, # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+              reports_dir=None, # folder of the report notebooks (default: the package's, `REPORTS_DIR`)
+              force:bool=False, # recompute every selected stage, ignoring the cache
+              strict:bool=False, # fail instead of skipping stages whose modules are missing
+              progress:bool=True, # progress bars
+              echo:bool=True, # log to the terminal too (always to run.log)
+              n_workers:int=2, # worker processes the stages fan their fits out to
+             ) -> list[dict]:
+    "Run (or resume) the reproduce job into `out`; raises `StageError` at the first failing stage."
+    run = RunConfig(out=out, quick=quick, repeats=repeats, folds=folds, seed=seed, device=device, data_dir=data_dir,
+                    n_workers=n_workers)
+    outp = Path(run.out)
+    outp.mkdir(parents=True, exist_ok=True)
+    log = _logger(outp, echo)
+    todo = select_stages(stages)
+    t0 = time.time()
+    log.info('=== ephys2tx %s reproduce into %s (quick=%s, repeats=%d, folds=%d, seed=%d, device=%s); stages: %s',
+             ephys2tx.__version__, outp, run.quick, run.repeats, run.folds, run.seed, run.device,
+             ', '.join(s.name for s in todo))
+    threads = _cpu_threads(run.device)
+    try: return _run_stages(todo, run, t0, log, progress, strict=strict, reports_dir=reports_dir, force=force)
+    finally: _cpu_threads(run.device, threads)
+
 # %% ../nbs/08_reproduce.ipynb #18d307bd
+_HEADLINE_HEAD = ['| result | species | cells (after QC) | best model | macro F1 (mean ± SD) | versus (same folds) '
+                  '| gain | p | folds |', '|---|---|---:|---|---:|---|---:|---:|---:|']
+
 def headline_markdown(out='reports_out') -> str:
     "The headline table of the run in `out` as Markdown (a note to run `make reproduce` if there is none)."
     p = Path(out) / 'headline.csv'
     if not p.is_file(): return f"*No results yet: run `make reproduce` (it writes `{p.name}` into the run folder).*"
-    t = pd.read_csv(p)
-    lines = ['| result | species | cells (after QC) | best model | macro F1 (mean ± SD) | versus (same folds) | gain | p | folds |',
-             '|---|---|---:|---|---:|---|---:|---:|---:|']
-    for r in t.itertuples():
+    lines = list(_HEADLINE_HEAD)
+    for r in pd.read_csv(p).itertuples():
         cells = '' if pd.isna(r.cells) else f'{int(r.cells):,}'
         n = '' if pd.isna(r.n) else f'{int(r.n)}'
         vs = '' if pd.isna(getattr(r, 'versus', np.nan)) or getattr(r, 'versus', '—') == '—' else r.versus
@@ -741,6 +725,7 @@ def headline_markdown(out='reports_out') -> str:
         lines.append(f'| {r.result} | {r.species} | {cells} | {r.model} | {r.macro_f1} | {vs} | {gain} | {p} | {n} |')
     return '\n'.join(lines)
 
+# %% ../nbs/08_reproduce.ipynb #180ff4de
 def refresh_docs_index(out='reports_out', nb=None) -> bool:
     "Re-execute the docs index notebook so its headline shows `out/headline.csv`; False (untouched) if none."
     from execnb.nbio import read_nb, write_nb
@@ -752,8 +737,8 @@ def refresh_docs_index(out='reports_out', nb=None) -> bool:
     os.environ['EPHYS2TX_RESULTS'] = str(out)
     try:
         os.chdir(nb.parent)
-        n = read_nb(nb); sh = CaptureShell()
-        sh.run_all(n, exc_stop=True)
+        n = read_nb(nb)
+        CaptureShell().run_all(n, exc_stop=True)
         write_nb(n, nb)
     finally:
         os.chdir(old_cwd)
@@ -762,141 +747,56 @@ def refresh_docs_index(out='reports_out', nb=None) -> bool:
     return True
 
 # %% ../nbs/08_reproduce.ipynb #964db644
-def _md_table(df:pd.DataFrame) -> str:
+def md_table(df:pd.DataFrame) -> str:
     "A DataFrame as a Markdown table (index dropped; NaN as blank)."
     cols = [str(c) for c in df.columns]
     rows = [['' if (isinstance(v, float) and np.isnan(v)) else str(v) for v in r] for r in df.itertuples(index=False)]
-    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] + ['| ' + ' | '.join(r) + ' |' for r in rows])
+    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)] +
+                     ['| ' + ' | '.join(r) + ' |' for r in rows])
 
-def _gain(r) -> str: return f"{r.mean_diff:+.3f} (p={r.p:.2g})"
-
-def _gains_table(path:Path, order=()) -> str:
-    "A gains file (size, model, versus, mean_diff, p, ...) as one row per model (in `order` first) and one column per size."
-    g = pd.read_csv(path, dtype={'size': str})
-    g['cell'] = [_gain(r) for r in g.itertuples()]
-    t = g.pivot(index='model', columns='size', values='cell')
-    sizes = list(dict.fromkeys(g['size']))
-    models = [m for m in order if m in set(g['model'])] + [m for m in dict.fromkeys(g['model']) if m not in set(order)]
-    t = t.reindex(index=models, columns=sizes)
-    t.columns = [f'n = {c}' for c in t.columns]
-    return _md_table(t.rename_axis('strategy').reset_index().assign(strategy=lambda x: '`' + x.strategy + '`'))
-
-def _models_md(d:Path, sp:str) -> list:
-    from ephys2tx.evaluation import compare_all
-    out = []
-    s = d/f'evaluate_{sp}_summary.csv'
-    if s.is_file(): out += [f'**{sp}**: mean ± SD over the repeats × folds of each protocol', '', _md_table(pd.read_csv(s)), '']
-    if (d/'results.parquet').is_file():
-        r = pd.read_parquet(d/'results.parquet')
-        r = r[(r['species'] == sp) & (r['protocol'] == 'stratified')]
-        if 'rf' in set(r['model']) and r['model'].nunique() > 1:
-            c = compare_all(r, 'rf')
-            t = pd.DataFrame({'model': c['model'], 'macro-F1': [f'{v:.3f}' for v in c.mean_a],
-                              'rf': [f'{v:.3f}' for v in c.mean_b], 'difference': [f'{v:+.3f}' for v in c.mean_diff],
-                              'corrected p': [f'{v:.2g}' for v in c.p],
-                              '95% CI': [f'[{a:+.3f}, {b:+.3f}]' for a, b in zip(c.ci_low, c.ci_high)],
-                              'folds': c.n_pairs})
-            out += [f'Paired against `rf` on the same stratified folds ({sp}; corrected resampled t-test, bootstrap CI):',
-                    '', _md_table(t), '']
-    return out
-
-def _attention_md(d:Path, sp:str) -> list:
-    from scipy.stats import spearmanr
-    s, sc = d/f'summary_{sp}.csv', d/f'scores_{sp}.csv'
-    if not s.is_file(): return []
-    t = pd.read_csv(s).sort_values('importance', ascending=False)
-    head = f'**{sp}**'
-    if sc.is_file():
-        f1 = pd.read_csv(sc)['macro_f1']
-        head += f' (held-out macro-F1 {f1.mean():.3f} ± {f1.std():.3f} over {len(f1)} folds'
-        if 'attention' in t: head += f'; Spearman(attention, importance) = {spearmanr(t.attention, t.importance).statistic:.2f}'
-        head += ')'
-    tab = pd.DataFrame({'family': t.family, 'mean attention': [f'{v:.3f}' for v in t.get('attention', np.nan)],
-                        'permutation importance (macro-F1 drop ± SD)': [f'{a:.3f} ± {b:.3f}' for a, b in zip(t.importance, t.importance_sd)]})
-    return [head, '', _md_table(tab), '']
+# %% ../nbs/08_reproduce.ipynb #f392b2d8
+def _stage_markdown(stage:Stage, out:Path) -> list:
+    "A stage's part of results.md, its tables rendered (none if the stage has no part)."
+    if stage.markdown is None: return []
+    return [md_table(p) if isinstance(p, pd.DataFrame) else p for p in stage.markdown(stage_dir(out, stage.name))]
 
 def results_markdown(out='reports_out') -> str:
     "Every stage's tables of the run in `out` as Markdown, read from the files the stages wrote."
-    o = Path(out); parts = [f'# Results of `{o.name}`', '']
-    d = o/'data'
-    if (d/'class_counts.csv').is_file():
-        c = pd.read_csv(d/'class_counts.csv')
-        parts += ['## Cells after QC', '', _md_table(c), '']
-        if (d/'qc_report.csv').is_file():
-            q = pd.read_csv(d/'qc_report.csv')
-            for sp, g in q.groupby('species', sort=False):
-                g = g[g['cells dropped'] > 0]
-                parts.append(f"Dropped ({sp}): " + '; '.join(f"{r.reason} {r._3}" for r in g.itertuples()) + '.')
-            parts.append('')
-        if (d/'dropped.csv').is_file():
-            imp = pd.read_csv(d/'dropped.csv').query("reason == 'impossible value'")
-            if len(imp): parts += ['Impossible values:', '', _md_table(imp[['species', 'specimen_id', 'subclass', 'detail']]), '']
+    o = Path(out)
+    parts = [f'# Results of `{o.name}`', '']
+    stages = list(load_stages().values())
+    for st in stages[:1]: parts += _stage_markdown(st, o)     # the cells the headline numbers are about
     if (o/'headline.csv').is_file(): parts += ['## Headline', '', headline_markdown(o), '']
-    d = o/'models'
-    if d.is_dir():
-        parts += ['## Models', '']
-        for sp in ('mouse', 'human'): parts += _models_md(d, sp)
-    d = o/'attention'
-    if d.is_dir():
-        parts += ['## Attention and permutation importance', '']
-        for sp in ('mouse', 'human'): parts += _attention_md(d, sp)
-    d = o/'transfer'
-    if (d/'curve.csv').is_file():
-        cur = pd.read_csv(d/'curve.csv')
-        cur.columns = ['strategy'] + [f'n = {c}' for c in cur.columns[1:]]
-        parts += ['## Mouse → human transfer', '', 'Macro-F1 against the number of labelled human cells (mean ± SD over the folds):',
-                  '', _md_table(cur.assign(strategy='`' + cur.strategy + '`')), '']
-        cur = pd.read_csv(d/'curve.csv').rename(columns={'model': 'strategy'})
-        if (d/'headline.csv').is_file():
-            h = pd.read_csv(d/'headline.csv')
-            for c in ('gain', 'gain vs strongest'): h[c] = [f'{v:+.3f}' for v in h[c]]
-            for c in ('p', 'p vs strongest'): h[c] = [f'{v:.2g}' for v in h[c]]
-            parts += ['Headline (the baseline of record against the best strategy that uses mouse cells, same folds):', '',
-                      _md_table(h), '']
-        for f, what in [('gains.csv', 'Paired gains over the baseline of record `best_human`'),
-                        ('gains_same_arch.csv', 'Against the same-architecture human-only network `nn_human`'),
-                        ('gains_semi.csv', 'The labelled + unlabelled setting against its human-only baseline `selftrain`')]:
-            if (d/f).is_file(): parts += [f'{what} (mean difference, corrected p):', '', _gains_table(d/f, list(cur.strategy)), '']
+    for st in stages[1:]: parts += _stage_markdown(st, o)
     return '\n'.join(parts).rstrip() + '\n'
 
+# %% ../nbs/08_reproduce.ipynb #2cd88d6d
 def write_results_markdown(out='reports_out') -> Path:
     "Write `results_markdown(out)` to `out/results.md`."
-    p = Path(out)/'results.md'; p.write_text(results_markdown(out), encoding='utf-8')
+    p = Path(out)/'results.md'
+    p.write_text(results_markdown(out), encoding='utf-8')
     return p
 
 # %% ../nbs/08_reproduce.ipynb #2f92193a
+REPRODUCE_OPTIONS = ['out', 'quick', 'stages', 'repeats', 'folds', 'seed', 'device', 'n_workers', 'reports_dir',
+                     'force', 'strict', 'progress']   # the parameters of `reproduce` that are options of the command
+
 def register_cli(sub):
     "Add the `reproduce` command to an argparse subparsers object."
     p = sub.add_parser('reproduce', help='run the experiments (cached) and write the HTML reports with an index')
-    p.add_argument('--out', default='reports_out', help='run folder: results tables, reports, index.html, run.log')
-    p.add_argument('--quick', action='store_true', help='small settings for a fast check (minutes on a CPU)')
-    p.add_argument('--stages', default=None, help=f'comma-separated subset of: {",".join(STAGES)}')
-    p.add_argument('--repeats', type=int, default=None, help='CV repeats (default 1 with --quick, else 5)')
-    p.add_argument('--folds', type=int, default=None, help='CV folds (default 3 with --quick, else 5)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--device', default='auto', help="'auto' (GPU if torch sees one), 'cpu' or 'cuda'")
-    p.add_argument('--n-workers', type=int, default=2, help='worker processes the stages fan their fits out to')
-    p.add_argument('--reports-dir', default=None, help=f'folder of the report notebooks (default {REPORTS_DIR})')
-    p.add_argument('--force', action='store_true', help='recompute every selected stage, ignoring the cache')
-    p.add_argument('--strict', action='store_true', help='fail instead of skipping stages whose modules are missing')
-    p.add_argument('--no-progress', action='store_true')
+    options_from(p, reproduce, REPRODUCE_OPTIONS,
+                 stages=dict(help=f'comma-separated subset of: {",".join(load_stages())}'),
+                 progress=dict(help='no progress bars'))
     p.add_argument('--summarize', action='store_true',
                    help='only write OUT/results.md (every table as Markdown) from the run folder; compute nothing')
     p.set_defaults(func=_cli_reproduce)
 
 def _cli_reproduce(args):
     if args.summarize:
-        if not Path(args.out).is_dir(): raise DataError(f"{args.out}: no run folder (run `ephys2tx reproduce --out {args.out}` first)")
-        print(write_results_markdown(args.out)); return 0
-    try:
-        recs = reproduce(out=args.out, quick=args.quick, stages=args.stages, repeats=args.repeats, folds=args.folds,
-                         seed=args.seed, device=args.device, data_dir=args.data_dir, reports_dir=args.reports_dir,
-                         force=args.force, strict=args.strict, progress=not args.no_progress, n_workers=args.n_workers)
-    except StageError as e:
-        print(f'ephys2tx: error: {e}\n(finished stages are kept; fix the problem and rerun to resume)', file=sys.stderr)
-        return 1
-    except ValueError as e:
-        if isinstance(e, DataError): raise
-        print(f'ephys2tx: error: {e}', file=sys.stderr); return 2
+        if not Path(args.out).is_dir():
+            raise DataError(f"{args.out}: no run folder (run `ephys2tx reproduce --out {args.out}` first)")
+        print(write_results_markdown(args.out))
+        return 0
+    reproduce(**{n: getattr(args, n) for n in REPRODUCE_OPTIONS}, data_dir=args.data_dir)
     print(f"reports: {Path(args.out).resolve()/'index.html'}")
     return 0

@@ -31,6 +31,7 @@ def cell_params(cell:str='fast', jitter:float=0.0, seed:int=0) -> dict:
     return {k: (v * rng.uniform(1 - jitter, 1 + jitter) if v > 0 and k not in ('t_ref',) else v)
             for k, v in CELL_PARAMS[cell].items()}
 
+# %% ../nbs/11_synthetic.ipynb #4419360b
 def _adex_rows(I, P, dt, out):
     "Forward-Euler AdEx, row by row (scalar loop; compiled by numba when available). P: (n, 12) parameters."
     n, T = I.shape
@@ -41,14 +42,18 @@ def _adex_rows(I, P, dt, out):
         for k in range(T):
             if ts < tref:                      # inside a spike: stereotyped repolarization from the peak
                 w = w + dt * (a * (V - EL) - w) / tw
-                V = Vr + (Vp - Vr) * np.exp(-ts / tap); ts += dt
+                V = Vr + (Vp - Vr) * np.exp(-ts / tap)
+                ts += dt
             else:
                 x = (V - VT) / DT
                 dV = (-gL * (V - EL) + gL * DT * np.exp(x if x < 20.0 else 20.0) - w + I[r, k]) / C
                 w = w + dt * (a * (V - EL) - w) / tw
-                V = V + dt * dV; ts += dt
+                V = V + dt * dV
+                ts += dt
                 if V >= 0.0:                   # spike: jump to the peak, increment adaptation
-                    V = Vp; w += b; ts = 0.0
+                    V = Vp
+                    w += b
+                    ts = 0.0
             out[r, k] = V
 
 try:
@@ -62,7 +67,8 @@ PARAM_ORDER = ['C', 'gL', 'EL', 'VT', 'DT', 'a', 'tau_w', 'b', 'Vr', 'Vpeak', 't
 def simulate_adex(I, params, fs:float=FS, noise:float=0.05, seed:int=0) -> np.ndarray:
     """Membrane potential (mV, float32) of AdEx neurons for currents `I` (pA, shape (n, T)).
     `params`: dict of scalars, or of arrays of shape (n,) (one parameter set per row)."""
-    I = np.ascontiguousarray(np.atleast_2d(np.asarray(I, float))); n, T = I.shape
+    I = np.ascontiguousarray(np.atleast_2d(np.asarray(I, float)))
+    n, T = I.shape
     P = np.stack([np.broadcast_to(np.asarray(params[k], float), (n,)) for k in PARAM_ORDER], axis=1).copy()
     out = np.empty((n, T), np.float64)
     _adex_kernel(I, P, 1000. / fs, out)
@@ -75,12 +81,15 @@ LS_AMPS = np.r_[np.arange(-90., 0., 20.), np.arange(70., 331., 20.)]
 SS_AMPS = np.array([800., 1200., 1600., 2400.])
 
 def _sweep(dur, start, wave, fs=FS, test_pulse=-50.):
-    I = np.zeros(int(round(dur * fs))); I[int(0.02 * fs):int(0.03 * fs)] = test_pulse
-    s = int(round(start * fs)); I[s:s + len(wave)] = wave
+    I = np.zeros(int(round(dur * fs)))
+    I[int(0.02 * fs):int(0.03 * fs)] = test_pulse
+    s = int(round(start * fs))
+    I[s:s + len(wave)] = wave
     return I
 
 def protocol_currents(protocol:str, fs:float=FS, amps=None) -> tuple:
-    "(stimulus code, currents (n_sweeps, T) in pA) of 'long_square', 'short_square_coarse', 'ramp' or a fine short square at `amps`."
+    """(stimulus code, currents (n_sweeps, T) in pA) of 'long_square', 'short_square_coarse', 'ramp' or a fine
+    short square at `amps`."""
     if protocol == 'long_square':
         return STIM_CODES[protocol], np.stack([_sweep(1.5, 0.25, np.full(int(fs), a), fs) for a in LS_AMPS])
     if protocol in ('short_square_coarse', 'short_square_fine'):
@@ -99,7 +108,8 @@ def _nwb_with_sweep_table(description, identifier, session_id, subject_id, speci
                   session_start_time=datetime(2020, 1, 1, tzinfo=timezone.utc),
                   subject=Subject(subject_id=str(subject_id), species=species))
     st = SweepTable.__new__(SweepTable, parent=nwb, in_construct_mode=True)
-    st.__init__(name='sweep_table'); st._in_construct_mode = False
+    st.__init__(name='sweep_table')
+    st._in_construct_mode = False
     nwb.sweep_table = st
     return nwb
 
@@ -109,9 +119,10 @@ def _add_sweeps(nwb, electrode, sweeps, fs=FS):
     for k, (code, i, v) in enumerate(sweeps):
         kw = dict(rate=float(fs), starting_time=0., sweep_number=np.uint32(k), electrode=electrode, gain=1.,
                   stimulus_description=code)
-        nwb.add_stimulus(CurrentClampStimulusSeries(name=f'stimulus_{k:03d}', data=(np.asarray(i) * 1e-12).astype('float32'),
+        amperes, volts = (np.asarray(i) * 1e-12).astype('float32'), (np.asarray(v) * 1e-3).astype('float32')
+        nwb.add_stimulus(CurrentClampStimulusSeries(name=f'stimulus_{k:03d}', data=amperes,
                                                     unit='amperes', **kw), use_sweep_table=True)
-        nwb.add_acquisition(CurrentClampSeries(name=f'data_{k:03d}', data=(np.asarray(v) * 1e-3).astype('float32'),
+        nwb.add_acquisition(CurrentClampSeries(name=f'data_{k:03d}', data=volts,
                                                unit='volts', bias_current=0., bridge_balance=0.,
                                                capacitance_compensation=0., **kw), use_sweep_table=True)
 
@@ -128,7 +139,8 @@ def simulate_cells(cells, seeds=None, jitter:float=0.0, protocols=('long_square'
     P = [cell_params(c, jitter, s) for c, s in zip(cells, seeds)]
     out = [[] for _ in cells]
     def run(code, I):   # simulate currents I (n_sweeps, T) for every cell together
-        n = len(I); rows = np.concatenate([I] * len(cells))
+        n = len(I)
+        rows = np.concatenate([I] * len(cells))
         prm = {k: np.repeat([p[k] for p in P], n) for k in P[0]}
         V = simulate_adex(rows, prm, fs, noise, seed=int(seeds[0]) + len(I[0]))
         return [V[j * n:(j + 1) * n] for j in range(len(cells))]
@@ -151,11 +163,13 @@ def simulate_cells(cells, seeds=None, jitter:float=0.0, protocols=('long_square'
         else: raise ValueError(f"unknown protocol {prot!r}; choose from long_square, short_square, ramp")
     return out
 
+# %% ../nbs/11_synthetic.ipynb #827d8d2a
 def write_sweeps_nwb(path, sweeps, subject_id='1', session_id='1', description='', species='Mus musculus',
                      fs:float=FS) -> Path:
     "Write [(code, I pA, V mV), ...] sweeps to an NWB 2 file that IPFX reads."
     from pynwb import NWBHDF5IO
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     nwb = _nwb_with_sweep_table(description or 'synthetic recording', f'{subject_id}-{session_id}', session_id,
                                 subject_id, species)
     dev = nwb.create_device(name='amplifier')
@@ -166,6 +180,7 @@ def write_sweeps_nwb(path, sweeps, subject_id='1', session_id='1', description='
         with NWBHDF5IO(str(path), 'w') as io: io.write(nwb)
     return path
 
+# %% ../nbs/11_synthetic.ipynb #5e6bd773
 def write_synthetic_nwb(path, cell:str='fast', seed:int=0, jitter:float=0.0,
                         protocols=('long_square', 'short_square', 'ramp'), subject_id=None, session_id=None,
                         noise:float=0.05) -> Path:
@@ -174,11 +189,13 @@ def write_synthetic_nwb(path, cell:str='fast', seed:int=0, jitter:float=0.0,
     return write_sweeps_nwb(path, sweeps, subject_id or f'{cell}{seed}', session_id or str(1000 + seed),
                             description=f'synthetic {cell} cell, seed {seed}')
 
+# %% ../nbs/11_synthetic.ipynb #7e0e01b7
 def write_synthetic_cohort(folder, n_per_class:int=2, jitter:float=0.1, seed:int=0,
                            protocols=('long_square', 'short_square', 'ramp')) -> pd.DataFrame:
     """Write `n_per_class` fast and adapting cells (simulated together) as DANDI-named files in `folder`;
     returns the manifest (file, path, subject_id, session_id, cell)."""
-    folder = Path(folder); cells = ['fast'] * n_per_class + ['adapting'] * n_per_class
+    folder = Path(folder)
+    cells = ['fast'] * n_per_class + ['adapting'] * n_per_class
     seeds = [seed + k for k in range(len(cells))]
     rows = []
     for c, s, sw in zip(cells, seeds, simulate_cells(cells, seeds, jitter, protocols)):

@@ -16,38 +16,28 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
 __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
-           'SAME_ARCH', 'SEMI_BASELINE', 'TINY', 'source_cells', 'species_transform', 'TransferNet', 'pretrain_key',
-           'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV',
-           'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'register_strategy',
-           'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of', 'plot_curve',
-           'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'register_cli',
-           'write_tables']
+           'SAME_ARCH', 'SEMI_BASELINE', 'TINY', 'TRANSFER_QUICK', 'GAINS_FILES', 'species_transform', 'TransferNet',
+           'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN',
+           'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse',
+           'register_strategy', 'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of',
+           'plot_curve', 'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'write_tables',
+           'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
-from .data import LABEL4, DataError, META_COLS, load_cells, sha256sum
-from .features import ALIGN_RULES, FamilyTransform, FlatFeatures, get_schema, schema_features, to_aligned
-from .bilstm import BILSTM_RECIPE, FamilySeqNet, NET_DEFAULTS, TrainTask, check_families, resolve_device, train_net
-from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model, run_experiment,
-                                 summarize, sizes_list)
+from .cli import options_from
+from .data import DataError, sha256sum
+from .schema import ALIGN_RULES, LABEL4, get_schema, schema_features
+from .features import FamilyTransform, FlatFeatures, source_cells
+from .nets import FamilySeqNet, check_families
+from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
+from .bilstm import BILSTM_RECIPE, MODELS_CODE
+from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model,
+                                 run_experiment, summarize, sizes_list)
+from .reproduce import Stage, register_stage, runs_store, scheduler_for
 
 # %% ../nbs/06_transfer.ipynb #dfd3501d
 SHARED = [r.name for r in ALIGN_RULES]
 HUMAN_FEATURES = [f.name for f in schema_features('human')]
-
-def source_cells(data_dir=None, mouse:pd.DataFrame|None=None) -> pd.DataFrame:
-    "QC-passed mouse cells in the human feature space: the aligned features, NaN for the human-only ones."
-    mouse = load_cells('mouse', data_dir=data_dir, progress=False) if mouse is None else mouse
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)
-        al = to_aligned(mouse).reset_index(drop=True)
-    bad = sorted(set(al['label4'].dropna()) - set(LABEL4))
-    if bad or al['label4'].isna().any():
-        raise DataError(f"mouse aligned table: column 'label4' has values outside {LABEL4}: {bad or 'NaN'}")
-    out = al[[c for c in META_COLS if c in al.columns]].copy()
-    feats = pd.DataFrame({c: al[c] if c in al.columns else np.nan for c in HUMAN_FEATURES}, index=al.index)
-    out = pd.concat([out, feats.astype(float)], axis=1)
-    out.attrs.update(schema='human', species='mouse')
-    return out
 
 # %% ../nbs/06_transfer.ipynb #4bbd19f2
 def species_transform(*tables) -> FamilyTransform:
@@ -64,7 +54,9 @@ def _tensors(ft:FamilyTransform, X:pd.DataFrame):
 # %% ../nbs/06_transfer.ipynb #fe5b7d1b
 class _GradReverse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, lam): ctx.lam = lam; return x.view_as(x)
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
     @staticmethod
     def backward(ctx, g): return -ctx.lam * g, None
 
@@ -104,6 +96,7 @@ def pretrain_key(source:pd.DataFrame, settings:dict, seed:int) -> str:
     h.update(json.dumps([{k: settings[k] for k in PRETRAIN_KEYS}, int(seed)], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
+# %% ../nbs/06_transfer.ipynb #28b807ff
 def _pretrain(source, settings, seed, device):
     from sklearn.model_selection import train_test_split
     ft = species_transform(source)
@@ -115,14 +108,19 @@ def _pretrain(source, settings, seed, device):
     mk = lambda r: TrainTask.of(T.values[r], T.obs_mask[r], T.fam_mask[r], y[r], head='mouse', device=device)
     h = train_net(net, mk(tr), mk(va), epochs=settings['pretrain_epochs'], batch_size=settings['batch_size'],
                   lr=settings['lr'], weight_decay=settings['weight_decay'], patience=10, device=device, seed=seed)
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, list(T.widths), int(h.loc[h.best, 'epoch'].iloc[0])
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return state, list(T.widths), int(h.loc[h.best, 'epoch'].iloc[0])
 
 def _save_pretrained(pt:dict, path:Path):
     "Write the cache: tensors in `path` (read back with weights_only), its SHA-256 and the key beside it (.json)."
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f'.tmp{os.getpid()}'); torch.save(pt, tmp); os.replace(tmp, path)
+    tmp = path.with_suffix(f'.tmp{os.getpid()}')
+    torch.save(pt, tmp)
+    os.replace(tmp, path)
     side = dict(key=pt['key'], sha256=sha256sum(path), widths=pt['widths'], best_epoch=pt['best_epoch'])
-    tmp = path.with_suffix(f'.jtmp{os.getpid()}'); tmp.write_text(json.dumps(side)); os.replace(tmp, path.with_suffix('.json'))
+    tmp = path.with_suffix(f'.jtmp{os.getpid()}')
+    tmp.write_text(json.dumps(side))
+    os.replace(tmp, path.with_suffix('.json'))
 
 def _load_pretrained(path:Path, key:str) -> dict:
     "The cached pretraining at `path` if its checksum and key hold; a damaged or changed cache is an error."
@@ -140,7 +138,8 @@ def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, dev
     if key not in _MEMO and path is not None and path.is_file():
         try: _MEMO[key] = _load_pretrained(path, key)
         except Exception as e:
-            warnings.warn(f"{path}: pretraining cache not used ({e}); training again"); path.unlink()
+            warnings.warn(f"{path}: pretraining cache not used ({e}); training again")
+            path.unlink()
     if key not in _MEMO:
         t0 = time.time()
         state, widths, best = _pretrain(source, settings, seed, resolve_device(device))
@@ -156,6 +155,7 @@ _RATE = BILSTM_RECIPE['lr'] / NET_DEFAULTS['lr']
 TRANSFER_RECIPE = dict(hidden=BILSTM_RECIPE['hidden'], batch_size=BILSTM_RECIPE['batch_size'], lr=BILSTM_RECIPE['lr'],
                        finetune_lr=EARLIER_TRANSFER_RECIPE['finetune_lr'] * _RATE)
 
+# %% ../nbs/06_transfer.ipynb #2874f942
 class NetStrategy(ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
     needs_pretraining = True
@@ -167,7 +167,8 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
                  cache_dir=None, device='auto', random_state:int=0):
         self.epochs, self.warmup_epochs, self.lr, self.finetune_lr = epochs, warmup_epochs, lr, finetune_lr
         self.batch_size, self.weight_decay, self.token_dim, self.hidden = batch_size, weight_decay, token_dim, hidden
-        self.attn_dim, self.dropout, self.pretrain_epochs, self.pretrain_seed = attn_dim, dropout, pretrain_epochs, pretrain_seed
+        self.attn_dim, self.dropout = attn_dim, dropout
+        self.pretrain_epochs, self.pretrain_seed = pretrain_epochs, pretrain_seed
         self.source_weight, self.adv_weight, self.cache_dir = source_weight, adv_weight, cache_dir
         self.device, self.random_state = device, random_state
 
@@ -176,7 +177,8 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
 
     def _task(self, T, y=None, head='human', weight=1.0) -> TrainTask:
         yi = None if y is None else pd.Categorical(np.asarray(y), categories=LABEL4).codes
-        if yi is not None and (yi < 0).any(): raise ValueError(f"labels outside {LABEL4}: {sorted(set(y) - set(LABEL4))}")
+        if yi is not None and (yi < 0).any():
+            raise ValueError(f"labels outside {LABEL4}: {sorted(set(y) - set(LABEL4))}")
         return TrainTask.of(T.values, T.obs_mask, T.fam_mask, yi, head=head, weight=weight, device=self._dev())
 
     def _train(self, tasks, params, epochs, lr, aux_loss=None):
@@ -185,10 +187,13 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
                          params=params, aux_loss=aux_loss)
 
     def _pretrained_net(self, source):
-        if source is None: raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
+        if source is None:
+            raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
         pt = pretrain(source, self._settings(), self.pretrain_seed, self.cache_dir, self.device)
-        net = self._new_net(pt['widths']); net.load_state_dict(pt['state'])
-        net.heads['human'].load_state_dict(net.heads['mouse'].state_dict())   # same four classes: start from the mouse head
+        net = self._new_net(pt['widths'])
+        net.load_state_dict(pt['state'])
+        # same four classes: the human head starts from the mouse head
+        net.heads['human'].load_state_dict(net.heads['mouse'].state_dict())
         return net
 
     def _new_net(self, widths):
@@ -205,10 +210,12 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X:pd.DataFrame) -> np.ndarray:
         "Class probabilities (columns in `classes_` = LABEL4 order) for human cells `X`."
-        T = _tensors(self.transform_, X); t = self._task(T, head=self.head_)
+        T = _tensors(self.transform_, X)
+        t = self._task(T, head=self.head_)
         self.net_.eval()
         with torch.no_grad():
-            return torch.softmax(self.net_(t.values, t.obs, t.fam, head=self.head_)[0].float(), 1).cpu().numpy().astype(float)
+            logits = self.net_(t.values, t.obs, t.fam, head=self.head_)[0]
+            return torch.softmax(logits.float(), 1).cpu().numpy().astype(float)
 
     def predict(self, X:pd.DataFrame) -> np.ndarray:
         "Predicted subclass of human cells `X`."
@@ -224,6 +231,7 @@ class NetHuman(NetStrategy):
         self.history_ = self._train(self._task(T, y), None, self.warmup_epochs + self.epochs, self.lr)
         return self
 
+# %% ../nbs/06_transfer.ipynb #7a3f1f31
 class NetZeroShot(NetStrategy):
     "The mouse-pretrained network with its mouse head; the human labels are not used."
     def fit(self, X, y, source=None):
@@ -231,6 +239,7 @@ class NetZeroShot(NetStrategy):
         self.net_, self.head_ = self._pretrained_net(source), 'mouse'
         return self
 
+# %% ../nbs/06_transfer.ipynb #6ca0751f
 class NetFinetune(NetStrategy):
     "Pretrain on mouse; warm up the human head (encoder frozen), then fine-tune every weight on the human cells."
     def fit(self, X, y, source=None):
@@ -241,18 +250,20 @@ class NetFinetune(NetStrategy):
         self.history_ = self._train(th, None, self.epochs, self.finetune_lr)
         return self
 
+# %% ../nbs/06_transfer.ipynb #9abc6cb9
 class NetJoint(NetStrategy):
     "From the pretrained network, train the mouse and human heads jointly over the union of features."
     def _joint(self, X, y, source, unlabelled=None, adversarial=0.0):
         tabs = [source] + ([unlabelled] if unlabelled is not None and len(unlabelled) else [])
         y, T = self._begin(X, y, *tabs)
         self.net_, self.head_ = self._pretrained_net(source), 'human'
-        tasks = [self._task(T, y), self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
+        tasks = [self._task(T, y),
+                 self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
         if len(tabs) > 1: tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human'))
         aux = None
         if adversarial > 0:
             def aux(zs):   # mouse (task 1) vs human (tasks 0 and 2): the discriminator learns, the encoder unlearns
-                zh = torch.cat([zs[0]] + zs[2:]); zm = zs[1]
+                zh, zm = torch.cat([zs[0]] + zs[2:]), zs[1]
                 z = _GradReverse.apply(torch.cat([zm, zh]).float(), adversarial)
                 d = torch.cat([torch.zeros(len(zm)), torch.ones(len(zh))]).to(z.device)
                 return nn.functional.binary_cross_entropy_with_logits(self.net_.domain(z).squeeze(1), d)
@@ -325,7 +336,8 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
     "Self-training over the labelled + unlabelled cells of the training fold (a forest, or `rf_mouse` with `source`)."
     def __init__(self, use_source:bool=False, threshold:float=0.7, max_iter:int=10, n_estimators:int=300,
                  net:NetZeroShot|None=None, random_state:int=0):
-        self.use_source, self.threshold, self.max_iter, self.n_estimators = use_source, threshold, max_iter, n_estimators
+        self.use_source, self.threshold = use_source, threshold
+        self.max_iter, self.n_estimators = max_iter, n_estimators
         self.net, self.random_state = net, random_state
     def _inputs(self, X):
         F = self.features_.transform(X)
@@ -340,8 +352,10 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
             if self.use_source: self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
             labels = np.concatenate([y, np.full(len(U), None, dtype=object)]).astype(object)
             codes = np.array([LABEL4.index(v) if v is not None else -1 for v in labels])
-            base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1, random_state=self.random_state)
-            self.model_ = SelfTrainingClassifier(base, threshold=self.threshold, max_iter=self.max_iter).fit(self._inputs(XU), codes)
+            base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
+                                          random_state=self.random_state)
+            st = SelfTrainingClassifier(base, threshold=self.threshold, max_iter=self.max_iter)
+            self.model_ = st.fit(self._inputs(XU), codes)
         self.classes_ = np.array(LABEL4)
         self.n_pseudo_ = int((self.model_.labeled_iter_ > 0).sum())
         return self
@@ -349,14 +363,21 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             P = self.model_.predict_proba(self._inputs(X))
-        out = np.zeros((len(X), len(LABEL4))); out[:, self.model_.classes_] = P
+        out = np.zeros((len(X), len(LABEL4)))
+        out[:, self.model_.classes_] = P
         return out
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
+# %% ../nbs/06_transfer.ipynb #cf80c372
 class SelfTrainedHuman(SelfTrained):
     "Human-only self-training: the forest on the human features, pseudo-labelling the unlabelled cells."
+    def __init__(self, use_source:bool=False, threshold:float=0.7, max_iter:int=10, n_estimators:int=100,
+                 net:NetZeroShot|None=None, random_state:int=0):
+        # 100 trees: as accurate as 300 at every size (bench/bench_selftrain_trees.py), 1.4x faster
+        super().__init__(use_source, threshold, max_iter, n_estimators, net, random_state)
     def fit(self, X, y, unlabelled=None): return self._fit(X, y, None, unlabelled)
 
+# %% ../nbs/06_transfer.ipynb #a338a53f
 class SelfTrainedMouse(SelfTrained):
     "Self-training of the forest on human features plus mouse-network probabilities."
     needs_pretraining = True
@@ -374,7 +395,9 @@ def register_strategy(name:str, factory, setting:str='labelled', uses_mouse:bool
     register_model(name, factory, description)
     STRATEGIES[name] = dict(setting=setting, uses_mouse=uses_mouse, description=description or (factory.__doc__ or ''))
 
-def _net(cls):
+# %% ../nbs/06_transfer.ipynb #8f07713c
+def _strategy(cls):
+    "The registry's factory of strategy class `cls` (its docstring: the description)."
     def factory(schema='human', random_state=0, **kw): return cls(random_state=random_state, **kw)
     factory.__doc__ = cls.__doc__
     return factory
@@ -387,17 +410,16 @@ for _n, _d in [('rf', 'random forest on all human features'), ('hgb', 'gradient 
                ('logreg', 'logistic regression on all human features')]:
     STRATEGIES[_n] = dict(setting='labelled', uses_mouse=False, description=_d)
 register_strategy('best_human', _best, 'labelled', False)
-register_strategy('nn_human', _net(NetHuman), 'labelled', False)
-register_strategy('nn_zeroshot', _net(NetZeroShot), 'labelled', True)
-register_strategy('nn_finetune', _net(NetFinetune), 'labelled', True)
-register_strategy('nn_joint', _net(NetJoint), 'labelled', True)
-register_strategy('rf_mouse', lambda schema='human', random_state=0, **kw: MouseFeatureForest(random_state=random_state, **kw),
-                  'labelled', True, MouseFeatureForest.__doc__)
-register_strategy('selftrain', lambda schema='human', random_state=0, **kw: SelfTrainedHuman(random_state=random_state, **kw),
-                  'labelled + unlabelled', False, SelfTrainedHuman.__doc__)
-register_strategy('nn_dann', _net(NetDANN), 'labelled + unlabelled', True)
-register_strategy('selftrain_mouse', lambda schema='human', random_state=0, **kw: SelfTrainedMouse(random_state=random_state, **kw),
-                  'labelled + unlabelled', True, SelfTrainedMouse.__doc__)
+register_strategy('nn_human', _strategy(NetHuman), 'labelled', False)
+register_strategy('nn_zeroshot', _strategy(NetZeroShot), 'labelled', True)
+register_strategy('nn_finetune', _strategy(NetFinetune), 'labelled', True)
+register_strategy('nn_joint', _strategy(NetJoint), 'labelled', True)
+register_strategy('rf_mouse', _strategy(MouseFeatureForest), 'labelled', True)
+register_strategy('selftrain', _strategy(SelfTrainedHuman), 'labelled + unlabelled', False)
+register_strategy('nn_dann', _strategy(NetDANN), 'labelled + unlabelled', True)
+register_strategy('selftrain_mouse', _strategy(SelfTrainedMouse), 'labelled + unlabelled', True)
+
+# %% ../nbs/06_transfer.ipynb #9269db3f
 BASELINE = 'best_human'           # the baseline of record
 SAME_ARCH = 'nn_human'            # the same-architecture human-only network
 SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + unlabelled setting
@@ -405,8 +427,9 @@ SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + un
 # %% ../nbs/06_transfer.ipynb #fcae6561
 TINY = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2, n_estimators=20, max_iter=2)
 
+# %% ../nbs/06_transfer.ipynb #c1a3e759
 def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=False, recipe:dict|None=None) -> dict:
-    "Per-strategy parameters of an experiment: pretraining cache and seed, device, (`tiny`) tiny budgets, network `recipe`."
+    "Per-strategy parameters of an experiment: pretraining cache and seed, device, tiny budgets, network `recipe`."
     net_kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_seed=seed, device=device)
     net_kw.update(recipe or {})
     if tiny: net_kw.update({k: TINY[k] for k in ('epochs', 'warmup_epochs', 'pretrain_epochs')})
@@ -424,16 +447,30 @@ def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=
     return {k: v for k, v in out.items() if v}
 
 # %% ../nbs/06_transfer.ipynb #da040a85
-def transfer_experiment(strategies='all', sizes='10,20,40,80,160,all', repeats:int=5, folds:int=5, seed:int=1,
-                        grouped:bool=False, out='results/transfer', scheduler=None, n_workers:int=2,
-                        tiny:bool=False, device='auto', progress:bool=True, data=None, data_dir=None,
-                        reuse=(), recipe:dict|None=None) -> pd.DataFrame:
+def transfer_experiment(strategies='all', # strategy names: a list, comma-separated, or 'all'
+                        sizes:str='10,20,40,80,160,all', # labelled human training cells per run (comma-separated; all)
+                        repeats:int=5, # repeats of the outer cross-validation
+                        folds:int=5, # outer folds
+                        seed:int=1, # seed of the folds, the labelled subsamples and the mouse pretraining
+                        grouped:bool=False, # donor-grouped outer folds
+                        out:str='results/transfer', # output folder (resumes from its parts/)
+                        scheduler:str|None=None, # Dask scheduler address (default: a local cluster); 'sync': in-process
+                        n_workers:int=2, # local cluster worker processes (one thread each)
+                        tiny:bool=False, # tiny budgets (smoke test)
+                        device:str='auto', # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+                        progress:bool=True, # show progress bars
+                        data=None, # (human task, source cells), when already loaded
+                        data_dir=None, # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+                        reuse=(), # stores of earlier runs whose finished runs are read instead of refitted
+                        recipe:dict|None=None, # the networks' recipe (default `TRANSFER_RECIPE`)
+                       ) -> pd.DataFrame:
     "Every strategy x size x repeat x fold on the human cells (mouse cells as the source); resumable under `out`."
     names = strategy_names(strategies)
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    params = strategy_params(names, out / 'pretrained', seed, 'cpu' if scheduler not in (None, 'sync') else device, tiny,
-                             recipe)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fit_device = 'cpu' if scheduler not in (None, 'sync') else device     # a named scheduler's workers: the CPU
+    params = strategy_params(names, out / 'pretrained', seed, fit_device, tiny, recipe)
     needs = [n for n in names if getattr(make_model(n), 'needs_pretraining', False)]
     if needs:   # once, here, before the fan-out: the workers load it from the cache
         est = make_model(needs[0], 'human', 0, **params[needs[0]])
@@ -443,9 +480,11 @@ def transfer_experiment(strategies='all', sizes='10,20,40,80,160,all', repeats:i
                                                        folds=folds, seed=seed, grouped=grouped, tiny=tiny), indent=1))
     res = run_experiment(task, names, ['grouped' if grouped else 'stratified'], repeats, folds, 0.0, seed, params,
                          progress, n_workers, 1, sizes, source, out, scheduler, reuse)
-    res.to_csv(out / 'results.csv', index=False); res.to_parquet(out / 'results.parquet', index=False)
+    res.to_csv(out / 'results.csv', index=False)
+    res.to_parquet(out / 'results.parquet', index=False)
     return res
 
+# %% ../nbs/06_transfer.ipynb #61217786
 def strategy_names(strategies) -> list:
     "Strategy names from a list or comma-separated string ('all': every strategy); an unknown name is an error."
     if isinstance(strategies, str): strategies = strategies.split(',')
@@ -465,6 +504,7 @@ def curve_of(results:pd.DataFrame, metric:str='macro_f1') -> pd.DataFrame:
     return t[[z for z in sizes_list(list(t.columns))]].reindex([m for m in STRATEGIES if m in t.index] +
                                                                [m for m in t.index if m not in STRATEGIES])
 
+# %% ../nbs/06_transfer.ipynb #fee784f3
 def gains_of(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1', models=None) -> pd.DataFrame:
     "Paired gain of every strategy (or `models`) over `baseline` per size: corrected resampled t-test, bootstrap CI."
     r = results if models is None else results[results.model.isin(list(models) + [baseline])]
@@ -473,11 +513,33 @@ def gains_of(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1',
     return g.sort_values(['model', '_o']).drop(columns='_o').reset_index(drop=True)
 
 # %% ../nbs/06_transfer.ipynb #39185110
+def _plot_gains(ax, g:pd.DataFrame, xs:np.ndarray, color, ls:str, label:str):
+    "One strategy's paired gains with their 95% CI on `ax`; the markers are filled where p < 0.05."
+    ax.errorbar(xs, g['mean_diff'], [g['mean_diff'] - g['ci_low'], g['ci_high'] - g['mean_diff']], fmt=ls,
+                color=color, lw=1, capsize=2)
+    sig = (g['p'] < 0.05).to_numpy()
+    ax.scatter(xs[sig], g['mean_diff'][sig], color=color, zorder=3, s=30, label=label)
+    ax.scatter(xs[~sig], g['mean_diff'][~sig], facecolor='white', edgecolor=color, zorder=3, s=30)
+
+def _label_axes(axs, sizes:list, metric:str, baseline:str):
+    "The zero and +0.05 lines of the gains, the sizes on both x axes, the axis labels and the legend."
+    axs[1].axhline(0, color='k', lw=0.8)
+    axs[1].axhline(0.05, color='grey', ls=':', lw=0.8)
+    for ax in axs:
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels(sizes)
+        ax.set_xlabel('labelled human cells')
+    axs[0].set_ylabel(f'{metric} (mean ± SD)')
+    axs[0].legend(fontsize=7, ncol=2, title='dashed: no mouse cell')
+    axs[1].set_ylabel(f'gain over {baseline} (95% CI; filled: p < 0.05)')
+
 def plot_curve(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1', title:str=''):
     "Label-efficiency curve (left) and paired gains over `baseline` with 95% CI (right); returns the Figure."
     import matplotlib.pyplot as plt
-    s = summarize(results, metric, by=['model', 'size']); gains = gains_of(results, baseline, metric)
-    sizes = sizes_list(list(results['size'].astype(str).unique())); x = {z: i for i, z in enumerate(sizes)}
+    s = summarize(results, metric, by=['model', 'size'])
+    gains = gains_of(results, baseline, metric)
+    sizes = sizes_list(list(results['size'].astype(str).unique()))
+    x = {z: i for i, z in enumerate(sizes)}
     names = [m for m in STRATEGIES if m in set(results.model)]
     colors = dict(zip(names, plt.cm.tab20(np.linspace(0, 1, max(len(names), 2)))))
     fig, axs = plt.subplots(1, 2, figsize=(13, 4.8))
@@ -488,16 +550,8 @@ def plot_curve(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1
                         color=colors[m], ls=ls, lw=2.5 if m == baseline else 1.2, label=m)
         g = gains[gains.model == m]
         if m == baseline or not len(g): continue
-        xs = np.array([x[z] + 0.03 * k for z in g['size']])
-        axs[1].errorbar(xs, g['mean_diff'], [g['mean_diff'] - g['ci_low'], g['ci_high'] - g['mean_diff']], fmt=ls,
-                        color=colors[m], lw=1, capsize=2)
-        sig = (g['p'] < 0.05).to_numpy()
-        axs[1].scatter(xs[sig], g['mean_diff'][sig], color=colors[m], zorder=3, s=30, label=m)
-        axs[1].scatter(xs[~sig], g['mean_diff'][~sig], facecolor='white', edgecolor=colors[m], zorder=3, s=30)
-    axs[1].axhline(0, color='k', lw=0.8); axs[1].axhline(0.05, color='grey', ls=':', lw=0.8)
-    for ax in axs: ax.set_xticks(range(len(sizes))); ax.set_xticklabels(sizes); ax.set_xlabel('labelled human cells')
-    axs[0].set_ylabel(f'{metric} (mean ± SD)'); axs[0].legend(fontsize=7, ncol=2, title='dashed: no mouse cell')
-    axs[1].set_ylabel(f'gain over {baseline} (95% CI; filled: p < 0.05)')
+        _plot_gains(axs[1], g, np.array([x[z] + 0.03 * k for z in g['size']]), colors[m], ls, m)
+    _label_axes(axs, sizes, metric, baseline)
     fig.suptitle(title or f"Human subclass: {results.repeat.nunique()} repeats x {results.fold.nunique()} folds"
                  + (', donor-grouped' if (results.get('protocol') == 'grouped').any() else ''))
     fig.tight_layout()
@@ -517,16 +571,17 @@ def verdict_text(results:pd.DataFrame, small_max:int=80, gain:float=0.05, tolera
     small = g[g['size'].map(lambda z: z != 'all' and int(z) <= small_max)]
     hit = small[(small.mean_diff >= gain) & (small.p < alpha)]
     best = small.loc[small.mean_diff.idxmax()] if len(small) else None
-    lines.append(f"- a gain of >= {gain} with p < {alpha} at <= {small_max} labelled cells: " +
-                 ('reached by ' + '; '.join(f'{r.model} at n={r.size} ({r.mean_diff:+.3f})' for r in hit.itertuples())
-                  if len(hit) else 'not reached' + (f" (largest: {best.model} at n={best['size']}, {best.mean_diff:+.3f}, "
-                                                    f"p={best.p:.2g})" if best is not None else '')))
+    if len(hit): reached = 'reached by ' + '; '.join(f'{r.model} at n={r.size} ({r.mean_diff:+.3f})'
+                                                     for r in hit.itertuples())
+    else: reached = 'not reached' + (f" (largest: {best.model} at n={best['size']}, {best.mean_diff:+.3f}, "
+                                     f"p={best.p:.2g})" if best is not None else '')
+    lines.append(f"- a gain of >= {gain} with p < {alpha} at <= {small_max} labelled cells: " + reached)
     full = g[g['size'] == 'all']
     if len(full):
         b = full.loc[full.mean_diff.idxmax()]
-        lines.append(f"- with all labelled cells the best mouse-using strategy is {b.model} ({b.mean_diff:+.3f}, p={b.p:.2g}): "
-                     + ('no worse than' if b.mean_diff >= tolerance else 'worse than')
-                     + f" {BASELINE} within {abs(tolerance)}")
+        than = 'no worse than' if b.mean_diff >= tolerance else 'worse than'
+        lines.append(f"- with all labelled cells the best mouse-using strategy is {b.model} "
+                     f"({b.mean_diff:+.3f}, p={b.p:.2g}): {than} {BASELINE} within {abs(tolerance)}")
     return '\n'.join(lines)
 
 # %% ../nbs/06_transfer.ipynb #972ac96a
@@ -536,6 +591,7 @@ def strongest_human_only(results:pd.DataFrame, size:str) -> str:
     r = results[(results['size'].astype(str) == size) & results.model.isin(cand)]
     return r.groupby('model').macro_f1.mean().idxmax()
 
+# %% ../nbs/06_transfer.ipynb #08380690
 def headline(results:pd.DataFrame, sizes=('20', '80', 'all')) -> pd.DataFrame:
     "Per size: the baseline of record, the best mouse-using strategy on the same folds, the gain and its p-value."
     rows, g = [], gains_of(results, BASELINE)
@@ -558,12 +614,16 @@ def train_final(strategy:str='nn_finetune', seed:int=1, data=None, data_dir=None
                 device='auto'):
     "Fit `strategy` on all human cells (mouse cells as the source); returns the fitted estimator."
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
-    est = make_model(strategy, 'human', seed, **strategy_params([strategy], cache_dir, seed, device, tiny).get(strategy, {}))
+    params = strategy_params([strategy], cache_dir, seed, device, tiny).get(strategy, {})
+    est = make_model(strategy, 'human', seed, **params)
     kw = dict(source=source) if fit_accepts(est, 'source') else {}
-    t0 = time.time(); est.fit(task.X, task.y, **kw); est.fit_seconds_ = time.time() - t0
+    t0 = time.time()
+    est.fit(task.X, task.y, **kw)
+    est.fit_seconds_ = time.time() - t0
     est.n_train_ = len(task.X)
     return est
 
+# %% ../nbs/06_transfer.ipynb #325b96b3
 def _human_transform(ft:FamilyTransform) -> FamilyTransform:
     "A copy of a per-species transform that reads human cells without a species column."
     h = copy.deepcopy(ft)
@@ -573,47 +633,30 @@ def _human_transform(ft:FamilyTransform) -> FamilyTransform:
     return h
 
 def to_bundle(est:NetStrategy, path) -> Path:
-    "Save a fitted neural strategy as an `ephys2tx.bilstm` bundle folder (`ephys2tx predict` reads it)."
-    from ephys2tx.bilstm import BiLSTMClassifier, save_bundle
+    "Save a fitted neural strategy as an `ephys2tx.bundles` bundle folder (`ephys2tx predict` reads it)."
+    from ephys2tx.bilstm import BiLSTMClassifier
+    from ephys2tx.bundles import save_bundle
     if not (hasattr(est, 'net_') and hasattr(est, 'head_') and hasattr(est, 'transform_')):
         raise ValueError(f"only fitted neural strategies can be saved as a bundle, got {type(est).__name__}")
     m = BiLSTMClassifier(schema='human', variant='attention', epochs=est.epochs, batch_size=est.batch_size, lr=est.lr,
-                         weight_decay=est.weight_decay, hidden=est.hidden, token_dim=est.token_dim, attn_dim=est.attn_dim,
-                         dropout=est.dropout, device='cpu', random_state=est.random_state)
+                         weight_decay=est.weight_decay, hidden=est.hidden, token_dim=est.token_dim,
+                         attn_dim=est.attn_dim, dropout=est.dropout, device='cpu', random_state=est.random_state)
     seq = copy.deepcopy(est.net_.seq).cpu()
     seq.head[-1].load_state_dict(est.net_.heads[est.head_].state_dict())
     m.net_, m.transform_, m.classes_ = seq.eval(), _human_transform(est.transform_), np.array(LABEL4)
     m.families_, m.widths_ = list(m.transform_.families_[i].name for i in range(len(seq.widths))), list(seq.widths)
     m.best_epoch_, m.n_train_, m.n_val_, m.n_synthetic_ = int(est.epochs), int(getattr(est, 'n_train_', 0)), 0, 0
-    m.fit_seconds_, m.device_, m.class_weight_ = float(getattr(est, 'fit_seconds_', 0.0)), torch.device('cpu'), np.ones(4)
+    m.fit_seconds_ = float(getattr(est, 'fit_seconds_', 0.0))
+    m.device_, m.class_weight_ = torch.device('cpu'), np.ones(4)
     return save_bundle(m, path, extra=dict(transfer=dict(strategy=type(est).__name__, head=est.head_, params=
                        {k: v for k, v in est.get_params().items() if k != 'cache_dir'}, label='label4')))
 
 # %% ../nbs/06_transfer.ipynb #9d67dc6c
-def register_cli(sub):
-    "Add the `transfer` command to an argparse subparsers object."
-    p = sub.add_parser('transfer', help='mouse -> human transfer: label-efficiency experiment and transfer models')
-    p.add_argument('--strategy', action='append', default=None,
-                   help=f"strategy (repeatable, comma-separated, or 'all'); registered: {', '.join(STRATEGIES)}")
-    p.add_argument('--human-sizes', default='10,20,40,80,160,all', help='labelled human training cells per run (comma-separated; all)')
-    p.add_argument('--grouped', action='store_true', help='donor-grouped outer folds')
-    p.add_argument('--repeats', type=int, default=5); p.add_argument('--folds', type=int, default=5)
-    p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--out', default='results/transfer', help='output folder (resumes from its parts/)')
-    p.add_argument('--scheduler', default=None, help="Dask scheduler address (default: a local cluster); 'sync' runs in-process")
-    p.add_argument('--n-workers', type=int, default=2, help='local cluster worker processes (one thread each)')
-    p.add_argument('--baseline', default=BASELINE, help='strategy the gains are measured against (default: the baseline of record)')
-    p.add_argument('--tiny', action='store_true', help='tiny budgets (smoke test)')
-    p.add_argument('--device', default='auto', help="'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'")
-    p.add_argument('--save-model', default=None, help='also train a neural strategy on all human cells and save a bundle here')
-    p.add_argument('--save-strategy', default='nn_finetune', help='strategy for --save-model (default nn_finetune)')
-    p.add_argument('--no-progress', action='store_true')
-    p.set_defaults(func=_cli_transfer)
-
 def write_tables(res:pd.DataFrame, out, baseline:str=BASELINE) -> str:
-    "Curve, gains (baseline of record, same architecture, semi-supervised), headline, figure and report.md; the verdict."
+    "Curve, gains (baseline of record, same architecture, semi-supervised), headline, figure, report.md; the verdict."
     out = Path(out)
-    cur = curve_of(res); cur.to_csv(out / 'curve.csv')
+    cur = curve_of(res)
+    cur.to_csv(out / 'curve.csv')
     gains_of(res, baseline).to_csv(out / 'gains.csv', index=False)
     for b, f in [(SAME_ARCH, 'gains_same_arch.csv'), (SEMI_BASELINE, 'gains_semi.csv')]:
         if b in set(res.model) and b != baseline:
@@ -622,11 +665,28 @@ def write_tables(res:pd.DataFrame, out, baseline:str=BASELINE) -> str:
     text = verdict_text(res) if BASELINE in set(res.model) else f'({BASELINE} not run: no verdict)'
     hl = headline(res) if BASELINE in set(res.model) else pd.DataFrame()
     hl.to_csv(out / 'headline.csv', index=False)
-    import matplotlib; matplotlib.use('Agg')
+    import matplotlib
+    matplotlib.use('Agg')
     plot_curve(res, baseline).savefig(out / 'curve.png', dpi=120)
     (out / 'report.md').write_text(f"# Transfer experiment\n\n{len(res)} runs.\n\n## macro-F1 mean ± SD\n\n"
-                                   f"{cur.to_string()}\n\n## Headline\n\n{hl.to_string(index=False)}\n\n## Verdict\n\n{text}\n")
+                                   f"{cur.to_string()}\n\n## Headline\n\n{hl.to_string(index=False)}\n\n"
+                                   f"## Verdict\n\n{text}\n")
     return text
+
+# %% ../nbs/06_transfer.ipynb #e2c3abd9
+def register_cli(sub):
+    "Add the `transfer` command to an argparse subparsers object."
+    p = sub.add_parser('transfer', help='mouse -> human transfer: label-efficiency experiment and transfer models')
+    p.add_argument('--strategy', action='append', default=None,
+                   help=f"strategy (repeatable, comma-separated, or 'all'); registered: {', '.join(STRATEGIES)}")
+    options_from(p, transfer_experiment, ['sizes', 'grouped', 'repeats', 'folds', 'seed', 'out', 'scheduler',
+                                          'n_workers', 'tiny', 'device', 'progress'], flags={'sizes': '--human-sizes'})
+    p.add_argument('--baseline', default=BASELINE,
+                   help='strategy the gains are measured against (default: the baseline of record)')
+    p.add_argument('--save-model', default=None,
+                   help='also train a neural strategy on all human cells and save a bundle here')
+    p.add_argument('--save-strategy', default='nn_finetune', help='strategy for --save-model (default nn_finetune)')
+    p.set_defaults(func=_cli_transfer)
 
 def _cli_transfer(args):
     names = strategy_names(sum([s.split(',') for s in (args.strategy or ['all'])], []))
@@ -634,13 +694,93 @@ def _cli_transfer(args):
     out = Path(args.out)
     data = (load_task('human', args.data_dir), source_cells(args.data_dir))
     if args.repeats > 0:
-        res = transfer_experiment(names, args.human_sizes, args.repeats, args.folds, args.seed, args.grouped, out,
-                                  args.scheduler, args.n_workers, args.tiny, args.device, not args.no_progress, data)
+        res = transfer_experiment(names, args.sizes, args.repeats, args.folds, args.seed, args.grouped, out,
+                                  args.scheduler, args.n_workers, args.tiny, args.device, args.progress, data)
         text = write_tables(res, out, args.baseline)
-        print(curve_of(res).to_string()); print('\n' + text)
-        print(f"\n{len(res)} runs ({len(res.attrs['computed'])} computed now) -> {out/'results.csv'}, {out/'curve.png'}")
+        print(curve_of(res).to_string())
+        print('\n' + text)
+        n_new = len(res.attrs['computed'])
+        print(f"\n{len(res)} runs ({n_new} computed now) -> {out/'results.csv'}, {out/'curve.png'}")
     if args.save_model:
-        est = train_final(args.save_strategy, args.seed, data, cache_dir=out / 'pretrained', tiny=args.tiny, device=args.device)
+        est = train_final(args.save_strategy, args.seed, data, cache_dir=out / 'pretrained', tiny=args.tiny,
+                          device=args.device)
         to_bundle(est, args.save_model)
         print(f"saved {args.save_strategy} trained on {est.n_train_} human cells -> {args.save_model}")
     return 0
+
+# %% ../nbs/06_transfer.ipynb #02275a0d
+TRANSFER_QUICK = dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse', sizes='20,all')   # --quick
+
+def _transfer_config(run) -> dict:
+    "The transfer stage's settings (`run`: a reproduce `RunConfig`): every strategy and size, or the quick ones."
+    return dict(strategies=TRANSFER_QUICK['strategies'] if run.quick else 'all',
+                sizes=TRANSFER_QUICK['sizes'] if run.quick else '10,20,40,80,160,all', repeats=run.repeats,
+                folds=run.folds, seed=run.seed, quick=run.quick)
+
+def _transfer_scheduler(run):
+    "The run's shared cluster on CPU (on a GPU the experiment starts its own: a named scheduler's work runs on CPU)."
+    shared = scheduler_for(run) if run.device == 'cpu' else None
+    return shared or ('sync' if run.quick else None)
+
+def _run_transfer(ctx):
+    "The transfer stage: `transfer_experiment` on the run's folds, then its tables and figure (`write_tables`)."
+    cfg = ctx.config
+    # rf, hgb and logreg at size 'all' are the models stage's runs: taken over from the human run store
+    res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
+                              out=ctx.dir, scheduler=_transfer_scheduler(ctx.run), tiny=ctx.run.quick,
+                              n_workers=ctx.run.n_workers, device=ctx.run.device, progress=ctx.progress,
+                              data_dir=ctx.run.data_dir, reuse=[runs_store(ctx.run, 'human')])
+    ctx.log.info('  human: %d runs fitted, %d taken over from the models stage', len(res.attrs['computed']),
+                 len(res.attrs['reused']))
+    write_tables(res, ctx.dir)
+
+# %% ../nbs/06_transfer.ipynb #bc168689
+def _transfer_headline(d:Path, run) -> pd.DataFrame:
+    "Per size (20, 80, all): the best strategy that uses mouse cells against the baseline of record, same folds."
+    rows = []
+    for h in headline(pd.read_parquet(d/'results.parquet')).to_dict('records'):
+        mean, sd = (float(v) for v in h['transfer macro-F1'].split(' ± '))
+        rows.append(dict(result=f"transfer (n = {h['labelled human cells']})", species='human (mouse → human)',
+                         model=h['best transfer'], macro_f1=h['transfer macro-F1'], mean=mean, sd=sd, n=h['folds'],
+                         versus=f"{BASELINE} {h['human-only (best_human)']}", gain=h['gain'], p=h['p']))
+    return pd.DataFrame(rows)
+
+def _gains_table(path:Path, order=()) -> pd.DataFrame:
+    "A gains file (size, model, versus, mean_diff, p, ...): one row per strategy (`order` first), one column per size."
+    g = pd.read_csv(path, dtype={'size': str})
+    g['cell'] = [f"{r.mean_diff:+.3f} (p={r.p:.2g})" for r in g.itertuples()]
+    t = g.pivot(index='model', columns='size', values='cell')
+    models = [m for m in order if m in set(g['model'])] + [m for m in dict.fromkeys(g['model']) if m not in set(order)]
+    t = t.reindex(index=models, columns=list(dict.fromkeys(g['size'])))
+    t.columns = [f'n = {c}' for c in t.columns]
+    return t.rename_axis('strategy').reset_index().assign(strategy=lambda x: '`' + x.strategy + '`')
+
+GAINS_FILES = [('gains.csv', 'Paired gains over the baseline of record `best_human`'),
+               ('gains_same_arch.csv', 'Against the same-architecture human-only network `nn_human`'),
+               ('gains_semi.csv', 'The labelled + unlabelled setting against its human-only baseline `selftrain`')]
+
+def _transfer_markdown(d:Path) -> list:
+    "The transfer stage's part of `results.md`: the curve, the headline and the paired gains (lines and tables)."
+    if not (d/'curve.csv').is_file(): return []
+    cur = pd.read_csv(d/'curve.csv')
+    order = list(cur.iloc[:, 0])
+    cur.columns = ['strategy'] + [f'n = {c}' for c in cur.columns[1:]]
+    parts = ['## Mouse → human transfer', '',
+             'Macro-F1 against the number of labelled human cells (mean ± SD over the folds):', '',
+             cur.assign(strategy='`' + cur.strategy + '`'), '']
+    if (d/'headline.csv').is_file():
+        h = pd.read_csv(d/'headline.csv')
+        for c in ('gain', 'gain vs strongest'): h[c] = [f'{v:+.3f}' for v in h[c]]
+        for c in ('p', 'p vs strongest'): h[c] = [f'{v:.2g}' for v in h[c]]
+        parts += ['Headline (the baseline of record against the best strategy that uses mouse cells, same folds):',
+                  '', h, '']
+    for f, what in GAINS_FILES:
+        if (d/f).is_file(): parts += [f'{what} (mean difference, corrected p):', '', _gains_table(d/f, order), '']
+    return parts
+
+# %% ../nbs/06_transfer.ipynb #d3b25604
+register_stage(Stage(
+    'transfer', 'Mouse → human transfer', run=_run_transfer, order=50, report='transfer.ipynb', species='human',
+    requires=(*MODELS_CODE, 'ephys2tx.transfer'), datasets=('mouse_gouwens2020', 'human_leedalley2023'),
+    config=_transfer_config, outputs=('results.parquet', 'curve.csv', 'gains.csv', 'headline.csv', 'curve.png'),
+    headline=_transfer_headline, markdown=_transfer_markdown))

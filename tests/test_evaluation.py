@@ -138,7 +138,7 @@ def test_baselines_beat_chance_on_real_data(human):
     assert (res.groupby('model').balanced_accuracy.mean() > 0.45).all()
 
 
-def test_cli_evaluate_writes_tables(tmp_path, mirror):
+def test_cli_evaluate_writes_tables(tmp_path, mirror, capsys):
     from ephys2tx.cli import main
     buf = io.StringIO()
     with redirect_stdout(buf):
@@ -156,5 +156,6 @@ def test_cli_evaluate_writes_tables(tmp_path, mirror):
         d = r.set_index(['repeat', 'fold', 'model']).macro_f1.unstack()
         assert np.isclose(c.mean_diff[0], (d['logreg'] - d['rf']).mean()) and 0 <= c.p[0] <= 1
     assert '±' in buf.getvalue() and 'grouped protocol' in buf.getvalue() and 'paired comparison with rf' in buf.getvalue()
-    with pytest.raises(ValueError, match="unknown model 'nope'"):
-        main(['--data-dir', str(mirror), 'evaluate', '--model', 'nope', '--species', 'human'])
+    # bad input is one line on stderr and exit status 2, not a traceback
+    assert main(['--data-dir', str(mirror), 'evaluate', '--model', 'nope', '--species', 'human']) == 2
+    assert "ephys2tx: error: unknown model 'nope'" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ephys2tx.bilstm import BUNDLE_FILES, REFERENCE_FILE, BiLSTMClassifier, save_bundle
+from ephys2tx.bilstm import BiLSTMClassifier
+from ephys2tx.bundles import BUNDLE_FILES, REFERENCE_FILE, save_bundle
 from ephys2tx.cli import main as cli_main
 from ephys2tx.data import load_cells
 

@@ -13,8 +13,9 @@ REPORTS = Path(R.REPORTS_DIR)
 
 @pytest.fixture
 def stages(monkeypatch):
-    "An empty stage registry for the test (the built-in stages are restored afterwards)."
+    "An empty stage registry for the test, no plugin loaded into it (the package's stages are restored afterwards)."
     monkeypatch.setattr(R, 'STAGES', {})
+    monkeypatch.setattr(R, 'STAGE_PLUGINS', ())
     return R.STAGES
 
 
@@ -129,7 +130,7 @@ def test_report_without_results_names_the_missing_file(tmp_path, report, missing
 
 def test_every_report_has_the_parameters_cell():
     want = {'species', 'repeats', 'folds', 'seed', 'device', 'data_dir', 'out_dir', 'quick'}
-    for st in R.STAGES.values():
+    for st in R.load_stages().values():
         nb = nbformat.read(REPORTS / st.report, as_version=4)
         cells = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
         assert len(cells) == 1, st.report
@@ -143,6 +144,48 @@ def test_kernel_runs_this_interpreter():
     assert Path(KernelSpecManager().get_kernel_spec(name).argv[0]).resolve() == Path(sys.executable).resolve()
 
 
+def test_stages_are_defined_by_their_chapters_in_pipeline_order():
+    "The generic pipeline imports no chapter; each stage comes from its chapter's module, in the explicit order."
+    import ast
+    src = Path(R.__file__).read_text()
+    imported = {n.module.split('.')[-1] for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {'gouwens', 'bilstm', 'interpret', 'transfer', 'ephys2tx.bilstm', 'ephys2tx.transfer'}
+    stages = R.load_stages()
+    assert list(stages) == ['data', 'gouwens', 'models', 'attention', 'transfer']
+    where = {s.name: s.run.__module__ for s in stages.values()}
+    assert where == dict(data='ephys2tx.data', gouwens='ephys2tx.gouwens', models='ephys2tx.bilstm',
+                         attention='ephys2tx.interpret', transfer='ephys2tx.transfer')
+    core = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
+            'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm')
+    assert stages['data'].requires == ('ephys2tx.schema', 'ephys2tx.data')
+    assert stages['models'].requires == core
+    assert stages['attention'].requires == core + ('ephys2tx.interpret',)
+    assert stages['transfer'].requires == core + ('ephys2tx.transfer',)
+
+
+def test_stage_order_does_not_depend_on_registration(stages):
+    for s in [R.Stage('c', 'C'), R.Stage('b', 'B', order=2), R.Stage('a', 'A', order=1), R.Stage('d', 'D')]:
+        R.register_stage(s)
+    assert list(R.STAGES) == ['a', 'b', 'c', 'd']
+    assert [s.name for s in R.select_stages('d,a')] == ['a', 'd']
+
+
+def test_cli_options_are_the_parameters_of_reproduce(capsys):
+    from ephys2tx.cli import build_parser
+    a = build_parser('reproduce').parse_args(['reproduce', '--quick', '--no-progress', '--n-workers', '1', '--folds',
+                                              '2', '--repeats', '1', '--seed', '3', '--device', 'cpu', '--force',
+                                              '--strict', '--stages', 'data', '--reports-dir', 'r', '--out', 'o'])
+    assert (a.quick, a.progress, a.n_workers, a.folds, a.repeats, a.seed, a.device, a.force, a.strict, a.stages,
+            a.reports_dir, a.out, a.summarize) == (True, False, 1, 2, 1, 3, 'cpu', True, True, 'data', 'r', 'o', False)
+    d = build_parser('reproduce').parse_args(['reproduce'])
+    assert (d.out, d.quick, d.progress, d.repeats, d.folds, d.n_workers) == ('reports_out', False, True, None, None, 2)
+    with pytest.raises(SystemExit):
+        build_parser('reproduce').parse_args(['reproduce', '--help'])
+    out = capsys.readouterr().out
+    assert 'data,gouwens,models,attention,transfer' in out and 'CV folds (default 3 with --quick, else 5)' in out
+
+
 def test_cli(tmp_path, capsys, stages):
     R.register_stage(R.Stage('ok', 'OK', run=lambda ctx: (ctx.dir / 't.csv').write_text('a\n1\n'), outputs=('t.csv',)))
     assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 0
@@ -153,6 +196,8 @@ def test_cli(tmp_path, capsys, stages):
     assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 1
     err = capsys.readouterr().err
     assert "stage 'boom' failed: ZeroDivisionError" in err and 'rerun to resume' in err
+    assert err.strip().splitlines()[-2:] == ["ephys2tx: error: stage 'boom' failed: ZeroDivisionError: division by zero",
+                                            R.StageError.hint]
 
 
 def test_headline_from_results_tables(tmp_path):
@@ -227,7 +272,7 @@ def test_data_qc_report_opens_with_the_counts_of_its_tables(tmp_path, mirror):
 
 def test_every_report_opens_with_its_summary_and_parameters():
     "Title, then the cell that states the findings, then the parameters table, before any section of the report."
-    for st in R.STAGES.values():
+    for st in R.load_stages().values():
         cells = nbformat.read(REPORTS / st.report, as_version=4).cells
         assert cells[0].cell_type == 'markdown' and cells[0].source.startswith('# Report:'), st.report
         tags = [c.metadata.get('tags', []) for c in cells]
@@ -241,7 +286,8 @@ def test_every_report_opens_with_its_summary_and_parameters():
 
 def test_models_stage_reuses_the_gouwens_fits(tmp_path, mirror, monkeypatch):
     "rf_spca on the mouse folds is fitted once: by the gouwens stage; the models stage reads those runs."
-    monkeypatch.setattr(R, 'MODEL_COMPARISON', ['rf_spca', 'logreg'])
+    import ephys2tx.bilstm
+    monkeypatch.setattr(ephys2tx.bilstm, 'MODEL_COMPARISON', ['rf_spca', 'logreg'])
     out = tmp_path / 'run'
     R.reproduce(out=out, quick=True, folds=2, stages='gouwens,models', data_dir=mirror, progress=False, echo=False,
                 n_workers=1)

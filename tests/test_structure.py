@@ -73,13 +73,57 @@ def test_schema_is_the_bottom_layer():
 
 
 def test_data_list_does_not_import_the_models():
-    "`ephys2tx data list` (measured with `python -X importtime`) loads neither torch nor scikit-learn nor Dask."
-    code = "from ephys2tx.cli import main; raise SystemExit(main(['data', 'list']))"
+    "`ephys2tx data list` (run with `python -X importtime`) loads neither torch nor scikit-learn nor Dask."
+    heavy = ('torch', 'sklearn', 'dask', 'distributed', 'matplotlib')
+    code = ("import sys; from ephys2tx.cli import main; rc = main(['data', 'list']); "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})), 'ephys2tx.data' in sys.modules)")
     r = subprocess.run([sys.executable, '-X', 'importtime', '-c', code], capture_output=True, text=True,
                        env={**os.environ, 'PYTHONPATH': str(PKG.parent)}, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'mouse_gouwens2020' in r.stdout
-    loaded = {line.rsplit('|', 1)[1].strip() for line in r.stderr.splitlines() if line.startswith('import time:')}
-    for heavy in ('torch', 'sklearn', 'dask', 'distributed', 'matplotlib'):
-        assert heavy not in loaded, f"`ephys2tx data list` imports {heavy}"
-    assert 'ephys2tx.data' in loaded
+    assert r.stdout.strip().splitlines()[-1] == '[] True', r.stdout.strip().splitlines()[-1]
+    # -X importtime: what the interpreter imported, in microseconds (`importlib.import_module` is not logged)
+    logged = {line.rsplit('|', 1)[1].strip() for line in r.stderr.splitlines() if line.startswith('import time:')}
+    assert not logged & set(heavy), logged & set(heavy)
+
+
+def _code_lines(path: Path):
+    "(number, line) of a module's code, without nbdev's generated docstring and `__all__` block."
+    lines, in_all = path.read_text().splitlines(), False
+    for i, line in enumerate(lines, 1):
+        if i == 1 and line.startswith('"""'): continue
+        if line.startswith('__all__'): in_all = True
+        if in_all:
+            in_all = not line.rstrip().endswith(']')
+            continue
+        yield i, line
+
+
+def _modules():
+    return sorted(p for p in PKG.glob('*.py') if p.stem not in ('__init__', '_modidx'))
+
+
+def test_no_line_over_120_characters():
+    long = [f'{p.name}:{i}' for p in _modules() for i, line in _code_lines(p) if len(line) > 120]
+    assert not long, f'{len(long)} lines over 120 characters: {long[:20]}'
+
+
+def test_no_semicolon_joined_statements():
+    import io, tokenize
+    found = []
+    for p in _modules():
+        for t in tokenize.generate_tokens(io.StringIO(p.read_text()).readline):
+            if t.type == tokenize.OP and t.string == ';': found.append(f'{p.name}:{t.start[0]}')
+    assert not found, f'semicolon-joined statements at {found[:20]}'
+
+
+PROCESS_WORDS = r'later issue|the lead\b|target [0-9]|step [0-9] of|filled in later'
+
+
+def test_no_process_words_in_notebooks_reports_or_code():
+    import re
+    root = PKG.parent
+    files = [*root.glob('nbs/*.ipynb'), *root.glob('nbs/_reports/*.ipynb'), *_modules()]
+    hits = [f'{f.relative_to(root)}: {m.group(0)!r}' for f in files
+            for m in re.finditer(PROCESS_WORDS, f.read_text(), flags=re.I)]
+    assert not hits, hits
