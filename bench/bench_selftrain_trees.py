@@ -14,11 +14,12 @@ the reference's macro-F1 and is not worse at p < 0.05, at every size of both str
 
 Writes bench/results/selftrain_trees.json (+ .parquet with every run) and prints the table.
 """
-import argparse, json, os, platform, time
+import argparse, time
 from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+from paired import paired_table, write_paired   # noqa: E402 (bench/ is on sys.path when run as a script)
 STRATEGIES = 'selftrain,selftrain_mouse'
 
 
@@ -35,7 +36,7 @@ def main(argv=None):
     p.add_argument('--results', default=str(HERE / 'results' / 'selftrain_trees.json'))
     a = p.parse_args(argv)
     from ephys2tx import transfer as T
-    from ephys2tx.evaluation import compare, sizes_list
+    from ephys2tx.evaluation import sizes_list
     record = T.strategy_params
     runs, seconds = [], {}
     for name, trees in [('reference', a.reference), ('smaller', a.trees)]:
@@ -52,34 +53,11 @@ def main(argv=None):
         print(f"{name} ({trees} trees): {len(r)} runs in {seconds[name]:.0f} s", flush=True)
     T.strategy_params = record
     res = pd.concat(runs, ignore_index=True)
-    rows = []
-    for (m, z), g in res.groupby(['model', 'size'], sort=False):
-        c = compare(g.assign(model=g.forest), 'smaller', 'reference')
-        fit = g.groupby('forest').fit_seconds.mean()
-        sd = g.groupby('forest').macro_f1.std()
-        mean = g.groupby('forest').macro_f1.mean()
-        rows.append(dict(strategy=m, size=z, reference=f"{mean['reference']:.3f} ± {sd['reference']:.3f}",
-                         smaller=f"{mean['smaller']:.3f} ± {sd['smaller']:.3f}",
-                         diff=round(float(c['mean_diff']), 4), p=round(float(c['p']), 3),
-                         ci=[round(float(c['ci_low']), 4), round(float(c['ci_high']), 4)],
-                         not_worse=bool(c['mean_diff'] >= -sd['reference'] and (c['p'] > 0.05 or c['mean_diff'] > 0)),
-                         seconds_reference=round(float(fit['reference']), 2),
-                         seconds_smaller=round(float(fit['smaller']), 2)))
-    order = {z: i for i, z in enumerate(sizes_list(a.sizes))}
-    table = pd.DataFrame(rows).sort_values(['strategy', 'size'], key=lambda s: s.map(order) if s.name == 'size' else s)
-    fits = res.groupby('forest').fit_seconds.sum()
-    out = dict(command='python bench/bench_selftrain_trees.py ' + ' '.join(argv or []), seed=a.seed,
-               repeats=a.repeats, folds=a.folds, sizes=sizes_list(a.sizes), reference_trees=a.reference,
-               smaller_trees=a.trees, all_not_worse=bool(table.not_worse.all()), wall_seconds=seconds,
-               fit_seconds_total={k: round(float(v), 1) for k, v in fits.items()},
-               n_workers=a.n_workers, cpus=os.cpu_count(), machine=platform.machine(), rows=table.to_dict('records'))
-    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.results).write_text(json.dumps(out, indent=1, default=str))
-    res.to_parquet(Path(a.results).with_suffix('.parquet'), index=False)
-    md = table.assign(ci=table.ci.map(lambda c: f"[{c[0]:+.3f}, {c[1]:+.3f}]"))
-    print(md.to_markdown(index=False))
-    print(json.dumps({k: v for k, v in out.items() if k != 'rows'}, indent=1, default=str))
-
+    table = paired_table(res, 'forest', 'smaller', 'reference', a.sizes)
+    write_paired(a.results, res, table, 'forest', a.n_workers,
+                 command='python bench/bench_selftrain_trees.py ' + ' '.join(argv or []), seed=a.seed,
+                 repeats=a.repeats, folds=a.folds, sizes=sizes_list(a.sizes), reference_trees=a.reference,
+                 smaller_trees=a.trees, all_not_worse=bool(table.not_worse.all()), wall_seconds=seconds)
 
 if __name__ == '__main__':
     main()

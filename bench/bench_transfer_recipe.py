@@ -15,11 +15,12 @@ earlier recipe's macro-F1 and is not worse at p < 0.05.
 
 Writes bench/results/transfer_recipe.json (+ .parquet with every run) and prints the README's table.
 """
-import argparse, json, os, platform, time
+import argparse, time
 from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+from paired import paired_table, write_paired   # noqa: E402 (bench/ is on sys.path when run as a script)
 STRATEGIES = 'nn_human,nn_zeroshot,nn_finetune,nn_joint,nn_dann,rf_mouse'
 
 
@@ -32,7 +33,7 @@ def main(argv=None):
     p.add_argument('--results', default=str(HERE / 'results' / 'transfer_recipe.json'))
     a = p.parse_args(argv)
     from ephys2tx import transfer as T
-    from ephys2tx.evaluation import compare, sizes_list
+    from ephys2tx.evaluation import sizes_list
     runs, seconds = [], {}
     for name, recipe in [('earlier', T.EARLIER_TRANSFER_RECIPE), ('recipe', T.TRANSFER_RECIPE)]:
         t0 = time.time()
@@ -42,33 +43,11 @@ def main(argv=None):
         runs.append(r.assign(recipe=name))
         print(f"{name}: {len(r)} runs in {seconds[name]:.0f} s", flush=True)
     res = pd.concat(runs, ignore_index=True)
-    rows = []
-    for (m, z), g in res.groupby(['model', 'size'], sort=False):
-        both = g.assign(model=g.recipe)
-        c = compare(both, 'recipe', 'earlier')
-        fit = g.groupby('recipe').fit_seconds.mean()
-        sd = g.groupby('recipe').macro_f1.std()
-        rows.append(dict(strategy=m, size=z, earlier=f"{g[g.recipe == 'earlier'].macro_f1.mean():.3f} ± {sd['earlier']:.3f}",
-                         recipe=f"{g[g.recipe == 'recipe'].macro_f1.mean():.3f} ± {sd['recipe']:.3f}",
-                         diff=round(float(c['mean_diff']), 4), p=round(float(c['p']), 3),
-                         ci=[round(float(c['ci_low']), 4), round(float(c['ci_high']), 4)],
-                         not_worse=bool(c['mean_diff'] >= -sd['earlier'] and (c['p'] > 0.05 or c['mean_diff'] > 0)),
-                         seconds_earlier=round(float(fit['earlier']), 2), seconds_recipe=round(float(fit['recipe']), 2)))
-    order = {z: i for i, z in enumerate(sizes_list(a.sizes))}
-    table = pd.DataFrame(rows).sort_values(['strategy', 'size'], key=lambda s: s.map(order) if s.name == 'size' else s)
-    fits = res.groupby('recipe').fit_seconds.sum()
-    out = dict(command='python bench/bench_transfer_recipe.py ' + ' '.join(argv or []), seed=a.seed, repeats=a.repeats,
-               folds=a.folds, sizes=sizes_list(a.sizes), earlier=T.EARLIER_TRANSFER_RECIPE, recipe=T.TRANSFER_RECIPE,
-               wall_seconds=seconds, fit_seconds_total={k: round(float(v), 1) for k, v in fits.items()},
-               n_workers=a.n_workers, cpus=os.cpu_count(), machine=platform.machine(),
-               rows=table.to_dict('records'))
-    Path(a.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.results).write_text(json.dumps(out, indent=1, default=str))
-    res.to_parquet(Path(a.results).with_suffix('.parquet'), index=False)
-    md = table.assign(ci=table.ci.map(lambda c: f"[{c[0]:+.3f}, {c[1]:+.3f}]"))
-    print(md.to_markdown(index=False))
-    print(json.dumps({k: v for k, v in out.items() if k != 'rows'}, indent=1, default=str))
-
+    table = paired_table(res, 'recipe', 'recipe', 'earlier', a.sizes)
+    write_paired(a.results, res, table, 'recipe', a.n_workers,
+                 command='python bench/bench_transfer_recipe.py ' + ' '.join(argv or []), seed=a.seed,
+                 repeats=a.repeats, folds=a.folds, sizes=sizes_list(a.sizes), earlier=T.EARLIER_TRANSFER_RECIPE,
+                 recipe=T.TRANSFER_RECIPE, wall_seconds=seconds)
 
 if __name__ == '__main__':
     main()
