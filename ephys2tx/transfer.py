@@ -371,10 +371,6 @@ class SelfTrained(ClassifierMixin, BaseEstimator):
 # %% ../nbs/06_transfer.ipynb #cf80c372
 class SelfTrainedHuman(SelfTrained):
     "Human-only self-training: the forest on the human features, pseudo-labelling the unlabelled cells."
-    def __init__(self, use_source:bool=False, threshold:float=0.7, max_iter:int=10, n_estimators:int=100,
-                 net:NetZeroShot|None=None, random_state:int=0):
-        # 100 trees: as accurate as 300 at every size (bench/bench_selftrain_trees.py), 1.4x faster
-        super().__init__(use_source, threshold, max_iter, n_estimators, net, random_state)
     def fit(self, X, y, unlabelled=None): return self._fit(X, y, None, unlabelled)
 
 # %% ../nbs/06_transfer.ipynb #a338a53f
