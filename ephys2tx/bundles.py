@@ -10,11 +10,12 @@ import numpy as np, pandas as pd
 import torch
 from sklearn.metrics import f1_score
 from sklearn.utils.validation import check_is_fitted
-from .data import DataError, DATASETS, impossible_mask, impossible_values, load_cells, read_table, sha256sum
+from .data import DataError, DATASETS, SPECIES, impossible_mask, impossible_values, load_cells, read_table, sha256sum
 from .features import SCHEMAS, check_ranges, schema_features, transform_from_state, transform_state
 from .nets import VARIANTS, FamilySeqNet
 from .training import resolve_device
 from .bilstm import BILSTM_RECIPE, BiLSTMClassifier
+from .cli import options_from
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FILES', 'REFERENCE_FILE', 'ID_COLUMNS', 'MASKING', 'BundleError',
@@ -208,7 +209,10 @@ def load_bundle(path, device='cpu') -> BiLSTMClassifier:
 # %% ../nbs/05c_bundles.ipynb #047eaed4
 ID_COLUMNS = ('specimen_id', 'ID', 'id', 'cell_id', 'cell_name', 'cell', 'name')   # tried in this order
 
-def id_column(df:pd.DataFrame, name:str|None=None, where:str='input') -> str|None:
+def id_column(df:pd.DataFrame,     # the cell table
+              name:str|None=None,  # the ID column to use (None: the first of `ID_COLUMNS` present)
+              where:str='input',   # the table's name in messages
+             ) -> str|None:        # the ID column; None when the table has none
     "The ID column of a cell table: `name` (which must exist), else the first of `ID_COLUMNS` present, else None."
     if name is not None:
         if name not in df.columns: raise DataError(f"{where}: no ID column {name!r}; columns: {list(df.columns)[:12]}")
@@ -220,14 +224,17 @@ def missing_features(model:BiLSTMClassifier, df:pd.DataFrame) -> list:
     return [c for c in model.transform_.flat_feature_names if c not in df.columns]
 
 # %% ../nbs/05c_bundles.ipynb #650d2b1f
-def check_species(model:BiLSTMClassifier, df:pd.DataFrame, where:str='input') -> None:
+def check_species(model:BiLSTMClassifier,  # a fitted model or a loaded bundle
+                  df:pd.DataFrame,         # the cell table
+                  where:str='input',       # the table's name in messages
+                 ) -> None:                # nothing; cells of another species raise `DataError`
     "A `DataError` when `df` holds cells of another species than the model's (its `species` column or features)."
     own = model.schema
-    if 'species' in df.columns and own in ('mouse', 'human'):
+    if 'species' in df.columns and own in SPECIES:
         other = sorted(set(df['species'].dropna().astype(str)) - {own})
         if other: raise DataError(f"{where}: column 'species' says {other}; this bundle was trained on {own} cells")
     mine = {f.name for f in schema_features(own)}
-    for sp in (s for s in ('mouse', 'human') if s != own and s in SCHEMAS):
+    for sp in (s for s in SPECIES if s != own and s in SCHEMAS):
         theirs = {f.name for f in schema_features(sp)}
         a, b = theirs - mine, mine - theirs
         fa, fb = np.mean([c in df.columns for c in a]), np.mean([c in df.columns for c in b])
@@ -247,7 +254,7 @@ def validation_cells(model:BiLSTMClassifier, data_dir=None) -> tuple:
     ref = getattr(model, 'reference_', None)
     if not ids: return None, None
     if ref is None:
-        if model.schema not in ('mouse', 'human'): return None, None
+        if model.schema not in SPECIES: return None, None
         key = (model.schema, str(data_dir))
         try:
             if key not in _CELLS: _CELLS[key] = load_cells(model.schema, data_dir=data_dir, progress=False)
@@ -260,7 +267,10 @@ def validation_cells(model:BiLSTMClassifier, data_dir=None) -> tuple:
 # %% ../nbs/05c_bundles.ipynb #429619b7
 def _f1(model, t, p) -> float: return float(f1_score(t, p, average='macro', labels=model.classes_, zero_division=0))
 
-def expected_macro_f1(model:BiLSTMClassifier, masked:list, data_dir=None) -> dict|None:
+def expected_macro_f1(model:BiLSTMClassifier,  # a fitted model or a loaded bundle
+                      masked:list,             # the features hidden
+                      data_dir=None,           # the data mirror, without a reference table (default: $EPHYS2TX_DATA)
+                     ) -> dict|None:           # `all`, `masked`, `n`, `n_scored`; None without the validation cells
     "Macro-F1 on the model's own validation cells with the features `masked` hidden, beside every feature shown."
     v, y = validation_cells(model, data_dir)
     if v is None: return None
@@ -403,7 +413,7 @@ def predict_cells(model:BiLSTMClassifier,   # a fitted model or a loaded bundle
 # the masking of `ephys2tx train`, fixed before it was measured (bench/bench_missing.py measures it)
 MASKING = dict(family_p=0.25, feature_p=0.1)
 
-def train_bundle(species:str,                                 # 'mouse' or 'human'
+def train_bundle(species:str,                                 # a registered species (`SPECIES`)
                  out,                                         # the bundle folder to write
                  epochs:int=100,                              # most epochs (early stopping on a validation split)
                  device='auto',                               # 'auto', 'cpu' or 'cuda'
@@ -416,7 +426,7 @@ def train_bundle(species:str,                                 # 'mouse' or 'huma
                  feature_dropout:float=MASKING['feature_p'],  # masking augmentation: chance to hide each value
                  **kw) -> BiLSTMClassifier:                   # other `BiLSTMClassifier` settings
     "Train a `BiLSTMClassifier` on all QC-passed cells of `species` (label `subclass`) and save a bundle to `out`."
-    if species not in ('mouse', 'human'): raise DataError(f"unknown species {species!r}; choose 'mouse' or 'human'")
+    if species not in SPECIES: raise DataError(f"unknown species {species!r}; choose one of {', '.join(SPECIES)}")
     cells = load_cells(species, data_dir=data_dir, progress=progress)
     y = cells['subclass'].to_numpy()
     model = BiLSTMClassifier(schema=species, variant=variant, epochs=epochs, device=device,
@@ -430,7 +440,7 @@ def train_bundle(species:str,                                 # 'mouse' or 'huma
 # %% ../nbs/05c_bundles.ipynb #e0107c3a
 def _cli_train(args):
     m = train_bundle(args.species, args.out, epochs=args.epochs, device=args.device, variant=args.variant,
-                     random_state=args.seed, smote=args.smote, data_dir=args.data_dir,
+                     random_state=args.random_state, smote=args.smote, data_dir=args.data_dir,
                      family_dropout=args.family_dropout, feature_dropout=args.feature_dropout)
     print(f"trained {m.variant} BiLSTM on {m.n_train_} {args.species} cells (+{m.n_synthetic_} SMOTE, "
           f"+{m.n_val_} for early stopping), "
@@ -457,7 +467,7 @@ def _warn_missing(model:BiLSTMClassifier, out:pd.DataFrame, missing:list, args):
 def _cli_predict(args):
     model = load_bundle(args.model, device=args.device)
     out, missing = predict_cells(model, read_table(args.input), allow_missing=args.allow_missing,
-                                 where=str(args.input), id_col=args.id_column)
+                                 where=str(args.input), id_col=args.id_col)
     if missing: _warn_missing(model, out, missing, args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(args.out, index=False)
@@ -473,25 +483,15 @@ def _cli_predict(args):
 def register_cli(sub):
     "Add the `train` and `predict` commands to an argparse subparsers object."
     t = sub.add_parser('train', help='train a BiLSTM model bundle on all QC-passed cells of a species')
-    t.add_argument('--species', choices=['mouse', 'human'], required=True)
-    t.add_argument('--out', required=True, help='bundle folder to write')
-    t.add_argument('--epochs', type=int, default=100, help='maximum epochs (early stopping on a validation split)')
-    t.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda'")
-    t.add_argument('--variant', choices=VARIANTS, default='attention')
-    t.add_argument('--no-smote', dest='smote', action='store_false',
-                   help='do not SMOTE-oversample the minority classes of the training cells (default: SMOTE on)')
-    t.add_argument('--seed', type=int, default=0)
-    t.add_argument('--family-dropout', type=float, default=MASKING['family_p'],
-                   help='masking augmentation: chance to hide each family of a training cell per batch (0: off)')
-    t.add_argument('--feature-dropout', type=float, default=MASKING['feature_p'],
-                   help='masking augmentation: chance to hide each observed value (0: off)')
+    options_from(t, train_bundle, ['species', 'out', 'epochs', 'device', 'variant', 'random_state', 'smote',
+                                   'family_dropout', 'feature_dropout'], flags=dict(random_state='--seed'),
+                 species=dict(choices=list(SPECIES), required=True), out=dict(required=True),
+                 variant=dict(choices=VARIANTS))
     t.set_defaults(func=_cli_train)
     p = sub.add_parser('predict', help='predict the subclass of cells in a CSV with a trained bundle')
     p.add_argument('--model', required=True, help='bundle folder written by `ephys2tx train`')
     p.add_argument('--input', required=True, help='CSV of cells: feature columns under their IPFX names')
     p.add_argument('--out', required=True, help='CSV to write: probabilities, predicted subclass, attention')
-    p.add_argument('--allow-missing', action='store_true', help='mask missing feature columns instead of failing')
-    p.add_argument('--id-column', default=None,
-                   help=f"the input's ID column, kept in the output (default: the first of {', '.join(ID_COLUMNS)})")
+    options_from(p, predict_cells, ['allow_missing', 'id_col'], flags=dict(id_col='--id-column'))
     p.add_argument('--device', default='cpu')
     p.set_defaults(func=_cli_predict)

@@ -78,7 +78,7 @@ def _kind(p:inspect.Parameter):
 def options_from(parser, # the (sub)command's argparse parser
                  fn, # the library function the command calls
                  names, # its parameters to offer, in order
-                 flags:dict|None=None, # parameter -> option name where it differs from `--param-name`
+                 flags:dict|None=None, # parameter -> option name (or a tuple of names) where it differs from `--param-name`
                  **extra, # parameter -> more `add_argument` keywords (e.g. `choices`)
                 ):
     "Add an option to `parser` for each parameter `names` of `fn`: default, type and help from its signature."
@@ -87,10 +87,14 @@ def options_from(parser, # the (sub)command's argparse parser
     for n in names:
         p = sig.parameters[n]
         flag = (flags or {}).get(n) or '--' + n.replace('_', '-')
+        flag, *alias = flag if isinstance(flag, tuple) else (flag,)
         kw = dict(dest=n, default=p.default, help=docs.get(n))
         if isinstance(p.default, bool):
             kw['action'] = 'store_false' if p.default else 'store_true'
-            if p.default and not (flags or {}).get(n): flag = '--no-' + n.replace('_', '-')
-        else: kw['type'] = _kind(p)
-        parser.add_argument(flag, **(kw | extra.get(n, {})))
+            if p.default and not (flags or {}).get(n):
+                flag, kw['help'] = '--no-' + n.replace('_', '-'), f"turn off: {kw['help']}"
+        else: kw.update(type=_kind(p), metavar=flag.lstrip('-').replace('-', '_').upper())
+        kw |= extra.get(n, {})
+        if 'choices' in kw: kw.pop('metavar', None)
+        parser.add_argument(flag, *alias, **kw)
     return parser

@@ -153,41 +153,51 @@ def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not enabled, leave=False)
 
-def download(url:str, dest, sha256:str|None=None, progress:bool=True, timeout:float=60,
-             chunk:int=1<<16) -> Path:
+def _request(url:str, name:str, pos:int, timeout:float):
+    "The response for `url` from byte `pos` on (a `Range` request); None when that range is past the file's end."
+    headers = {'User-Agent': 'ephys2tx'} | ({'Range': f'bytes={pos}-'} if pos else {})
+    try: return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and pos: return None   # the partial file is already complete or bogus
+        raise DataError(f"{name}: download of {url} failed with HTTP {e.code} ({e.reason})") from e
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
+        raise DataError(f"{name}: cannot reach {url} ({getattr(e, 'reason', e)}). {_OFFLINE_HELP}") from e
+
+def _receive(resp, part:Path, pos:int, name:str, url:str, progress:bool, chunk:int) -> tuple:
+    "Write the body of `resp` to `part`, appended when the server resumed at `pos`; (bytes held, expected total)."
+    resumed = pos > 0 and resp.status == 206
+    pos = pos if resumed else 0
+    size = resp.headers.get('Content-Length')
+    total, got = (int(size) + pos if size is not None else None), pos
+    try:
+        with open(part, 'ab' if resumed else 'wb') as f, _progress(total, name, progress) as bar:
+            bar.update(pos)
+            while b := resp.read(chunk):
+                f.write(b)
+                got += len(b)
+                bar.update(len(b))
+    except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as e:
+        raise DataError(f"{name}: transfer from {url} interrupted after {part.stat().st_size} bytes "
+                        f"({type(e).__name__}); the partial file {part} is kept and the next attempt resumes it") from e
+    return got, total
+
+def download(url:str, # the file's URL
+             dest, # the path to install it at
+             sha256:str|None=None, # its expected SHA-256 (None: not checked)
+             progress:bool=True, # a progress bar
+             timeout:float=60, # seconds to wait for the server
+             chunk:int=1<<16, # bytes read at a time
+            ) -> Path: # `dest`
     "Download `url` to `dest` via `dest.part`, resuming a partial file; verify `sha256` before renaming."
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + '.part')
     pos = part.stat().st_size if part.exists() else 0
-    headers = {'User-Agent': 'ephys2tx'} | ({'Range': f'bytes={pos}-'} if pos else {})
-    try: resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and pos:  # the partial file is already complete or bogus: start again
-            part.unlink()
-            return download(url, dest, sha256, progress, timeout, chunk)
-        raise DataError(f"{dest.name}: download of {url} failed with HTTP {e.code} ({e.reason})") from e
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
-        raise DataError(f"{dest.name}: cannot reach {url} ({getattr(e, 'reason', e)}). {_OFFLINE_HELP}") from e
-    with resp:
-        resumed = pos > 0 and resp.status == 206
-        if not resumed: pos = 0
-        size = resp.headers.get('Content-Length')
-        total = int(size) + pos if size is not None else None
-        got = pos
-        try:
-            with open(part, 'ab' if resumed else 'wb') as f, _progress(total, dest.name, progress) as bar:
-                bar.update(pos)
-                while True:
-                    b = resp.read(chunk)
-                    if not b: break
-                    f.write(b)
-                    got += len(b)
-                    bar.update(len(b))
-        except (http.client.IncompleteRead, ConnectionError, socket.timeout, OSError) as e:
-            raise DataError(f"{dest.name}: transfer from {url} interrupted after {part.stat().st_size} bytes "
-                            f"({type(e).__name__}); the partial file {part} is kept and the next attempt resumes it"
-                            ) from e
+    resp = _request(url, dest.name, pos, timeout)
+    if resp is None:   # nothing left to send from `pos`: start again
+        part.unlink()
+        return download(url, dest, sha256, progress, timeout, chunk)
+    with resp: got, total = _receive(resp, part, pos, dest.name, url, progress, chunk)
     if total is not None and got < total:
         raise DataError(f"{dest.name}: transfer from {url} interrupted after {got} of {total} bytes; "
                         f"the partial file {part} is kept and the next attempt resumes it")
@@ -201,8 +211,16 @@ def download(url:str, dest, sha256:str|None=None, progress:bool=True, timeout:fl
     return dest
 
 # %% ../nbs/01_data.ipynb #60ed4c47
-def fetch(dataset:str, data_dir=None, cache=None, base_url:str|None=None, progress:bool=True,
-          retries:int=2, files=None, timeout:float=60, verify:bool=True) -> Path:
+def fetch(dataset:str,             # a registered dataset (`DATASETS`)
+          data_dir=None,           # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+          cache=None,              # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+          base_url:str|None=None,  # a server holding `<dataset>/<file>` (None: each file's registered URL)
+          progress:bool=True,      # download progress bars
+          retries:int=2,           # further attempts after an interrupted download (each resumes the partial file)
+          files=None,              # names of the files to get (None: every file of the dataset)
+          timeout:float=60,        # seconds to wait for the server
+          verify:bool=True,        # check the SHA-256 of the mirror's files (the cache's are always checked)
+         ) -> Path:                # the dataset's folder, in the mirror or in the cache
     "Folder with the verified files of `dataset`, from the mirror if set, else the cache (downloading)."
     ds = get_dataset(dataset)
     todo = [ds.file(n) for n in files] if files is not None else list(ds.files)
@@ -235,7 +253,11 @@ def fetch(dataset:str, data_dir=None, cache=None, base_url:str|None=None, progre
     return root
 
 # %% ../nbs/01_data.ipynb #e64071b7
-def read_table(path, required=(), numeric=(), id_col:str|None=None) -> pd.DataFrame:
+def read_table(path,                  # the CSV file
+               required=(),           # columns that must be present
+               numeric=(),            # columns whose values must parse as numbers (converted, absent ones skipped)
+               id_col:str|None=None,  # a column whose values must be unique (None: not checked)
+              ) -> pd.DataFrame:      # the table, column names stripped of surrounding spaces
     "Read CSV `path`, checking `required` columns exist, `numeric` ones parse as numbers, `id_col` is unique."
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
@@ -301,7 +323,11 @@ def tidy_table(df:pd.DataFrame, # the metadata columns (`META_COLS`) and the fea
 # %% ../nbs/01_data.ipynb #9718a610
 MOUSE_FEATURES_FILE, MOUSE_META_FILE = 'efeature.csv', '20200711_patchseq_metadata_mouse.csv'
 
-def load_mouse(data_dir=None, cache=None, progress:bool=True, verify:bool=True) -> pd.DataFrame:
+def load_mouse(data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+               cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+               progress:bool=True,  # download progress bars
+               verify:bool=True,    # check the SHA-256 of the mirror's files (downloads are always checked)
+              ) -> pd.DataFrame:    # the tidy pre-QC table of the mouse cells (`tidy_table`)
     "Mouse cells: `efeature.csv` joined to the Patch-seq metadata via `ses-<ephys_session_id>`."
     root = fetch('mouse_gouwens2020', data_dir=data_dir, cache=cache, progress=progress,
                  files=[MOUSE_FEATURES_FILE, MOUSE_META_FILE], verify=verify)
@@ -335,7 +361,11 @@ def load_mouse(data_dir=None, cache=None, progress:bool=True, verify:bool=True) 
 HUMAN_FEATURES_FILE, HUMAN_META_FILE, HUMAN_DONOR_FILE = ('LeeDalley_ephys_fx.csv',
     'LeeDalley_manuscript_metadata_v2.csv', 'DataS1_Donor_table.csv')
 
-def load_human(data_dir=None, cache=None, progress:bool=True, verify:bool=True) -> pd.DataFrame:
+def load_human(data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+               cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+               progress:bool=True,  # download progress bars
+               verify:bool=True,    # check the SHA-256 of the mirror's files (downloads are always checked)
+              ) -> pd.DataFrame:    # the tidy pre-QC table of the human cells (`tidy_table`)
     "Human cells: `LeeDalley_ephys_fx.csv` joined to the manuscript metadata (`specimen_id_x`) and donors."
     root = fetch('human_leedalley2023', data_dir=data_dir, cache=cache, progress=progress,
                  files=[HUMAN_FEATURES_FILE, HUMAN_META_FILE, HUMAN_DONOR_FILE], verify=verify)
@@ -382,7 +412,12 @@ def register_species(sp:Species) -> Species:
 register_species(Species('mouse', 'mouse_gouwens2020', 'mouse', load_mouse, tuple(SUBCLASSES['mouse'])))
 register_species(Species('human', 'human_leedalley2023', 'human', load_human, tuple(SUBCLASSES['human'])))
 
-def load_raw(species:str, data_dir=None, cache=None, progress:bool=True, verify:bool=True) -> pd.DataFrame:
+def load_raw(species:str,         # a registered species (`SPECIES`): 'mouse', 'human', ...
+             data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+             cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+             progress:bool=True,  # download progress bars
+             verify:bool=True,    # check the SHA-256 of the mirror's files (downloads are always checked)
+            ) -> pd.DataFrame:    # the species' tidy pre-QC table (`tidy_table`)
     "The tidy pre-QC table of a registered `species` ('mouse', 'human', ...)."
     if species not in SPECIES: raise DataError(f"unknown species {species!r}; choose from {sorted(SPECIES)}")
     return SPECIES[species].loader(data_dir=data_dir, cache=cache, progress=progress, verify=verify)
@@ -476,15 +511,25 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
     cells.attrs.update(df.attrs)
     return QCResult(cells, dropped, rep, max_missing)
 
-def load_cells(species:str, data_dir=None, cache=None, max_missing:float=0.5, progress:bool=True,
-               verify:bool=True, return_qc:bool=False):
+def load_cells(species:str,            # a registered species (`SPECIES`): 'mouse', 'human', ...
+               data_dir=None,          # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+               cache=None,             # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+               max_missing:float=0.5,  # drop cells missing more than this fraction of their features
+               progress:bool=True,     # download progress bars
+               verify:bool=True,       # check the SHA-256 of the mirror's files (downloads are always checked)
+               return_qc:bool=False,   # also return the `QCResult` (the dropped cells with their reasons, the report)
+              ):                       # the QC-passed cells, or (cells, `QCResult`) with `return_qc`
     "QC-passed cells of `species` (with `return_qc=True`: the `QCResult` too)."
     raw = load_raw(species, data_dir=data_dir, cache=cache, progress=progress, verify=verify)
     res = qc(raw, max_missing=max_missing)
     return (res.cells, res) if return_qc else res.cells
 
 # %% ../nbs/01_data.ipynb #53dcc340
-def summary(data_dir=None, cache=None, max_missing:float=0.5, progress:bool=False) -> dict:
+def summary(data_dir=None,          # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+            cache=None,             # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
+            max_missing:float=0.5,  # drop cells missing more than this fraction of their features
+            progress:bool=False,    # download progress bars
+           ) -> dict:               # subclass, label4 (cell counts), qc, missing (per family), results (`QCResult`s)
     "Class counts after QC, the QC reports and missingness per feature family, as tables."
     res = {s: qc(load_raw(s, data_dir=data_dir, cache=cache, progress=progress), max_missing) for s in SPECIES}
     counts = pd.concat({s: r.cells['subclass'].value_counts() for s, r in res.items()}, axis=1).fillna(0).astype(int)

@@ -11,6 +11,7 @@ __all__ = ['CONF', 'CSS', 'PAGE_FORMAT', 'nbs_dir', 'page_name', 'doc_pages', 'N
 import os, re, sys, shutil, hashlib, subprocess, time
 from pathlib import Path
 import ephys2tx
+from .cli import options_from
 
 # %% ../nbs/10_docs.ipynb #8fde39ff
 def nbs_dir() -> Path:
@@ -108,7 +109,10 @@ def _plain(nb):
     out.metadata['frontmatter'] = dict(getattr(nb, 'frontmatter_', {}) or {})
     return out
 
-def render_page(nb, out='reports_out', flags=None) -> tuple:
+def render_page(nb,                 # path of the notebook to execute
+                out='reports_out',  # the reproduce run folder its cells read results from (`$EPHYS2TX_RESULTS`)
+                flags=None,         # cells flagged with these are skipped (default: `tst_flags` of settings.ini)
+               ) -> tuple:          # (the page's notebook as JSON or None, the error or None, seconds)
     "Execute and process one notebook (in a fresh process per page): (the page's notebook as JSON, error, seconds)."
     import nbformat
     os.environ['EPHYS2TX_RESULTS'] = str(Path(out).resolve())
@@ -182,7 +186,10 @@ def _link_html(s:str, host:str) -> str:
     return re.sub(r'\]\((?:nbs/)?(images/[^)]+)\)', r'](\1)', s)
 
 # %% ../nbs/10_docs.ipynb #3d414385
-def to_myst(nb, host:str, lines) -> dict:
+def to_myst(nb,        # an nbdev-processed notebook (`render_page`'s JSON, read with nbformat)
+            host:str,  # the site address at the start of nbdev's API links (they become relative)
+            lines,     # package module path -> {name: line} (`module_lines`), for the source links
+           ) -> dict:  # the notebook that myst-nb renders
     "An nbdev-processed notebook as a plain notebook that myst-nb renders: title cell, tags, API entries as markdown."
     import nbformat
     fm = nb.metadata.get('frontmatter', {})
@@ -272,7 +279,10 @@ def source_pages(dest, pkg=None) -> list:
     return out
 
 # %% ../nbs/10_docs.ipynb #67a2b708
-def results_page(out, dest_extra, label:str|None=None) -> str:
+def results_page(out,                  # the reproduce run folder
+                 dest_extra,           # Sphinx's extra folder: the run's reports are copied to its `results/`
+                 label:str|None=None,  # how the page names the run folder (None: its folder name)
+                ) -> str:              # the page's Markdown
     "The *Results* page: the headline and links to the HTML reports of run folder `out` (copied beside the site)."
     from ephys2tx.reproduce import headline_markdown
     out = Path(out)
@@ -418,7 +428,7 @@ def build_docs(dest='_docs', # the site folder (relative paths are under the che
                cache='.cache/docs', # executed pages, Sphinx's source and build folders
                flags=None, # cells flagged with these are skipped (default: `tst_flags` of settings.ini)
                strict:bool=True, # Sphinx's warnings are errors
-               progress:bool=True,
+               progress:bool=True, # progress bars
                nbs=None # the notebooks folder (default: the checkout's `nbs/`)
               ) -> Path:
     "Build the docs site into `dest` from the notebooks (executed as `nbdev_test` runs them) with Sphinx + myst-nb."
@@ -450,12 +460,7 @@ def build_docs(dest='_docs', # the site folder (relative paths are under the che
 def register_cli(sub):
     "Add the `docs` command to an argparse subparsers object."
     p = sub.add_parser('docs', help='build the documentation site (Sphinx + myst-nb, offline) from the notebooks')
-    p.add_argument('--dest', default='_docs', help='site folder (default _docs, relative to the checkout)')
-    p.add_argument('--out', default='reports_out',
-                   help='reproduce run folder whose headline and reports the site shows')
-    p.add_argument('--n-workers', type=int, default=2, help='notebooks executed at a time')
-    p.add_argument('--cache', default='.cache/docs', help='cache of the executed pages')
-    p.add_argument('--no-strict', action='store_true', help="do not treat Sphinx's warnings as errors")
+    options_from(p, build_docs, ['dest', 'out', 'n_workers', 'cache', 'strict'])
     p.add_argument('--execute-only', action='store_true',
                    help='only execute the notebooks (the notebook tests of `make test`), '
                         'keeping the pages for the site')
@@ -468,7 +473,7 @@ def _cli_docs(args):
             out, cache = _under(nbs.parent, args.out, args.cache)
             execute_pages(doc_pages(nbs), out, args.n_workers, cache)
         else: build_docs(dest=args.dest, out=args.out, n_workers=args.n_workers, cache=args.cache,
-                         strict=not args.no_strict)
+                         strict=args.strict)
     except NotebookError as e:
         print(f'{e}\nephys2tx docs: notebook tests failed', file=sys.stderr)
         return 1

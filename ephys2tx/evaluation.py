@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit
 from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, SPECIES, get_dataset, load_cells
+from .cli import options_from
 
 # %% auto #0
 __all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'EVALUATE_CODE', 'subsample',
@@ -37,7 +38,11 @@ def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
         for _ in range(excess): q[int(np.argmax(np.where(q < counts, counts - q, -1)))] += 1
     return q
 
-def subsample(y, size, seed:int, min_per_class:int=2) -> np.ndarray:
+def subsample(y,                    # class label of each cell of the training fold
+              size,                 # cells to keep: an integer, or 'all' for every cell
+              seed:int,             # seed of the random draw
+              min_per_class:int=2,  # fewest cells kept of each class
+             ) -> np.ndarray:       # sorted positions into `y`
     "Sorted positions of a class-stratified, nested subsample of `size` labels from `y` (`'all'`: every position)."
     y = np.asarray(y)
     if str(size).lower() == 'all': return np.arange(len(y))
@@ -129,8 +134,15 @@ def _fold_splits(y, groups, r, f, tr, te, val_frac, grouped, seed, sizes):
     return [Split(r, f, np.sort(tr[subsample(y[tr], z, seed)]), tr[:0], np.sort(te), z, np.sort(tr))
             for z in sizes_list(sizes)]
 
-def splits(y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
-           grouped:bool=False, sizes=None) -> list:
+def splits(y,                   # class label of each cell
+           groups=None,         # donor of each cell (grouped folds keep a donor's cells together)
+           repeats:int=10,      # repeats of the outer cross-validation
+           folds:int=5,         # outer folds
+           val_frac:float=0.2,  # inner validation fraction of each training fold (0: no validation split)
+           random_state:int=0,  # seed of the folds, the inner splits and the subsamples
+           grouped:bool=False,  # donor-grouped folds (needs `groups`); otherwise stratified folds
+           sizes=None,          # label-efficiency axis: labelled cells per split ('20,80,all'); no inner split
+          ) -> list:            # one `Split` per repeat x fold (x size)
     "Repeated stratified (or donor-grouped) k-fold with inner validation splits, or nested subsamples with `sizes`."
     y = np.asarray(y).astype(str)
     if folds < 2: raise ValueError(f"folds must be >= 2, got {folds}")
@@ -149,7 +161,11 @@ def splits(y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, rand
     return out
 
 # %% ../nbs/03_evaluation.ipynb #b6e18f2d
-def expected_calibration_error(y_true, proba, classes, n_bins:int=15) -> float:
+def expected_calibration_error(y_true,         # true class of each cell
+                               proba,          # predicted probabilities, cells x classes
+                               classes,        # the class of each column of `proba`
+                               n_bins:int=15,  # equal-width confidence bins on [0, 1]
+                              ) -> float:      # the ECE: 0 (calibrated) to 1
     "Top-label ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."
     y_true, proba = np.asarray(y_true).astype(str), np.asarray(proba, float)
     classes = np.asarray(list(classes)).astype(str)
@@ -162,14 +178,21 @@ def expected_calibration_error(y_true, proba, classes, n_bins:int=15) -> float:
         ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
     return float(ece)
 
-def confusion(y_true, y_pred, classes) -> np.ndarray:
+def confusion(y_true,          # true class of each cell
+              y_pred,          # predicted class of each cell
+              classes,         # the order of the rows and columns (every label must be one of them)
+             ) -> np.ndarray:  # cell counts, classes x classes (rows true, columns predicted)
     "Confusion matrix (rows = true class, columns = predicted), in the order of `classes`."
     pos = {c: i for i, c in enumerate(classes)}
     cm = np.zeros((len(classes), len(classes)), int)
     for t, p in zip(y_true, y_pred): cm[pos[t], pos[p]] += 1
     return cm
 
-def score(y_true, y_pred, proba=None, classes=None) -> dict:
+def score(y_true,        # true class of each test cell
+          y_pred,        # predicted class of each test cell
+          proba=None,    # predicted probabilities, cells x `classes` (None: log-loss and ECE are NaN)
+          classes=None,  # every class, in the column order of `proba` (None: the sorted labels seen)
+         ) -> dict:      # metric name -> value; the confusion matrix as JSON
     "All metrics of one test fold: macro-F1, accuracy, balanced accuracy, log-loss, ECE, per-class and confusion."
     y_true, y_pred = np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)
     classes = [str(c) for c in (sorted(set(y_true) | set(y_pred)) if classes is None else classes)]
@@ -221,7 +244,10 @@ def accepts_validation(est) -> bool:
     "Whether `est.fit` takes a `validation=(X_val, y_val)` keyword."
     return fit_accepts(est, 'validation')
 
-def aligned_proba(est, X, classes) -> np.ndarray|None:
+def aligned_proba(est,                  # a fitted classifier
+                  X,                    # the cells to predict
+                  classes,              # every class, in the column order wanted
+                 ) -> np.ndarray|None:  # probabilities, cells x `classes`; None without `predict_proba`
     "predict_proba of `est` on `X` with columns in the order of `classes` (0 for classes it never saw)."
     if not hasattr(est, 'predict_proba'): return None
     P = np.asarray(est.predict_proba(X), float)
@@ -243,7 +269,15 @@ def _fit_kwargs(est, X, y, split:Split, context:dict|None):
     if fit_accepts(est, 'unlabelled') and len(split.unlabelled): kw['unlabelled'] = _rows(X, split.unlabelled)
     return rows, kw
 
-def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict|None=None) -> dict:
+def run_split(name:str,                # the model name in the results row
+              spec,                    # an estimator (cloned) or a factory f(random_state) -> estimator
+              X,                       # every cell (DataFrame or array), one row per cell
+              y,                       # class label of each cell (an array)
+              split:Split,             # positions of the training, validation and test cells
+              classes,                 # every class (the columns of the probabilities)
+              seed:int,                # `random_state` of the fitted model
+              context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that take `source`
+             ) -> dict:                # one results row: the run, its metrics and fit/predict seconds
     "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold."
     est = _estimator(spec, seed)
     rows, kw = _fit_kwargs(est, X, y, split, context)
@@ -262,7 +296,11 @@ def run_split(name:str, spec, X, y, split:Split, classes, seed:int, context:dict
                 fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
 
 # %% ../nbs/03_evaluation.ipynb #a915e57b
-def run_id(model:str, split:Split, seed:int, tags:dict|None=None) -> str:
+def run_id(model:str,            # model name (with its settings hash where they are not the defaults)
+           split:Split,          # the split: its size, repeat and fold
+           seed:int,             # the experiment's `random_state`
+           tags:dict|None=None,  # more labels of the run, e.g. species and protocol
+          ) -> str:              # 'model|tags|n=size|r<repeat>|f<fold>|s<seed>'
     "The id of one run: model, tags, size, repeat, fold, seed."
     t = '|'.join(f'{k}={v}' for k, v in sorted((tags or {}).items()))
     return f"{model}|{t}|n={split.size}|r{split.repeat}|f{split.fold}|s{seed}"
@@ -308,8 +346,16 @@ def _job(fn, args, threads):
     torch.set_num_threads(threads)
     with threadpool_limits(threads): return fn(*args)
 
-def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=2, threads:int|None=1,
-            on_result=None, progress:bool=True, desc:str='runs') -> list:
+def fan_out(fn,                     # the function to call for each job
+            jobs:list,              # one tuple of arguments per call
+            shared:dict|None=None,  # arguments common to all calls, sent once to each worker and passed first
+            scheduler=None,         # a Dask scheduler address (tcp://host:port); 'sync' = here; None: see `n_workers`
+            n_workers:int=2,        # local worker processes (1 or fewer: in this process)
+            threads:int|None=1,     # BLAS/OpenMP and torch threads per call (None: no limit)
+            on_result=None,         # called with each result as it arrives (e.g. to save it)
+            progress:bool=True,     # a progress bar
+            desc:str='runs',        # label of the progress bar
+           ) -> list:               # the results of `fn`, in the order of `jobs`
     "`fn(*shared.values(), *job)` for every job (in-process, local Dask cluster or `scheduler`); results in job order."
     from tqdm.auto import tqdm
     shared, out = dict(shared or {}), [None] * len(jobs)
@@ -348,7 +394,11 @@ def fan_out(fn, jobs:list, shared:dict|None=None, scheduler=None, n_workers:int=
 def _evaluate_job(X, y, context, name, spec, split, classes, seed, rid, tags):
     return dict(run_id=rid, **tags, **run_split(name, spec, X, y, split, classes, seed, context))
 
-def take_over(store, jobs:list, done:set, reuse=()) -> list:
+def take_over(store,      # the `ResultStore` to copy into (None: nothing is taken over)
+              jobs:list,  # the planned runs: (name, model, split, classes, seed, run id, tags)
+              done:set,   # ids of the runs `store` holds; the ids taken over are added
+              reuse=(),   # other run folders to copy finished runs from
+             ) -> list:   # ids of the runs taken over
     "Copy into `store` the runs of `jobs` that a store in `reuse` already holds; `done` grows; the ids taken over."
     if store is None or not reuse: return []
     # the same id names the same model, settings, tags, size, repeat, fold and seed; a model with a validation hook
@@ -367,10 +417,27 @@ def take_over(store, jobs:list, done:set, reuse=()) -> list:
                 out.append(row['run_id'])
     return out
 
-def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_frac:float=0.2, random_state:int=0,
-             grouped:bool=False, split_list=None, classes=None, progress:bool=True, n_jobs:int=1,
-             threads:int|None=1, sizes=None, context:dict|None=None, out=None, scheduler=None,
-             tags:dict|None=None, reuse=()) -> pd.DataFrame:
+def evaluate(models:dict,             # name -> estimator, or factory f(random_state) -> estimator
+             X,                       # the cells (DataFrame or array), one row per cell
+             y,                       # class label of each cell
+             groups=None,             # donor of each cell (needed with `grouped`)
+             repeats:int=10,          # repeats of the outer cross-validation
+             folds:int=5,             # outer folds
+             val_frac:float=0.2,      # inner validation fraction of each training fold
+             random_state:int=0,      # seed of the folds and of every fit
+             grouped:bool=False,      # donor-grouped outer folds; otherwise stratified
+             split_list=None,         # ready `Split`s to use (None: made by `splits`)
+             classes=None,            # every class (None: the sorted labels of `y`)
+             progress:bool=True,      # a progress bar
+             n_jobs:int=1,            # parallel fits: 1 = in this process; N = N local workers
+             threads:int|None=1,      # BLAS/OpenMP threads per fit (None: no limit)
+             sizes=None,              # label-efficiency axis: labelled cells per run ('20,80,all')
+             context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that transfer
+             out=None,                # folder of finished runs: they are skipped when run again
+             scheduler=None,          # a Dask scheduler address (tcp://host:port); 'sync' = here
+             tags:dict|None=None,     # columns added to every row and named in its run id (e.g. species, protocol)
+             reuse=(),                # other run folders whose finished runs are taken over
+            ) -> pd.DataFrame:        # one row per model x (size x) repeat x fold
     "Every model on every split: a tidy table, one row per model x (size x) repeat x fold; resumable with `out`."
     y = np.asarray(y).astype(str)
     if len(y) != len(X): raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
@@ -404,7 +471,12 @@ def evaluate(models:dict, X, y, groups=None, repeats:int=10, folds:int=5, val_fr
 # %% ../nbs/03_evaluation.ipynb #f245fb1a
 METRICS = ['macro_f1', 'accuracy', 'balanced_accuracy', 'log_loss', 'ece']
 
-def summarize(results:pd.DataFrame, metrics=None, by='model', digits:int=3, wide:bool=False) -> pd.DataFrame:
+def summarize(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
+              metrics=None,          # a metric column or a list of them (None: `METRICS`)
+              by='model',            # the column(s) to group by
+              digits:int=3,          # decimals of the 'mean ± sd' text
+              wide:bool=False,       # one row per group and a 'mean ± sd' column per metric
+             ) -> pd.DataFrame:      # mean, sd, n and 'mean ± sd' per group and metric
     "Mean, SD, n and a formatted 'mean ± sd' per `by` group and metric (long form; `wide=True`: one row per group)."
     by = [by] if isinstance(by, str) else list(by)
     metrics = METRICS if metrics is None else ([metrics] if isinstance(metrics, str) else list(metrics))
@@ -419,14 +491,20 @@ def summarize(results:pd.DataFrame, metrics=None, by='model', digits:int=3, wide
     w.columns.name = None
     return w.reset_index()
 
-def per_class(results:pd.DataFrame, metric:str='f1', by='model') -> pd.DataFrame:
+def per_class(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
+              metric:str='f1',       # 'f1', 'precision' or 'recall'
+              by='model',            # the column(s) to group by
+             ) -> pd.DataFrame:      # the mean per group (rows) and class (columns)
     "Mean of the per-class `metric` ('f1', 'precision' or 'recall') per `by` group: rows groups, columns classes."
     cols = [c for c in results.columns if c.startswith(metric + '_')]
     t = results.groupby(by)[cols].mean()
     t.columns = [c[len(metric) + 1:] for c in cols]
     return t
 
-def mean_confusion(results:pd.DataFrame, model:str, normalize:bool=True) -> pd.DataFrame:
+def mean_confusion(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
+                   model:str,             # the model name
+                   normalize:bool=True,   # fractions of each true class (rows sum to 1); False: cell counts
+                  ) -> pd.DataFrame:      # true (rows) x predicted (columns) classes
     "Confusion matrix of `model` summed over its folds (row-normalized with `normalize`)."
     cms = [json.loads(s) for s in results.loc[results['model'] == model, 'confusion']]
     if not cms: raise ValueError(f"no results for model {model!r}")
@@ -436,8 +514,14 @@ def mean_confusion(results:pd.DataFrame, model:str, normalize:bool=True) -> pd.D
     return pd.DataFrame(cm, index=pd.Index(labels, name='true'), columns=pd.Index(labels, name='predicted'))
 
 # %% ../nbs/03_evaluation.ipynb #83c50508
-def compare(results:pd.DataFrame, a:str, b:str, metric:str='macro_f1', n_boot:int=5000, ci:float=0.95,
-            random_state:int=0) -> dict:
+def compare(results:pd.DataFrame,   # the table of `evaluate`, one species, protocol and size
+            a:str,                  # a model name (differences are `a` - `b`)
+            b:str,                  # the model it is compared with
+            metric:str='macro_f1',  # the metric column
+            n_boot:int=5000,        # bootstrap resamples of the paired differences
+            ci:float=0.95,          # confidence level of the bootstrap interval
+            random_state:int=0,     # seed of the bootstrap
+           ) -> dict:               # means, mean difference, corrected t, df, p and the bootstrap CI
     "Paired comparison of models `a` and `b` on the same splits: mean diff, corrected t and p, bootstrap CI."
     from scipy import stats
     keys = [k for k in ['species', 'protocol', 'size', 'repeat', 'fold'] if k in results.columns]
@@ -467,7 +551,12 @@ def compare(results:pd.DataFrame, a:str, b:str, metric:str='macro_f1', n_boot:in
                 sd_diff=float(np.sqrt(var)) if J > 1 else np.nan,
                 t=float(t), df=J - 1, p=p, ci_low=float(lo), ci_high=float(hi), correction=1 / J + ratio)
 
-def compare_all(results:pd.DataFrame, baseline:str, metric:str='macro_f1', by=None, alpha:float=0.05) -> pd.DataFrame:
+def compare_all(results:pd.DataFrame,   # the table of `evaluate`, one species and protocol
+                baseline:str,           # the model every other one is compared with
+                metric:str='macro_f1',  # the metric column
+                by=None,                # column(s) to compare within, e.g. 'size' (None: the whole table)
+                alpha:float=0.05,       # significance level of the verdict ('helps' or 'hurts' where p < alpha)
+               ) -> pd.DataFrame:       # one row per model (x group): the `compare` numbers and a verdict
     "`compare` of every other model against `baseline` (within each group of `by`, e.g. 'size'), with a verdict."
     if baseline not in set(results['model']):
         raise ValueError(f"baseline {baseline!r} is not among the models run: {sorted(set(results['model']))}")
@@ -525,7 +614,10 @@ MODELS = {}
 MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.transfer']
 BASELINES = ['rf', 'rf_spca', 'logreg', 'hgb']
 
-def register_model(name:str, factory, description:str='') -> None:
+def register_model(name:str,            # the name to register (`--model` of `ephys2tx evaluate`)
+                   factory,             # f(schema, random_state, **params) -> an unfitted estimator
+                   description:str='',  # one line for `list_models` ('': the first line of the factory's docstring)
+                  ) -> None:            # the model is added to `MODELS`
     "Register `factory(schema, random_state, **params) -> estimator` under `name` (replacing any earlier one)."
     if not callable(factory): raise TypeError(f"factory of model {name!r} is not callable")
     MODELS[name] = (factory, description or (factory.__doc__ or '').strip().split('\n')[0])
@@ -542,7 +634,11 @@ def list_models() -> pd.DataFrame:
     _load_plugins()
     return pd.DataFrame([dict(model=n, description=d) for n, (_, d) in MODELS.items()])
 
-def make_model(name:str, schema='human', random_state:int=0, **params):
+def make_model(name:str,            # a registered model name (`list_models`)
+               schema='human',      # feature schema: 'human', 'mouse' or 'aligned'
+               random_state:int=0,  # seed of the estimator
+               **params,            # settings passed to the model's factory
+              ):                    # a fresh, unfitted estimator
     "A fresh estimator of the registered model `name` for feature `schema`."
     if name not in MODELS: _load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
@@ -620,8 +716,12 @@ def bin_with(X:np.ndarray, thresholds:list) -> np.ndarray:
 # %% ../nbs/03_evaluation.ipynb #b1d0a7e4
 class SmallSampleHGB(ClassifierMixin, BaseEstimator):
     "Class-balanced histogram gradient boosting whose leaf size adapts to small training sets."
-    def __init__(self, max_iter:int=200, learning_rate:float=0.1, min_samples_leaf='auto', max_leaf_nodes:int=31,
-                 random_state:int=0):
+    def __init__(self,
+                 max_iter:int=200,         # boosting iterations (no early stopping)
+                 learning_rate:float=0.1,  # shrinkage of each tree
+                 min_samples_leaf='auto',  # fewest cells per leaf; 'auto': min(20, max(2, n // 20)) of n cells
+                 max_leaf_nodes:int=31,    # most leaves per tree
+                 random_state:int=0):      # seed of the boosting
         self.max_iter, self.learning_rate, self.min_samples_leaf = max_iter, learning_rate, min_samples_leaf
         self.max_leaf_nodes, self.random_state = max_leaf_nodes, random_state
     def leaf_size(self, n:int) -> int:
@@ -688,15 +788,31 @@ def load_task(species:str, data_dir=None) -> Task:
     return Task(species, X, X[label].astype(str).to_numpy(), groups, schema, label)
 
 # %% ../nbs/03_evaluation.ipynb #fe02eca6
-def model_specs(models, schema, params:dict|None=None) -> dict:
+def model_specs(models,                 # registered model names, or a dict name -> model (returned as it is)
+                schema,                 # feature schema of the models: 'human', 'mouse' or 'aligned'
+                params:dict|None=None,  # model name -> settings to override
+               ) -> dict:               # name -> factory f(random_state), for `evaluate`
     "Registered model names (or a dict name -> model) as a dict name -> factory; an unknown name is an error."
     if isinstance(models, dict): return dict(models)
     return {m: model_factory(m, schema, **(params or {}).get(m, {})) for m in models}
 
-def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repeats:int=10, folds:int=5,
-                   val_frac:float=0.2, random_state:int=0, params:dict|None=None, progress:bool=True,
-                   n_jobs:int=1, threads:int|None=1, sizes=None, source=None, out=None,
-                   scheduler=None, reuse=()) -> pd.DataFrame:
+def run_experiment(task:Task,                          # the cells, labels and donors (`load_task`)
+                   models,                             # registered model names, or a dict name -> model
+                   protocols=('stratified', 'grouped'), # outer-fold protocols
+                   repeats:int=10,                     # repeats of the outer cross-validation
+                   folds:int=5,                        # outer folds
+                   val_frac:float=0.2,                 # inner validation fraction of each training fold
+                   random_state:int=0,                 # seed of the folds and of every fit
+                   params:dict|None=None,              # model name -> settings to override
+                   progress:bool=True,                 # progress bars
+                   n_jobs:int=1,                       # parallel fits: 1 = in this process; N = N local workers
+                   threads:int|None=1,                 # BLAS/OpenMP threads per fit (None or 0: no limit)
+                   sizes=None,                         # label-efficiency axis: labelled cells per run ('20,80,all')
+                   source=None,                        # mouse cells for models that transfer (`source_cells`)
+                   out=None,                           # folder of finished runs: they are skipped when run again
+                   scheduler=None,                     # a Dask scheduler address (tcp://host:port); 'sync' = here
+                   reuse=(),                           # other run folders whose finished runs are taken over
+                  ) -> pd.DataFrame:                   # one row per model x protocol x (size x) repeat x fold
     "Evaluate `models` on `task` under each protocol (and label-efficiency `sizes`); tidy table, resumable with `out`."
     specs = model_specs(models, task.schema, params)
     parts = []
@@ -715,7 +831,10 @@ def run_experiment(task:Task, models, protocols=('stratified', 'grouped'), repea
                      planned=sum(p.attrs['planned'] for p in parts))
     return res
 
-def write_results(results:pd.DataFrame, out, stem:str) -> dict:
+def write_results(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
+                  out,                   # the folder to write to (created if missing)
+                  stem:str,              # file name without the extension
+                 ) -> dict:              # 'parquet', 'csv' and 'summary' -> the path written
     "Write `results` as `<out>/<stem>.parquet` and `.csv` and its summary as `<stem>_summary.csv`; return the paths."
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -769,17 +888,8 @@ def register_cli(sub):
     g = p.add_mutually_exclusive_group()
     g.add_argument('--grouped', action='store_true', help='donor-grouped folds (same as --protocol grouped)')
     g.add_argument('--protocol', choices=['stratified', 'grouped', 'both'], default=None)
-    p.add_argument('--repeats', type=int, default=10)
-    p.add_argument('--folds', type=int, default=5)
-    p.add_argument('--val-frac', type=float, default=0.2, help='inner validation fraction of each training fold')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--n-jobs', '--n-workers', dest='n_jobs', type=int, default=1,
-                   help='parallel fits: 1 = in this process; N = a local Dask cluster of N worker processes')
-    p.add_argument('--scheduler', default=None, metavar='ADDRESS',
-                   help="an existing Dask scheduler (tcp://host:port) to run the fits on; 'sync' = in this process")
-    p.add_argument('--sizes', default=None,
-                   help="label-efficiency axis: labelled training cells per run, e.g. '20,80,all'")
-    p.add_argument('--threads', type=int, default=1, help='BLAS/OpenMP threads per fit (default 1; 0 = no limit)')
+    options_from(p, run_experiment, ['repeats', 'folds', 'val_frac', 'random_state', 'n_jobs', 'scheduler', 'sizes',
+                                     'threads', 'progress'], flags=dict(random_state='--seed', n_jobs=('--n-jobs', '--n-workers')))
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
                    '<out>/runs_<species>/<key>/parts (the key names the code, data and folds) and skipped when the '
@@ -788,7 +898,6 @@ def register_cli(sub):
                    help='also compare every other model with MODEL on the same folds (corrected resampled t-test, '
                         'bootstrap CI of the macro-F1 difference); written to '
                         '<out>/evaluate_<species>_<protocol>_compare.csv')
-    p.add_argument('--no-progress', action='store_true')
     p.set_defaults(func=_cli_evaluate)
 
 EVALUATE_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
@@ -831,8 +940,8 @@ def _cli_evaluate(args):
     sets = _parse_sets(args.set)
     source = _source_for(names, task, sets, args.data_dir)
     for proto in protos:
-        res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.seed,
-                             params=sets, progress=not args.no_progress, n_jobs=args.n_jobs,
+        res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.random_state,
+                             params=sets, progress=args.progress, n_jobs=args.n_jobs,
                              threads=args.threads or None, sizes=getattr(args, 'sizes', None),
                              out=runs_dir(args.out, args.species, folds=args.folds, val_frac=args.val_frac),
                              scheduler=getattr(args, 'scheduler', None),

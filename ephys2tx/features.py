@@ -18,7 +18,11 @@ __all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'check_columns', 'unit_hin
            'domain_shift', 'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #c5ae8009
-def check_columns(df:pd.DataFrame, names, where='cell table', schema='') -> None:
+def check_columns(df:pd.DataFrame,     # the cell table
+                  names,               # the feature columns it must hold, each numeric
+                  where='cell table',  # what `df` is, for error messages
+                  schema='',           # the schema's name, for error messages
+                 ) -> None:            # raises `DataError` naming the missing or non-numeric columns
     "DataError naming the required feature columns that `df` lacks, or that are not numeric."
     missing = [c for c in names if c not in df.columns]
     if missing:
@@ -41,7 +45,11 @@ def unit_hint(f:Feature, median:float) -> str:
                     (f": given in {alt}?" if alt else "?"))
     return "wrong unit or scale?"
 
-def check_ranges(df:pd.DataFrame, schema, where='cell table', warn_frac:float=0.1) -> pd.DataFrame:
+def check_ranges(df:pd.DataFrame,      # the cell table (checked per species where it has a 'species' column)
+                 schema,               # a `get_schema` name ('human', 'mouse', 'aligned', ...) or a list of `Family`
+                 where='cell table',   # what `df` is, for warnings and error messages
+                 warn_frac:float=0.1,  # warn when more than this fraction of a feature's values lies outside its range
+                ) -> pd.DataFrame:     # species x feature checks: median, range, ok (a median outside: `DataError`)
     "Check each feature's median (per species if present) against its plausible range; return the checks."
     feats = [f for f in schema_features(schema) if f.lo is not None and f.name in df.columns]
     groups = df.groupby('species', sort=True) if 'species' in df.columns else [('all', df)]
@@ -75,7 +83,10 @@ def _align_mouse(df, where):
         out[r.name] = x
     return pd.DataFrame(out, index=df.index)
 
-def to_aligned(cells_df:pd.DataFrame, check:bool=True, where:str='cell table') -> pd.DataFrame:
+def to_aligned(cells_df:pd.DataFrame,   # a tidy mouse, human or mixed cell table with a 'species' column
+               check:bool=True,         # check the feature ranges before and after aligning (`check_ranges`)
+               where:str='cell table',  # what the table is, for error messages
+              ) -> pd.DataFrame:        # metadata + aligned feature columns (human names and units)
     "A mouse / human / mixed tidy cell table -> metadata + aligned feature columns (human names and units)."
     if cells_df.attrs.get('schema') == 'aligned': return cells_df.copy()
     if 'species' not in cells_df.columns: raise DataError(f"{where}: column 'species' is required to align features")
@@ -176,8 +187,13 @@ def _nanskew(M):
 
 class FamilyTransform(TransformerMixin, BaseEstimator):
     "Cell table -> FamilyTensors: log of skewed positive features, robust standardization, masks."
-    def __init__(self, schema='human', log_skewed:bool=True, per_species:bool=False, skew_threshold:float=1.0,
-                 check_ranges:bool=True, on_all_missing:str='warn'):
+    def __init__(self,
+                 schema='human',              # feature schema: 'human', 'mouse', 'aligned' or `Family` list
+                 log_skewed:bool=True,        # log-transform the skewed features positive in every training cell
+                 per_species:bool=False,      # median and IQR per species (needs a 'species' column)
+                 skew_threshold:float=1.0,    # training skewness above which a feature counts as skewed
+                 check_ranges:bool=True,      # check feature medians against plausible ranges (`check_ranges`)
+                 on_all_missing:str='warn'):  # a feature missing in every training cell: 'warn' or 'raise'
         self.schema, self.log_skewed, self.per_species = schema, log_skewed, per_species
         self.skew_threshold, self.check_ranges, self.on_all_missing = skew_threshold, check_ranges, on_all_missing
 
@@ -382,8 +398,14 @@ def transform_from_state(state:dict, where:str='transform state') -> FamilyTrans
 # %% ../nbs/02_features.ipynb #c0532821
 class FlatFeatures(TransformerMixin, BaseEstimator):
     "Cell table -> float32 (N, D) via FamilyTransform(...).flat(), optionally with missing-value indicators."
-    def __init__(self, schema='human', add_missing_indicators:bool=False, log_skewed:bool=True,
-                 per_species:bool=False, skew_threshold:float=1.0, check_ranges:bool=True, on_all_missing:str='warn'):
+    def __init__(self,
+                 schema='human',                     # feature schema: 'human', 'mouse', 'aligned' or `Family` list
+                 add_missing_indicators:bool=False,  # append indicators (1 = missing) of the sometimes-missing features
+                 log_skewed:bool=True,               # log-transform the skewed positive features (`FamilyTransform`)
+                 per_species:bool=False,             # median and IQR per species (needs a 'species' column)
+                 skew_threshold:float=1.0,           # training skewness above which a feature counts as skewed
+                 check_ranges:bool=True,             # check feature medians against plausible ranges (`check_ranges`)
+                 on_all_missing:str='warn'):         # a feature missing in every training cell: 'warn' or 'raise'
         self.schema, self.add_missing_indicators, self.log_skewed = schema, add_missing_indicators, log_skewed
         self.per_species, self.skew_threshold = per_species, skew_threshold
         self.check_ranges, self.on_all_missing = check_ranges, on_all_missing

@@ -110,7 +110,10 @@ def embed(Z:np.ndarray, # rows to embed (cells x sPCA scores)
     raise ValueError(f"unknown embedding method {method!r}; choose 'umap' or 'tsne'")
 
 # %% ../nbs/04_gouwens.ipynb #02963411
-def subsample(y, n_max:int|None, random_state:int=0) -> np.ndarray:
+def subsample(y,                   # class label of each row (the subsample keeps the class proportions)
+              n_max:int|None,      # most rows to keep (None: all rows)
+              random_state:int=0,  # seed of the draw
+             ) -> np.ndarray:      # sorted positions of the kept rows
     "Positions of a class-stratified random subsample of at most `n_max` rows (all rows if n_max is None)."
     y = np.asarray(y)
     if n_max is None or n_max >= len(y): return np.arange(len(y))
@@ -121,7 +124,12 @@ def subsample(y, n_max:int|None, random_state:int=0) -> np.ndarray:
 # %% ../nbs/04_gouwens.ipynb #8992c89c
 SUBCLASS_COLORS = dict(Lamp5='#DA808C', Pvalb='#D93137', Sncg='#D633FF', Sst='#FF9900', Vip='#B864CC')
 
-def plot_embedding(E:np.ndarray, labels, ax=None, title:str='', s:float=6):
+def plot_embedding(E:np.ndarray,  # (N, 2) coordinates of the cells
+                   labels,        # subclass of each cell (colours from `SUBCLASS_COLORS`, matplotlib's for others)
+                   ax=None,       # matplotlib axes to draw on (None: the current axes)
+                   title:str='',  # the axes' title
+                   s:float=6,     # marker area (points^2)
+                  ):              # the axes drawn on
     "Scatter of a 2-D embedding coloured by subclass."
     import matplotlib.pyplot as plt
     ax = ax or plt.gca()
@@ -136,7 +144,11 @@ def plot_embedding(E:np.ndarray, labels, ax=None, title:str='', s:float=6):
     return ax
 
 # %% ../nbs/04_gouwens.ipynb #9bee3c44
-def gmm_clusters(Z:np.ndarray, k_range=range(2, 21), random_state:int=0, n_init:int=1) -> tuple:
+def gmm_clusters(Z:np.ndarray,          # (N, D) values of the cells, e.g. sparse-PCA scores
+                 k_range=range(2, 21),  # numbers of clusters to try
+                 random_state:int=0,    # seed of each mixture fit
+                 n_init:int=1,          # initializations per k (the best is kept)
+                ) -> tuple:             # (cluster of each row, chosen k, BIC per k as a Series)
     "Gaussian-mixture clusters of `Z` with k chosen by BIC: (labels, chosen k, BIC per k)."
     from sklearn.mixture import GaussianMixture
     bic, fits = {}, {}

@@ -8,7 +8,8 @@ import json, logging, os, re, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
-from .data import DataError, META_COLS
+from .data import DataError, META_COLS, SPECIES
+from .cli import options_from
 
 # %% auto #0
 __all__ = ['GOUWENS_WIDTHS', 'GOUWENS_FAMILIES', 'AP_SOURCES', 'SUMMARY_FEATURES', 'WRITERS', 'extract_file', 'vector_columns',
@@ -268,7 +269,10 @@ def vector_columns() -> list:
     "The `<family>_<i>` column names of the 12 families, in family order."
     return [f'{f}_{i}' for f, w in GOUWENS_WIDTHS.items() for i in range(w)]
 
-def gouwens_table(records, metadata:pd.DataFrame|None=None, summary:bool=True) -> pd.DataFrame:
+def gouwens_table(records,                          # record dicts of `extract_file` (those with status 'ok' are kept)
+                  metadata:pd.DataFrame|None=None,  # labels to join (`join_metadata`) or None (IDs from the files only)
+                  summary:bool=True,                # add the `SUMMARY_FEATURES` columns
+                 ) -> pd.DataFrame:                 # one row per 'ok' record: META_COLS, `<family>_<i>`, summary
     """Tidy table of the 'ok' records: META_COLS + `<family>_<i>` columns (+ summary features).
     `metadata`: a table with META_COLS and a `source_id` equal to the NWB file name (see `join_metadata`)."""
     recs = [r for r in records if r.get('status') == 'ok']
@@ -334,7 +338,10 @@ def manifest(src) -> pd.DataFrame:
         raise DataError(f"{src}: duplicate NWB file names {out.file[out.file.duplicated()].tolist()[:3]}")
     return out
 
-def join_metadata(species:str, data_dir=None, progress:bool=False) -> pd.DataFrame:
+def join_metadata(species:str,          # 'mouse' (DANDI 000020) or 'human' (DANDI 000636)
+                  data_dir=None,        # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+                  progress:bool=False,  # download progress bars
+                 ) -> pd.DataFrame:     # META_COLS per cell (human: only the cells with an NWB ID)
     """META_COLS of every cell of `species` with `source_id` set to its DANDI NWB file name (mouse) or
     `ses-<nwb_id>` key (human, matched on the session ID), for `gouwens_table(..., metadata=)`."""
     from ephys2tx.data import load_raw, fetch, read_table, HUMAN_META_FILE
@@ -354,8 +361,13 @@ def label_key(file_name:str, species:str) -> str:
     sub, ses = _ids_from_name(file_name)
     return f'ses-{ses}'
 
-def download_dandiset(dandiset_id:str, out_dir, prefix:str='', limit:int|None=None, version:str='draft',
-                      progress:bool=True) -> pd.DataFrame:
+def download_dandiset(dandiset_id:str,      # '000020' (mouse) or '000636' (human)
+                      out_dir,              # folder to download into (the DANDI paths are kept below it)
+                      prefix:str='',        # only files whose path starts with this, e.g. 'sub-1001658946' ('': all)
+                      limit:int|None=None,  # most files to download (None: all)
+                      version:str='draft',  # dandiset version: 'draft' or a published version
+                      progress:bool=True,   # a progress bar over files
+                     ) -> pd.DataFrame:     # the `manifest` of the downloaded files
     """Download the NWB files of a DANDI dataset (000020 mouse, 000636 human) whose path starts with `prefix`
     (e.g. 'sub-1001658946') into `out_dir`, skipping files already there with the right size; the manifest."""
     try: from dandi.dandiapi import DandiAPIClient
@@ -510,7 +522,7 @@ def extract_files(src, # folder of NWB files, CSV manifest (column path or file)
                   n_workers:int=2, # local Dask worker processes (1 thread each)
                   scheduler:str='local', # 'local' (LocalCluster), 'sync' (no Dask) or a scheduler address
                   max_in_flight:int|None=None, # tasks submitted at once (default 2 x workers)
-                  resume:bool=True, # skip the files already in `<out>.parts/`; False starts over
+                  resume:bool=True, # skip the files already extracted into `<out>.parts/`
                   retry_failed:bool=False, # extract again the files that failed before
                   metadata:pd.DataFrame|None=None, # labels to join (see `join_metadata`)
                   progress:bool=True, # show a progress bar
@@ -592,14 +604,8 @@ def register_cli(sub):
     p = sub.add_parser('extract', help='IPFX feature vectors (12 Gouwens families) from raw NWB files')
     p.add_argument('--nwb', help='folder of NWB files, CSV manifest (column path or file) or text list of paths')
     p.add_argument('--out', help='output table: .parquet, .npz or .h5 (failures go to <out>.failures.csv)')
-    p.add_argument('--n-workers', type=int, default=2, help='local Dask worker processes (1 thread each)')
-    p.add_argument('--scheduler', default='local',
-                   help="'local' (LocalCluster), 'sync' (no Dask) or a scheduler address")
-    p.add_argument('--max-in-flight', type=int, default=None, help='tasks submitted at once (default 2 x workers)')
-    p.add_argument('--species', choices=['mouse', 'human'], default=None, help='join the labels of this species')
-    p.add_argument('--no-resume', action='store_true', help='start over instead of skipping extracted files')
-    p.add_argument('--retry-failed', action='store_true', help='retry files that failed before')
-    p.add_argument('--no-progress', action='store_true')
+    options_from(p, extract_files, ['n_workers', 'scheduler', 'max_in_flight', 'resume', 'retry_failed', 'progress'])
+    p.add_argument('--species', choices=list(SPECIES), default=None, help='join the labels of this species')
     p.add_argument('--synthetic', metavar='DIR',
                    help='write a synthetic cohort (fast + adapting cells) to DIR and exit')
     p.add_argument('--n-per-class', type=int, default=2, help='with --synthetic: cells per class')
@@ -631,8 +637,8 @@ def _cli_extract_(args):
     if not args.nwb or not args.out: raise DataError("extract needs --nwb DIR_OR_MANIFEST and --out FILE")
     md = join_metadata(args.species, data_dir=args.data_dir) if args.species else None
     res = extract_files(args.nwb, args.out, n_workers=args.n_workers, scheduler=args.scheduler,
-                        max_in_flight=args.max_in_flight, resume=not args.no_resume, retry_failed=args.retry_failed,
-                        metadata=md, progress=not args.no_progress)
+                        max_in_flight=args.max_in_flight, resume=args.resume, retry_failed=args.retry_failed,
+                        metadata=md, progress=args.progress)
     print(res)
     print(f"failure log: {failure_log_path(args.out)} ({len(res.failures)} files)")
     return 0

@@ -155,7 +155,11 @@ def stage_dir(out, stage:str) -> Path:
     return Path(out) / stage
 
 # %% ../nbs/08_reproduce.ipynb #6110dbb4
-def read_result(out_dir, stage:str, name:str, **kw) -> pd.DataFrame:
+def read_result(out_dir,           # the reproduce run folder
+                stage:str,         # the stage whose folder (`out_dir/<stage>/`) holds the table
+                name:str,          # file name of the table: .csv or .parquet
+                **kw,              # keywords for `pd.read_csv` or `pd.read_parquet`
+               ) -> pd.DataFrame:  # the table
     "Read results table `name` (.csv or .parquet) of `stage` under `out_dir`; clear error if it is missing."
     p = stage_dir(out_dir, stage) / name
     if not p.is_file():
@@ -164,7 +168,10 @@ def read_result(out_dir, stage:str, name:str, **kw) -> pd.DataFrame:
     return pd.read_parquet(p, **kw) if p.suffix == '.parquet' else pd.read_csv(p, **kw)
 
 # %% ../nbs/08_reproduce.ipynb #75478073
-def mean_sd(df:pd.DataFrame, by='model', metric:str='macro_f1') -> pd.DataFrame:
+def mean_sd(df:pd.DataFrame,        # results table, one row per fit (as `run_experiment` returns)
+            by='model',             # column (or list of columns) whose values form the groups
+            metric:str='macro_f1',  # column to summarize
+           ) -> pd.DataFrame:       # per group: mean, sd, n and the 'mean ± SD' text, best mean first
     "Mean, SD and count of `metric` per `by` group, sorted best first, with a 'mean ± SD' text column."
     if metric not in df.columns: raise DataError(f"results table has no column {metric!r}; columns: {list(df.columns)}")
     g = df.groupby(by, dropna=False)[metric].agg(['mean', 'std', 'count']).rename(columns={'std': 'sd', 'count': 'n'})
@@ -174,7 +181,12 @@ def mean_sd(df:pd.DataFrame, by='model', metric:str='macro_f1') -> pd.DataFrame:
     return g
 
 # %% ../nbs/08_reproduce.ipynb #bad4badb
-def best_row(df:pd.DataFrame, result:str, by='model', metric:str='macro_f1', **extra) -> dict:
+def best_row(df:pd.DataFrame,        # results table, one row per fit
+             result:str,             # name of the result (the row's `result` column)
+             by='model',             # column (or list of columns) of the models compared
+             metric:str='macro_f1',  # column whose mean ranks the groups
+             **extra,                # more columns of the row (e.g. species, cells)
+            ) -> dict:               # result, `extra`, model, mean, sd, n and the 'mean ± SD' text
     "The headline row of `result`: the best `by` group of `df` by mean `metric`."
     top = mean_sd(df, by, metric).iloc[0]
     return dict(result=result, **extra, model=top[by] if isinstance(by, str) else ' / '.join(map(str, top[list(by)])),
@@ -216,8 +228,14 @@ def _report_error(src:Path, dest:Path, e) -> StageError:
     return StageError(f"report notebook {src.name} failed in {where} (In [{e.exec_count}]: {first[:80]!r}): "
                       f"{e.ename}: {e.evalue}\n  executed notebook with the full traceback: {dest}")
 
-def execute_report(src, dest, params:dict, kernel:str|None=None, progress:bool=False, cwd=None,
-                   timeout:int|None=None) -> Path:
+def execute_report(src,                    # the report notebook to execute
+                   dest,                   # the executed notebook to write (its folder is created)
+                   params:dict,            # papermill parameters (`RunConfig.params`)
+                   kernel:str|None=None,   # Jupyter kernel (None: `ensure_kernel`'s, which runs this interpreter)
+                   progress:bool=False,    # papermill's progress bar
+                   cwd=None,               # working folder of the kernel (None: the folder of `dest`)
+                   timeout:int|None=None,  # seconds a cell may run (None: no limit)
+                  ) -> Path:               # `dest`
     "Execute report notebook `src` into `dest` with papermill; a failing cell raises `StageError` naming it."
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -300,7 +318,10 @@ OFFLINE_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}'''
 
-def to_html(nb_path, html_path=None, title:str|None=None) -> Path:
+def to_html(nb_path,              # an executed report notebook
+            html_path=None,       # the HTML file to write (None: `nb_path` with the suffix .html)
+            title:str|None=None,  # page title (None: the notebook's `title` metadata, else its file name)
+           ) -> Path:             # `html_path`
     "Self-contained HTML of an executed report: its outputs only, figures embedded, no machine paths."
     import nbformat
     import jinja2
@@ -368,7 +389,10 @@ def unregistered_models(models) -> list:
             for m in models if m not in known]
 
 # %% ../nbs/08_reproduce.ipynb #b0344638
-def evaluation_config(models, run:RunConfig, quick:dict|None=None) -> dict:
+def evaluation_config(models,                # registered model names (`ephys2tx.evaluation`)
+                      run:RunConfig,         # the run's settings (quick, repeats, folds, seed)
+                      quick:dict|None=None,  # model name -> settings used with `--quick` (None: the defaults)
+                     ) -> dict:              # models, protocols, params, repeats, folds, seed (enters the cache key)
     "Config of a stage running the protocol on `models`; `--quick`: their `quick` budgets, the stratified folds only."
     params = {m: dict((quick or {}).get(m, {})) if run.quick else {} for m in models}
     return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
@@ -409,7 +433,10 @@ def _write_json(p:Path, obj):
     os.replace(tmp, p)
 
 # %% ../nbs/08_reproduce.ipynb #26205227
-def damaged_outputs(d:Path, marker:dict, outputs) -> list:
+def damaged_outputs(d:Path,       # the stage's results folder
+                    marker:dict,  # its `stage.json` record, with the SHA-256 of each output
+                    outputs,      # output file names, relative to `d`
+                   ) -> list:     # the outputs that are missing or changed
     "Outputs of a finished stage that are absent or differ from the SHA-256 its `stage.json` recorded."
     sums = marker.get('sha256') or {}
     return [o for o in outputs if not (d/o).is_file() or sums.get(o) != _sha_file(d/o)]
@@ -449,8 +476,14 @@ def _compute(stage:Stage, run:RunConfig, d:Path, key:dict, h:str, progress:bool,
     log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
 
 # %% ../nbs/08_reproduce.ipynb #a5b77560
-def run_stage(stage:Stage, run:RunConfig, reports_dir=None, progress:bool=True, force:bool=False,
-              log:logging.Logger|None=None, defer_report:bool=False) -> dict:
+def run_stage(stage:Stage,                   # the stage to run
+              run:RunConfig,                 # the run's settings
+              reports_dir=None,              # folder of the report notebooks (None: the package's `REPORTS_DIR`)
+              progress:bool=True,            # progress bars
+              force:bool=False,              # recompute and execute the report again even when cached
+              log:logging.Logger|None=None,  # logger (None: the 'ephys2tx.reproduce' logger)
+              defer_report:bool=False,       # leave the report to the caller, as the record's `report_job`
+             ) -> dict:                      # stage, title, key, computed, reported, seconds, report (and `report_job`)
     "Compute (unless cached) and report one stage; its status record (`defer_report`: the report in `report_job`)."
     log = log or logging.getLogger('ephys2tx.reproduce')
     d = stage_dir(run.out, stage.name)
@@ -544,7 +577,12 @@ def _stage_rows(records:list) -> str:
                     f'<td class="num">{r.get("seconds", 0):.1f}</td><td>{html.escape(r.get("note", ""))}</td></tr>')
     return ''.join(rows)
 
-def write_index(out, records:list, run:RunConfig, wall:float, error:str|None=None) -> Path:
+def write_index(out,                  # the run folder
+                records:list,         # status record of each stage (`run_stage`, with `status` and `note`)
+                run:RunConfig,        # the run's settings (shown on the page)
+                wall:float,           # total wall time of the run, seconds
+                error:str|None=None,  # why the run stopped (None: it finished)
+               ) -> Path:             # `out/index.html`
     "Write `out/index.html` (headline table, stage table with report links) and `out/headline.csv`."
     out = Path(out)
     head = headline_table(out)

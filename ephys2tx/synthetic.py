@@ -24,7 +24,10 @@ CELL_PARAMS = {
 }
 FS = 50000.   # Hz
 
-def cell_params(cell:str='fast', jitter:float=0.0, seed:int=0) -> dict:
+def cell_params(cell:str='fast',   # 'fast' or 'adapting' (`CELL_PARAMS`)
+                jitter:float=0.0,  # relative spread: positive values scaled by U(1-jitter, 1+jitter) (0: nominal)
+                seed:int=0,        # seed of the jitter
+               ) -> dict:          # parameter -> value (pF, nS, mV, ms, pA)
     "AdEx parameters of `cell` ('fast' or 'adapting'), positive ones scaled by U(1-jitter, 1+jitter)."
     if cell not in CELL_PARAMS: raise ValueError(f"unknown synthetic cell {cell!r}; choose from {sorted(CELL_PARAMS)}")
     rng = np.random.default_rng(seed)
@@ -64,7 +67,12 @@ except Exception:   # numba missing or failing: the same loop in Python (slow, b
 
 PARAM_ORDER = ['C', 'gL', 'EL', 'VT', 'DT', 'a', 'tau_w', 'b', 'Vr', 'Vpeak', 'tau_ap', 't_ref']
 
-def simulate_adex(I, params, fs:float=FS, noise:float=0.05, seed:int=0) -> np.ndarray:
+def simulate_adex(I,                 # injected currents, pA, shape (n, T) (a 1-D array: one sweep)
+                  params,            # AdEx parameters (`cell_params`): scalars, or arrays of shape (n,)
+                  fs:float=FS,       # sampling rate, Hz
+                  noise:float=0.05,  # SD of the Gaussian recording noise, mV
+                  seed:int=0,        # seed of the noise
+                 ) -> np.ndarray:    # membrane potential, mV, float32, shape (n, T)
     """Membrane potential (mV, float32) of AdEx neurons for currents `I` (pA, shape (n, T)).
     `params`: dict of scalars, or of arrays of shape (n,) (one parameter set per row)."""
     I = np.ascontiguousarray(np.atleast_2d(np.asarray(I, float)))
@@ -87,7 +95,10 @@ def _sweep(dur, start, wave, fs=FS, test_pulse=-50.):
     I[s:s + len(wave)] = wave
     return I
 
-def protocol_currents(protocol:str, fs:float=FS, amps=None) -> tuple:
+def protocol_currents(protocol:str,  # 'long_square', 'short_square_coarse', 'short_square_fine' or 'ramp'
+                      fs:float=FS,   # sampling rate, Hz
+                      amps=None,     # short-square amplitudes, pA (None: `SS_AMPS`)
+                     ) -> tuple:     # (stimulus code, currents in pA of shape (n_sweeps, T))
     """(stimulus code, currents (n_sweeps, T) in pA) of 'long_square', 'short_square_coarse', 'ramp' or a fine
     short square at `amps`."""
     if protocol == 'long_square':
@@ -131,8 +142,13 @@ def nwb_file_name(subject_id, session_id) -> str:
     return f"sub-{subject_id}_ses-{session_id}_icephys.nwb"
 
 # %% ../nbs/11_synthetic.ipynb #e7c92f07
-def simulate_cells(cells, seeds=None, jitter:float=0.0, protocols=('long_square', 'short_square', 'ramp'),
-                   fs:float=FS, noise:float=0.05) -> list:
+def simulate_cells(cells,                                              # cell kinds, each 'fast' or 'adapting'
+                   seeds=None,                                         # seed of each cell (None: 0, 1, 2, ...)
+                   jitter:float=0.0,                                   # relative parameter spread (`cell_params`)
+                   protocols=('long_square', 'short_square', 'ramp'),  # of 'long_square', 'short_square', 'ramp'
+                   fs:float=FS,                                        # sampling rate, Hz
+                   noise:float=0.05,                                   # SD of the Gaussian recording noise, mV
+                  ) -> list:                                           # per cell: [(stimulus code, I pA, V mV), ...]
     """Simulate the protocols for several cells at once (vectorized); a list (one per cell) of
     [(stimulus code, I pA, V mV), ...] sweeps. `cells`: list of 'fast'/'adapting'."""
     seeds = list(range(len(cells))) if seeds is None else list(seeds)
@@ -164,8 +180,14 @@ def simulate_cells(cells, seeds=None, jitter:float=0.0, protocols=('long_square'
     return out
 
 # %% ../nbs/11_synthetic.ipynb #827d8d2a
-def write_sweeps_nwb(path, sweeps, subject_id='1', session_id='1', description='', species='Mus musculus',
-                     fs:float=FS) -> Path:
+def write_sweeps_nwb(path,                    # the .nwb file to write (its folder is created)
+                     sweeps,                  # [(stimulus code, I pA, V mV), ...] of one cell
+                     subject_id='1',          # the subject's ID
+                     session_id='1',          # the session's ID (file identifier `<subject_id>-<session_id>`)
+                     description='',          # session description ('': 'synthetic recording')
+                     species='Mus musculus',  # the subject's species
+                     fs:float=FS,             # sampling rate, Hz
+                    ) -> Path:                # `path`
     "Write [(code, I pA, V mV), ...] sweeps to an NWB 2 file that IPFX reads."
     from pynwb import NWBHDF5IO
     path = Path(path)
@@ -181,17 +203,27 @@ def write_sweeps_nwb(path, sweeps, subject_id='1', session_id='1', description='
     return path
 
 # %% ../nbs/11_synthetic.ipynb #5e6bd773
-def write_synthetic_nwb(path, cell:str='fast', seed:int=0, jitter:float=0.0,
-                        protocols=('long_square', 'short_square', 'ramp'), subject_id=None, session_id=None,
-                        noise:float=0.05) -> Path:
+def write_synthetic_nwb(path,                                               # the .nwb file to write
+                        cell:str='fast',                                    # 'fast' or 'adapting'
+                        seed:int=0,                                         # seed of the jitter and of the noise
+                        jitter:float=0.0,                                   # relative parameter spread (`cell_params`)
+                        protocols=('long_square', 'short_square', 'ramp'),  # of 'long_square', 'short_square', 'ramp'
+                        subject_id=None,                                    # the subject ID (None: `<cell><seed>`)
+                        session_id=None,                                    # the session ID (None: 1000 + seed)
+                        noise:float=0.05,                                   # SD of the Gaussian recording noise, mV
+                       ) -> Path:                                           # `path`
     "Simulate a 'fast' or 'adapting' cell and write its recording to `path` (NWB 2, IPFX layout)."
     sweeps = simulate_cells([cell], [seed], jitter, protocols, noise=noise)[0]
     return write_sweeps_nwb(path, sweeps, subject_id or f'{cell}{seed}', session_id or str(1000 + seed),
                             description=f'synthetic {cell} cell, seed {seed}')
 
 # %% ../nbs/11_synthetic.ipynb #7e0e01b7
-def write_synthetic_cohort(folder, n_per_class:int=2, jitter:float=0.1, seed:int=0,
-                           protocols=('long_square', 'short_square', 'ramp')) -> pd.DataFrame:
+def write_synthetic_cohort(folder,                                             # the folder of the NWB files
+                           n_per_class:int=2,                                  # cells of each kind (fast and adapting)
+                           jitter:float=0.1,                                   # relative spread (see `cell_params`)
+                           seed:int=0,                                         # the k-th cell's seed is seed + k
+                           protocols=('long_square', 'short_square', 'ramp'),  # the protocols (see `simulate_cells`)
+                          ) -> pd.DataFrame:                                   # the manifest, one row per file
     """Write `n_per_class` fast and adapting cells (simulated together) as DANDI-named files in `folder`;
     returns the manifest (file, path, subject_id, session_id, cell)."""
     folder = Path(folder)

@@ -62,7 +62,13 @@ class _GradReverse(torch.autograd.Function):
 
 class TransferNet(nn.Module):
     "The attention `FamilySeqNet` up to its last hidden layer, a mouse and a human head, a domain discriminator."
-    def __init__(self, widths, n_classes:int=4, token_dim:int=32, hidden:int=128, attn_dim:int=64, dropout:float=0.4):
+    def __init__(self,
+                 widths,              # feature count of each family, in sequence order
+                 n_classes:int=4,     # classes of each head (the four of `LABEL4`)
+                 token_dim:int=32,    # family token size
+                 hidden:int=128,      # BiLSTM hidden units per direction; width of the hidden representation
+                 attn_dim:int=64,     # attention MLP size
+                 dropout:float=0.4):  # dropout on the tokens and in the head
         super().__init__()
         self.seq = FamilySeqNet(widths, n_classes, 'attention', token_dim, hidden, attn_dim, dropout)
         self.n_classes, self.out_dim = n_classes, hidden
@@ -90,7 +96,10 @@ class TransferNet(nn.Module):
 PRETRAIN_KEYS = ('token_dim', 'hidden', 'attn_dim', 'dropout', 'lr', 'weight_decay', 'batch_size', 'pretrain_epochs')
 _MEMO = {}
 
-def pretrain_key(source:pd.DataFrame, settings:dict, seed:int) -> str:
+def pretrain_key(source:pd.DataFrame,  # the mouse cells of the pretraining
+                 settings:dict,        # network and training settings; only the `PRETRAIN_KEYS` count
+                 seed:int,             # seed of the pretraining
+                ) -> str:              # 16 hexadecimal digits
     "Cache key: hash of the mouse cells, the pretraining settings and the seed."
     h = hashlib.sha256(pd.util.hash_pandas_object(source.reset_index(drop=True), index=False).values.tobytes())
     h.update(json.dumps([{k: settings[k] for k in PRETRAIN_KEYS}, int(seed)], sort_keys=True).encode())
@@ -131,7 +140,12 @@ def _load_pretrained(path:Path, key:str) -> dict:
     if pt.get('key') != key: raise ValueError(f"it holds the pretraining {pt.get('key')!r}")
     return pt
 
-def pretrain(source:pd.DataFrame, settings:dict, seed:int=0, cache_dir=None, device='cpu') -> dict:
+def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`source_cells`)
+             settings:dict,        # network and training settings, with every one of `PRETRAIN_KEYS`
+             seed:int=0,           # seed of the validation split, the initialization and the batches
+             cache_dir=None,       # folder of the cached pretrainings (None: kept in this process only)
+             device='cpu',         # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+            ) -> dict:             # `state` (CPU tensors), `widths`, `best_epoch`, `key`, `seconds`
     "The mouse-pretrained network (`state`, `widths`, `best_epoch`, `key`), from the cache when it was trained before."
     key = pretrain_key(source, settings, seed)
     path = Path(cache_dir) / f'pretrain_{key}.pt' if cache_dir is not None else None
@@ -159,12 +173,24 @@ TRANSFER_RECIPE = dict(hidden=BILSTM_RECIPE['hidden'], batch_size=BILSTM_RECIPE[
 class NetStrategy(ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
     needs_pretraining = True
-    def __init__(self, epochs:int=60, warmup_epochs:int=20, lr:float=TRANSFER_RECIPE['lr'],
-                 finetune_lr:float=TRANSFER_RECIPE['finetune_lr'], batch_size:int=TRANSFER_RECIPE['batch_size'],
-                 weight_decay:float=1e-4, token_dim:int=32, hidden:int=TRANSFER_RECIPE['hidden'], attn_dim:int=64,
-                 dropout:float=0.4,
-                 pretrain_epochs:int=60, pretrain_seed:int=0, source_weight:float=1.0, adv_weight:float=0.3,
-                 cache_dir=None, device='auto', random_state:int=0):
+    def __init__(self,
+                 epochs:int=60,                                     # epochs of fine-tuning or of joint training
+                 warmup_epochs:int=20,                              # epochs of the human head alone, encoder frozen
+                 lr:float=TRANSFER_RECIPE['lr'],                    # AdamW rate of pretraining, warm-up and `nn_human`
+                 finetune_lr:float=TRANSFER_RECIPE['finetune_lr'],  # AdamW rate of fine-tuning and joint training
+                 batch_size:int=TRANSFER_RECIPE['batch_size'],      # cells per batch
+                 weight_decay:float=1e-4,                           # AdamW weight decay
+                 token_dim:int=32,                                  # family token size
+                 hidden:int=TRANSFER_RECIPE['hidden'],              # BiLSTM hidden units per direction
+                 attn_dim:int=64,                                   # attention MLP size
+                 dropout:float=0.4,                                 # dropout on the tokens and in the head
+                 pretrain_epochs:int=60,                            # most epochs of the mouse pretraining
+                 pretrain_seed:int=0,                               # seed of the mouse pretraining
+                 source_weight:float=1.0,                           # loss weight of the mouse cells in joint training
+                 adv_weight:float=0.3,                              # gradient-reversal strength of `nn_dann`
+                 cache_dir=None,                                    # folder of cached pretrainings (None: memory only)
+                 device='auto',                                     # 'auto' (CUDA when available), 'cpu' or 'cuda'
+                 random_state:int=0):                               # seed of the new weights and of the batch order
         self.epochs, self.warmup_epochs, self.lr, self.finetune_lr = epochs, warmup_epochs, lr, finetune_lr
         self.batch_size, self.weight_decay, self.token_dim, self.hidden = batch_size, weight_decay, token_dim, hidden
         self.attn_dim, self.dropout = attn_dim, dropout
@@ -279,8 +305,12 @@ class NetDANN(NetJoint):
 # %% ../nbs/06_transfer.ipynb #ea435b3c
 class BestOfInnerCV(ClassifierMixin, BaseEstimator):
     "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
-    def __init__(self, candidates=('rf', 'hgb', 'logreg'), folds:int=3, schema:str='human', random_state:int=0,
-                 params:dict|None=None):
+    def __init__(self,
+                 candidates=('rf', 'hgb', 'logreg'),  # registered model names to choose from
+                 folds:int=3,                         # inner stratified folds (fewer when a class has fewer cells)
+                 schema:str='human',                  # feature schema of the candidates: 'human', 'mouse' or 'aligned'
+                 random_state:int=0,                  # seed of the inner folds and of every fit
+                 params:dict|None=None):              # candidate name -> its settings (e.g. small budgets)
         self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
         self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
     def _make(self, c): return make_model(c, self.schema, self.random_state, **(self.params or {}).get(c, {}))
@@ -311,7 +341,10 @@ def _zeroshot(net, X, y, source, random_state:int) -> 'NetZeroShot':
 class MouseFeatureForest(ClassifierMixin, BaseEstimator):
     "Random forest on the human features plus the class probabilities of the mouse-pretrained network."
     needs_pretraining = True
-    def __init__(self, n_estimators:int=500, net:NetZeroShot|None=None, random_state:int=0):
+    def __init__(self,
+                 n_estimators:int=500,       # trees of the forest
+                 net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
+                 random_state:int=0):        # seed of the forest and of the mouse network
         self.n_estimators, self.net, self.random_state = n_estimators, net, random_state
     def _inputs(self, X):
         return np.hstack([self.features_.transform(X), self.zeroshot_.predict_proba(X)])
@@ -334,8 +367,13 @@ class MouseFeatureForest(ClassifierMixin, BaseEstimator):
 # %% ../nbs/06_transfer.ipynb #501259fc
 class SelfTrained(ClassifierMixin, BaseEstimator):
     "Self-training over the labelled + unlabelled cells of the training fold (a forest, or `rf_mouse` with `source`)."
-    def __init__(self, use_source:bool=False, threshold:float=0.7, max_iter:int=10, n_estimators:int=300,
-                 net:NetZeroShot|None=None, random_state:int=0):
+    def __init__(self,
+                 use_source:bool=False,      # add the mouse network's class probabilities (fit with `source`)
+                 threshold:float=0.7,        # least predicted probability that makes a pseudo-label
+                 max_iter:int=10,            # most rounds of pseudo-labelling
+                 n_estimators:int=300,       # trees of the forest
+                 net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
+                 random_state:int=0):        # seed of the forest and of the mouse network
         self.use_source, self.threshold = use_source, threshold
         self.max_iter, self.n_estimators = max_iter, n_estimators
         self.net, self.random_state = net, random_state
@@ -377,15 +415,25 @@ class SelfTrainedHuman(SelfTrained):
 class SelfTrainedMouse(SelfTrained):
     "Self-training of the forest on human features plus mouse-network probabilities."
     needs_pretraining = True
-    def __init__(self, use_source:bool=True, threshold:float=0.7, max_iter:int=10, n_estimators:int=300,
-                 net:NetZeroShot|None=None, random_state:int=0):
+    def __init__(self,
+                 use_source:bool=True,       # add the mouse network's class probabilities (fit with `source`)
+                 threshold:float=0.7,        # least predicted probability that makes a pseudo-label
+                 max_iter:int=10,            # most rounds of pseudo-labelling
+                 n_estimators:int=300,       # trees of the forest
+                 net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
+                 random_state:int=0):        # seed of the forest and of the mouse network
         super().__init__(use_source, threshold, max_iter, n_estimators, net, random_state)
     def fit(self, X, y, source=None, unlabelled=None): return self._fit(X, y, source, unlabelled)
 
 # %% ../nbs/06_transfer.ipynb #2ece580e
 STRATEGIES = {}
 
-def register_strategy(name:str, factory, setting:str='labelled', uses_mouse:bool=True, description:str=''):
+def register_strategy(name:str,                # the strategy's name, in `STRATEGIES` and the model registry
+                      factory,                 # `factory(schema, random_state, **params)` -> an unfitted estimator
+                      setting:str='labelled',  # 'labelled' or 'labelled + unlabelled' (unlabelled human cells too)
+                      uses_mouse:bool=True,    # the strategy reads the mouse cells (dashed curve when not)
+                      description:str='',      # one line for the tables (default: the factory's docstring)
+                     ):
     "Register a transfer strategy: a model of the evaluation registry, listed in `STRATEGIES` with its setting."
     if setting not in ('labelled', 'labelled + unlabelled'): raise ValueError(f"unknown setting {setting!r}")
     register_model(name, factory, description)
@@ -424,7 +472,13 @@ SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + un
 TINY = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2, n_estimators=20, max_iter=2)
 
 # %% ../nbs/06_transfer.ipynb #c1a3e759
-def strategy_params(names, cache_dir=None, seed:int=0, device='auto', tiny:bool=False, recipe:dict|None=None) -> dict:
+def strategy_params(names,                  # registered strategy names
+                    cache_dir=None,         # folder of the cached mouse pretrainings (None: kept in memory only)
+                    seed:int=0,             # seed of the mouse pretraining
+                    device='auto',          # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+                    tiny:bool=False,        # tiny budgets: few epochs and trees (smoke test)
+                    recipe:dict|None=None,  # network settings over the defaults (e.g. `EARLIER_TRANSFER_RECIPE`)
+                   ) -> dict:               # strategy name -> its settings; strategies with none left out
     "Per-strategy parameters of an experiment: pretraining cache and seed, device, tiny budgets, network `recipe`."
     net_kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_seed=seed, device=device)
     net_kw.update(recipe or {})
@@ -501,7 +555,11 @@ def curve_of(results:pd.DataFrame, metric:str='macro_f1') -> pd.DataFrame:
                                                                [m for m in t.index if m not in STRATEGIES])
 
 # %% ../nbs/06_transfer.ipynb #fee784f3
-def gains_of(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1', models=None) -> pd.DataFrame:
+def gains_of(results:pd.DataFrame,   # one row per strategy x size x repeat x fold (`transfer_experiment`)
+             baseline:str=BASELINE,  # the strategy the gains are measured against
+             metric:str='macro_f1',  # a metric column of `results`
+             models=None,            # the strategies to compare (None: every one in `results`)
+            ) -> pd.DataFrame:       # one row per strategy x size: mean difference, 95% CI, p, verdict
     "Paired gain of every strategy (or `models`) over `baseline` per size: corrected resampled t-test, bootstrap CI."
     r = results if models is None else results[results.model.isin(list(models) + [baseline])]
     g = compare_all(r, baseline, metric, by='size')
@@ -529,7 +587,11 @@ def _label_axes(axs, sizes:list, metric:str, baseline:str):
     axs[0].legend(fontsize=7, ncol=2, title='dashed: no mouse cell')
     axs[1].set_ylabel(f'gain over {baseline} (95% CI; filled: p < 0.05)')
 
-def plot_curve(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1', title:str=''):
+def plot_curve(results:pd.DataFrame,   # one row per strategy x size x repeat x fold (`transfer_experiment`)
+               baseline:str=BASELINE,  # the strategy the gains are measured against (the thick curve)
+               metric:str='macro_f1',  # a metric column of `results`
+               title:str='',           # the figure's title (default: repeats, folds and protocol)
+              ):
     "Label-efficiency curve (left) and paired gains over `baseline` with 95% CI (right); returns the Figure."
     import matplotlib.pyplot as plt
     s = summarize(results, metric, by=['model', 'size'])
@@ -554,8 +616,12 @@ def plot_curve(results:pd.DataFrame, baseline:str=BASELINE, metric:str='macro_f1
     return fig
 
 # %% ../nbs/06_transfer.ipynb #bb2a62a1
-def verdict_text(results:pd.DataFrame, small_max:int=80, gain:float=0.05, tolerance:float=-0.005,
-                 alpha:float=0.05) -> str:
+def verdict_text(results:pd.DataFrame,    # one row per strategy x size x repeat x fold, `BASELINE` among them
+                 small_max:int=80,        # most labelled human cells that count as few
+                 gain:float=0.05,         # the macro-F1 gain looked for at few labelled cells
+                 tolerance:float=-0.005,  # with all labelled cells, the least mean difference that counts as no worse
+                 alpha:float=0.05,        # significance level of that gain
+                ) -> str:                 # a Markdown list, one finding per line
     "Plain-language summary: where mouse-using strategies beat the baseline of record, and by how much."
     g = gains_of(results, BASELINE)
     g = g[g.model.map(lambda m: STRATEGIES.get(m, {}).get('uses_mouse', False))]
@@ -606,8 +672,14 @@ def headline(results:pd.DataFrame, sizes=('20', '80', 'all')) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_transfer.ipynb #f2488c7b
-def train_final(strategy:str='nn_finetune', seed:int=1, data=None, data_dir=None, cache_dir=None, tiny:bool=False,
-                device='auto'):
+def train_final(strategy:str='nn_finetune',  # a registered strategy name
+                seed:int=1,                  # seed of the fit and of the mouse pretraining
+                data=None,                   # (labelled human cells, mouse cells), when already loaded
+                data_dir=None,               # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
+                cache_dir=None,              # folder of the cached mouse pretrainings (None: kept in memory only)
+                tiny:bool=False,             # tiny budgets (smoke test)
+                device='auto',               # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+               ):
     "Fit `strategy` on all human cells (mouse cells as the source); returns the fitted estimator."
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
     params = strategy_params([strategy], cache_dir, seed, device, tiny).get(strategy, {})
@@ -648,7 +720,10 @@ def to_bundle(est:NetStrategy, path) -> Path:
                        {k: v for k, v in est.get_params().items() if k != 'cache_dir'}, label='label4')))
 
 # %% ../nbs/06_transfer.ipynb #9d67dc6c
-def write_tables(res:pd.DataFrame, out, baseline:str=BASELINE) -> str:
+def write_tables(res:pd.DataFrame,       # the experiment's results (`transfer_experiment`)
+                 out,                    # the folder to write into (it must exist)
+                 baseline:str=BASELINE,  # the strategy of `gains.csv` and of the figure's gains
+                ) -> str:                # the verdict (`verdict_text`)
     "Curve, gains (baseline of record, same architecture, semi-supervised), headline, figure, report.md; the verdict."
     out = Path(out)
     cur = curve_of(res)
