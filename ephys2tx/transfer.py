@@ -367,15 +367,14 @@ class MouseFeatureForest(ClassifierMixin, BaseEstimator):
 # %% ../nbs/06_transfer.ipynb #501259fc
 class SelfTrained(ClassifierMixin, BaseEstimator):
     "Self-training over the labelled + unlabelled cells of the training fold (a forest, or `rf_mouse` with `source`)."
+    use_source = False  # whether the forest also reads the mouse network's class probabilities (fit with `source`)
     def __init__(self,
-                 use_source:bool=False,      # add the mouse network's class probabilities (fit with `source`)
                  threshold:float=0.7,        # least predicted probability that makes a pseudo-label
                  max_iter:int=10,            # most rounds of pseudo-labelling
                  n_estimators:int=300,       # trees of the forest
                  net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
                  random_state:int=0):        # seed of the forest and of the mouse network
-        self.use_source, self.threshold = use_source, threshold
-        self.max_iter, self.n_estimators = max_iter, n_estimators
+        self.threshold, self.max_iter, self.n_estimators = threshold, max_iter, n_estimators
         self.net, self.random_state = net, random_state
     def _inputs(self, X):
         F = self.features_.transform(X)
@@ -414,15 +413,7 @@ class SelfTrainedHuman(SelfTrained):
 # %% ../nbs/06_transfer.ipynb #a338a53f
 class SelfTrainedMouse(SelfTrained):
     "Self-training of the forest on human features plus mouse-network probabilities."
-    needs_pretraining = True
-    def __init__(self,
-                 use_source:bool=True,       # add the mouse network's class probabilities (fit with `source`)
-                 threshold:float=0.7,        # least predicted probability that makes a pseudo-label
-                 max_iter:int=10,            # most rounds of pseudo-labelling
-                 n_estimators:int=300,       # trees of the forest
-                 net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
-                 random_state:int=0):        # seed of the forest and of the mouse network
-        super().__init__(use_source, threshold, max_iter, n_estimators, net, random_state)
+    needs_pretraining, use_source = True, True
     def fit(self, X, y, source=None, unlabelled=None): return self._fit(X, y, source, unlabelled)
 
 # %% ../nbs/06_transfer.ipynb #2ece580e
