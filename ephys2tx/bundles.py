@@ -178,7 +178,9 @@ def check_bundle(path) -> dict:
     return m
 
 # %% ../nbs/05c_bundles.ipynb #83d60777
-def load_bundle(path, device='cpu') -> BiLSTMClassifier:
+def load_bundle(path,              # bundle folder written by `save_bundle` or `ephys2tx train`
+                device:str='cpu',  # where the model runs: 'cpu' or 'cuda'
+               ) -> BiLSTMClassifier: # the fitted model, ready to predict
     "Load a bundle folder written by `save_bundle` (checked first: `check_bundle`); the model runs on `device`."
     path = Path(path)
     manifest = check_bundle(path)
@@ -493,5 +495,5 @@ def register_cli(sub):
     p.add_argument('--input', required=True, help='CSV of cells: feature columns under their IPFX names')
     p.add_argument('--out', required=True, help='CSV to write: probabilities, predicted subclass, attention')
     options_from(p, predict_cells, ['allow_missing', 'id_col'], flags=dict(id_col='--id-column'))
-    p.add_argument('--device', default='cpu')
+    options_from(p, load_bundle, ['device'])
     p.set_defaults(func=_cli_predict)
