@@ -78,7 +78,7 @@ def _kind(p:inspect.Parameter):
 def options_from(parser, # the (sub)command's argparse parser
                  fn, # the library function the command calls
                  names, # its parameters to offer, in order
-                 flags:dict|None=None, # parameter -> option name (or a tuple of names) where it differs from `--param-name`
+                 flags:dict|None=None, # parameter -> option name (or a tuple of names) if not `--param-name`
                  **extra, # parameter -> more `add_argument` keywords (e.g. `choices`)
                 ):
     "Add an option to `parser` for each parameter `names` of `fn`: default, type and help from its signature."

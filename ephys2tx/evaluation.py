@@ -889,7 +889,8 @@ def register_cli(sub):
     g.add_argument('--grouped', action='store_true', help='donor-grouped folds (same as --protocol grouped)')
     g.add_argument('--protocol', choices=['stratified', 'grouped', 'both'], default=None)
     options_from(p, run_experiment, ['repeats', 'folds', 'val_frac', 'random_state', 'n_jobs', 'scheduler', 'sizes',
-                                     'threads', 'progress'], flags=dict(random_state='--seed', n_jobs=('--n-jobs', '--n-workers')))
+                                     'threads', 'progress'],
+                 flags=dict(random_state='--seed', n_jobs=('--n-jobs', '--n-workers')))
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
                    '<out>/runs_<species>/<key>/parts (the key names the code, data and folds) and skipped when the '
