@@ -21,7 +21,6 @@ COMMANDS = {   # command -> (module that registers it, one-line help), in the or
     'docs': ('docs', 'build the documentation site (Sphinx + myst-nb, offline) from the notebooks'),
 }
 
-
 # %% ../nbs/09_cli.ipynb #f1251e60
 def _command(argv) -> str|None:
     "The command named in `argv` (after the global options), or None."

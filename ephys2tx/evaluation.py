@@ -712,7 +712,6 @@ def bin_with(X:np.ndarray, thresholds:list) -> np.ndarray:
         out[ok, j] = np.searchsorted(t, X[ok, j], side='left')
     return out
 
-
 # %% ../nbs/03_evaluation.ipynb #b1d0a7e4
 class SmallSampleHGB(ClassifierMixin, BaseEstimator):
     "Class-balanced histogram gradient boosting whose leaf size adapts to small training sets."
@@ -751,7 +750,6 @@ def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0
         max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **kw))])
 
 register_model('hgb', _hgb)
-
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab
 @dataclass
@@ -943,17 +941,17 @@ def _cli_evaluate(args):
     for proto in protos:
         res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.random_state,
                              params=sets, progress=args.progress, n_jobs=args.n_jobs,
-                             threads=args.threads or None, sizes=getattr(args, 'sizes', None),
+                             threads=args.threads or None, sizes=args.sizes,
                              out=runs_dir(args.out, args.species, folds=args.folds, val_frac=args.val_frac),
-                             scheduler=getattr(args, 'scheduler', None),
+                             scheduler=args.scheduler,
                              source=source)
         paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
-        by = ['model', 'size'] if getattr(args, 'sizes', None) else 'model'
+        by = ['model', 'size'] if args.sizes else 'model'
         print(summarize(res, by=by, wide=True).to_string(index=False))
         print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
-        if getattr(args, 'compare_to', None):
-            cmp = compare_all(res, args.compare_to, by='size' if getattr(args, 'sizes', None) else None)
+        if args.compare_to:
+            cmp = compare_all(res, args.compare_to, by='size' if args.sizes else None)
             cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'
             cmp.to_csv(cp, index=False)
             print(f"\npaired comparison with {args.compare_to} on the same folds (macro-F1 difference, "

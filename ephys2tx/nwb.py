@@ -8,14 +8,14 @@ import json, logging, os, re, time, traceback, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
-from .data import DataError, META_COLS, SPECIES
+from .data import DataError, META_COLS
 from .cli import options_from
 
 # %% auto #0
-__all__ = ['GOUWENS_WIDTHS', 'GOUWENS_FAMILIES', 'AP_SOURCES', 'SUMMARY_FEATURES', 'WRITERS', 'extract_file', 'vector_columns',
-           'gouwens_table', 'family_mask', 'manifest', 'join_metadata', 'label_key', 'download_dandiset', 'load_part',
-           'read_state', 'parts_dir', 'failure_log_path', 'ExtractionResult', 'extract_files', 'write_parquet',
-           'write_npz', 'write_h5', 'read_features', 'register_cli']
+__all__ = ['GOUWENS_WIDTHS', 'GOUWENS_FAMILIES', 'AP_SOURCES', 'SUMMARY_FEATURES', 'DANDISETS', 'WRITERS', 'extract_file',
+           'vector_columns', 'gouwens_table', 'family_mask', 'manifest', 'join_metadata', 'label_key',
+           'download_dandiset', 'load_part', 'read_state', 'parts_dir', 'failure_log_path', 'ExtractionResult',
+           'extract_files', 'write_parquet', 'write_npz', 'write_h5', 'read_features', 'register_cli']
 
 # %% ../nbs/07_nwb.ipynb #6e38dd95
 GOUWENS_WIDTHS = {
@@ -338,13 +338,17 @@ def manifest(src) -> pd.DataFrame:
         raise DataError(f"{src}: duplicate NWB file names {out.file[out.file.duplicated()].tolist()[:3]}")
     return out
 
-def join_metadata(species:str,          # 'mouse' (DANDI 000020) or 'human' (DANDI 000636)
+DANDISETS = {'mouse': '000020', 'human': '000636'}   # species -> the DANDI dataset of its NWB files
+
+def join_metadata(species:str,          # a species of `DANDISETS`
                   data_dir=None,        # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                   progress:bool=False,  # download progress bars
                  ) -> pd.DataFrame:     # META_COLS per cell (human: only the cells with an NWB ID)
     """META_COLS of every cell of `species` with `source_id` set to its DANDI NWB file name (mouse) or
     `ses-<nwb_id>` key (human, matched on the session ID), for `gouwens_table(..., metadata=)`."""
     from ephys2tx.data import load_raw, fetch, read_table, HUMAN_META_FILE
+    if species not in DANDISETS:
+        raise DataError(f"no NWB labels for species {species!r}: the DANDI releases known are {DANDISETS}")
     cells = load_raw(species, data_dir=data_dir, progress=progress)[META_COLS]
     if species == 'mouse': return cells.reset_index(drop=True)
     root = fetch('human_leedalley2023', data_dir=data_dir, progress=progress, files=[HUMAN_META_FILE])
@@ -605,7 +609,7 @@ def register_cli(sub):
     p.add_argument('--nwb', help='folder of NWB files, CSV manifest (column path or file) or text list of paths')
     p.add_argument('--out', help='output table: .parquet, .npz or .h5 (failures go to <out>.failures.csv)')
     options_from(p, extract_files, ['n_workers', 'scheduler', 'max_in_flight', 'resume', 'retry_failed', 'progress'])
-    p.add_argument('--species', choices=list(SPECIES), default=None, help='join the labels of this species')
+    p.add_argument('--species', choices=list(DANDISETS), default=None, help='join the labels of this species')
     p.add_argument('--synthetic', metavar='DIR',
                    help='write a synthetic cohort (fast + adapting cells) to DIR and exit')
     p.add_argument('--n-per-class', type=int, default=2, help='with --synthetic: cells per class')

@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np, pandas as pd
 
-
 # %% auto #0
 __all__ = ['CELL_PARAMS', 'FS', 'PARAM_ORDER', 'STIM_CODES', 'LS_AMPS', 'SS_AMPS', 'cell_params', 'simulate_adex',
            'protocol_currents', 'nwb_file_name', 'simulate_cells', 'write_sweeps_nwb', 'write_synthetic_nwb',

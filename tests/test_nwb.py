@@ -188,6 +188,8 @@ def test_labels_join_the_data_layer(run, mirror):
     th = gouwens_table([hrec], metadata=hm)
     assert th.loc[0, 'specimen_id'] == h.specimen_id and th.loc[0, 'species'] == 'human'
     assert th.loc[0, 'source_id'] == hrec['file']
+    with pytest.raises(DataError, match=r"no NWB labels for species 'rat'"):
+        join_metadata('rat', data_dir=mirror)   # a registered cohort without DANDI NWB files
 
 
 def test_simulator_fast_vs_adapting_rates():
