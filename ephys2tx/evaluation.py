@@ -278,7 +278,7 @@ def run_split(name:str,                # the model name in the results row
               seed:int,                # `random_state` of the fitted model
               context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that take `source`
              ) -> dict:                # one results row: the run, its metrics and fit/predict seconds
-    "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold."
+    "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold (and its `test_metrics`)."
     est = _estimator(spec, seed)
     rows, kw = _fit_kwargs(est, X, y, split, context)
     t0 = time.perf_counter()
@@ -293,7 +293,8 @@ def run_split(name:str,                # the model name in the results row
                 n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
                 n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
                 uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
-                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed)
+                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed,
+                **(est.test_metrics(Xt, y[split.test]) if hasattr(est, 'test_metrics') else {}))
 
 # %% ../nbs/03_evaluation.ipynb #a915e57b
 def run_id(model:str,            # model name (with its settings hash where they are not the defaults)
@@ -611,7 +612,7 @@ class RecordingTransformer(TransformerMixin, BaseEstimator):
 
 # %% ../nbs/03_evaluation.ipynb #a006d0d1
 MODELS = {}
-MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.transfer']
+MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer']
 BASELINES = ['rf', 'rf_spca', 'logreg', 'hgb']
 
 def register_model(name:str,            # the name to register (`--model` of `ephys2tx evaluate`)
@@ -900,7 +901,7 @@ def register_cli(sub):
     p.set_defaults(func=_cli_evaluate)
 
 EVALUATE_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
-                 'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.transfer')
+                 'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer')
 
 def runs_dir(out, species:str, **splits) -> Path:
     "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits`."
