@@ -243,14 +243,15 @@ def bilstm_results(task,                         # a `Task`, or a species for `l
     return dict(results=res, summary=summary, vs_reference=vs)
 
 # %% ../nbs/05_bilstm.ipynb #42bc5b06
-MODEL_COMPARISON = [*BASELINES, 'bilstm']   # the baselines of the evaluation chapter beside the BiLSTM
-QUICK_PARAMS = {**GOUWENS_QUICK, 'rf': dict(n_estimators=100), 'hgb': dict(max_iter=50),
-                'bilstm': dict(epochs=5)}   # --quick: small training budgets (rf_spca's: the Gouwens stage's)
+MODEL_COMPARISON = [*BASELINES, 'bilstm', 'record']   # the baselines, the BiLSTM and the model of record
+_SMALL = {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=50), 'bilstm': dict(epochs=5)}
+QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL, 'record': dict(params=_SMALL)}   # --quick: small training budgets
 
 def _models_config(run) -> dict:
     "The models stage's configuration (`run`: a reproduce `RunConfig`); the BiLSTM trains on the run's device."
     cfg = evaluation_config(MODEL_COMPARISON, run, QUICK_PARAMS)
-    if 'bilstm' in cfg['params']: cfg['params']['bilstm']['device'] = run.device
+    for p in (cfg['params'].get('bilstm'), cfg['params'].get('record', {}).get('params', {}).get('bilstm')):
+        if p is not None: p['device'] = run.device
     return cfg
 
 # %% ../nbs/05_bilstm.ipynb #7b8f040c
@@ -260,18 +261,19 @@ def _models_headline(d:Path, run) -> pd.DataFrame:
     if 'protocol' in r.columns and (r.protocol == 'stratified').any(): r = r[r.protocol == 'stratified']
     return pd.DataFrame([best_row(r[r.species == sp], sp) for sp in ['mouse', 'human'] if (r.species == sp).any()])
 
-def _vs_rf(r:pd.DataFrame) -> pd.DataFrame:
-    "Every model against `rf` on the same folds: mean macro-F1 of each, difference, corrected p, bootstrap CI."
+def _vs(r:pd.DataFrame, ref:str='rf') -> pd.DataFrame:
+    "Every model against `ref` on the same folds: mean macro-F1 of each, difference, corrected p, bootstrap CI."
     from ephys2tx.evaluation import compare_all
-    c = compare_all(r, 'rf')
+    c = compare_all(r, ref)
     return pd.DataFrame({'model': c['model'], 'macro-F1': [f'{v:.3f}' for v in c.mean_a],
-                         'rf': [f'{v:.3f}' for v in c.mean_b], 'difference': [f'{v:+.3f}' for v in c.mean_diff],
+                         ref: [f'{v:.3f}' for v in c.mean_b], 'difference': [f'{v:+.3f}' for v in c.mean_diff],
                          'corrected p': [f'{v:.2g}' for v in c.p],
                          '95% CI': [f'[{a:+.3f}, {b:+.3f}]' for a, b in zip(c.ci_low, c.ci_high)],
                          'folds': c.n_pairs})
 
 def _models_species_md(d:Path, sp:str) -> list:
-    "One species' part of the models stage's Markdown: its summary, its paired tests against `rf`."
+    "One species' part of the models stage's Markdown: its summary, its paired tests against `rf` and the record."
+    from ephys2tx.evaluation import own_metrics
     out = []
     s = d/f'evaluate_{sp}_summary.csv'
     if s.is_file(): out += [f'**{sp}**: mean ± SD over the repeats × folds of each protocol', '', pd.read_csv(s), '']
@@ -280,7 +282,12 @@ def _models_species_md(d:Path, sp:str) -> list:
         r = r[(r['species'] == sp) & (r['protocol'] == 'stratified')]
         if 'rf' in set(r['model']) and r['model'].nunique() > 1:
             out += [f'Paired against `rf` on the same stratified folds ({sp}; corrected resampled t-test, '
-                    'bootstrap CI):', '', _vs_rf(r), '']
+                    'bootstrap CI):', '', _vs(r), '']
+        if 'record' in set(r['model']) and r['model'].nunique() > 1:
+            out += [f'The model of record against each model on the same folds ({sp}):', '', _vs(r, 'record'), '']
+            own = own_metrics(r[r['model'] == 'record'])
+            if len(own): out += ['Its calibration (before: the vote as it is) and its 90% prediction sets, '
+                                 'mean ± SD over the folds:', '', own.T.reset_index().set_axis(['metric', sp], axis=1), '']
     return out
 
 def _models_markdown(d:Path) -> list:
@@ -290,10 +297,10 @@ def _models_markdown(d:Path) -> list:
 
 # %% ../nbs/05_bilstm.ipynb #c8aaa6f5
 MODELS_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
-               'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm')   # the code the comparison's results depend on
+               'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record')   # the comparison's code
 
 register_stage(Stage(
-    'models', 'Baselines vs BiLSTM', run=lambda ctx: run_evaluation(ctx, ['mouse', 'human']), order=30,
+    'models', 'Baselines, BiLSTM and the model of record', run=lambda ctx: run_evaluation(ctx, ['mouse', 'human']), order=30,
     report='models.ipynb', requires=MODELS_CODE, datasets=('mouse_gouwens2020', 'human_leedalley2023'),
     config=_models_config, check=lambda: unregistered_models(MODEL_COMPARISON), outputs=('results.parquet',),
     headline=_models_headline, markdown=_models_markdown))

@@ -18,11 +18,11 @@ from .cli import options_from
 __all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'EVALUATE_CODE', 'subsample',
            'sizes_list', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
            'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
-           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'compare', 'compare_all', 'LookupClassifier',
-           'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash', 'model_factory',
-           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task', 'task_species', 'load_task',
-           'model_specs', 'run_experiment', 'write_results', 'data_checksums', 'code_checksums', 'key_hash',
-           'register_cli', 'runs_dir']
+           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare', 'compare_all',
+           'LookupClassifier', 'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash',
+           'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task',
+           'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'data_checksums',
+           'code_checksums', 'key_hash', 'register_cli', 'runs_dir']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -288,13 +288,13 @@ def run_split(name:str,                # the model name in the results row
     y_pred = np.asarray(est.predict(Xt)).astype(str)
     P = aligned_proba(est, Xt, classes)
     t2 = time.perf_counter()
+    own = est.test_metrics(Xt, y[split.test]) if hasattr(est, 'test_metrics') else {}
     return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold,
                 n_train=len(split.train) + len(split.val), n_fit=len(rows),
                 n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
                 n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
                 uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
-                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed,
-                **(est.test_metrics(Xt, y[split.test]) if hasattr(est, 'test_metrics') else {}))
+                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed, **own, own_metrics=','.join(own))
 
 # %% ../nbs/03_evaluation.ipynb #a915e57b
 def run_id(model:str,            # model name (with its settings hash where they are not the defaults)
@@ -513,6 +513,16 @@ def mean_confusion(results:pd.DataFrame,  # the table of `evaluate` or `run_expe
     cm = np.sum([c['matrix'] for c in cms], axis=0).astype(float)
     if normalize: cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     return pd.DataFrame(cm, index=pd.Index(labels, name='true'), columns=pd.Index(labels, name='predicted'))
+
+def own_metrics(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
+                by='model',            # the column(s) to group by
+               ) -> pd.DataFrame:      # one row per group of a model that reports metrics of its own
+    "Mean ± SD of the numeric metrics a model reports itself (its `test_metrics`), per `by` group of those models."
+    if 'own_metrics' not in results.columns: return pd.DataFrame()
+    r = results[results['own_metrics'].fillna('').astype(str) != '']
+    names = list(dict.fromkeys(n for s in r['own_metrics'] for n in str(s).split(',')))
+    names = [n for n in names if pd.api.types.is_numeric_dtype(r[n])]
+    return summarize(r, names, by=by, wide=True) if names else pd.DataFrame()
 
 # %% ../nbs/03_evaluation.ipynb #83c50508
 def compare(results:pd.DataFrame,   # the table of `evaluate`, one species, protocol and size
@@ -950,6 +960,8 @@ def _cli_evaluate(args):
         print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
         by = ['model', 'size'] if args.sizes else 'model'
         print(summarize(res, by=by, wide=True).to_string(index=False))
+        own = own_metrics(res, by)
+        if len(own): print(f"\nmetrics of the models' own (mean ± SD):\n{own.T.to_string(header=False)}")
         print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
         if args.compare_to:
             cmp = compare_all(res, args.compare_to, by='size' if args.sizes else None)
