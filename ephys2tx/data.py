@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #28d2855e
 from __future__ import annotations
-import hashlib, os, re, shutil, socket, urllib.error, urllib.request, http.client
+import csv, hashlib, io, os, re, shutil, socket, uuid, urllib.error, urllib.request, http.client
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -16,8 +16,8 @@ from .schema import (HUMAN_SUBCLASS, LABEL4, META_COLS, MOUSE_EXCLUDED, MOUSE_TO
 __all__ = ['DATASETS', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
            'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'REPRODUCE_STAGES', 'DataError', 'ChecksumError', 'DataFile',
            'Dataset', 'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download',
-           'fetch', 'read_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse',
-           'load_human', 'Species', 'register_species', 'load_raw', 'impossible_rule', 'impossible_mask',
+           'fetch', 'read_table', 'write_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table',
+           'load_mouse', 'load_human', 'Species', 'register_species', 'load_raw', 'impossible_rule', 'impossible_mask',
            'impossible_values', 'QCResult', 'qc', 'load_cells', 'summary', 'register_cli']
 
 # %% ../nbs/01_data.ipynb #ead3657a
@@ -252,18 +252,147 @@ def fetch(dataset:str,             # a registered dataset (`DATASETS`)
                 if 'interrupted' not in str(e) or attempt == retries: raise
     return root
 
+# %% ../nbs/01_data.ipynb #149de185
+_SEPARATORS = (',', ';', '\t')   # the separators `read_table` tells apart, the first one winning ties
+_COMMA_NUMBER = re.compile(r'^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$')               # 1,5  -0,03  ,5  2,1e-3
+_POINT_NUMBER = re.compile(r'^[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?$')    # 1.5  -0.03  .5  2.1e-3
+
+def _sniff_table(text:str, # the first lines of a delimited text file
+                ) -> tuple: # (separator, decimal mark)
+    "The separator that splits the header into most fields (then: the most rows alike), and the decimal mark."
+    rows = {s: list(csv.reader(io.StringIO(text), delimiter=s)) or [[]] for s in _SEPARATORS}
+    def score(s): return len(rows[s][0]), sum(len(r) == len(rows[s][0]) for r in rows[s][1:])
+    sep = max(_SEPARATORS, key=score)
+    if sep == ',': return sep, '.'
+    fields = [v.strip() for r in rows[sep][1:] for v in r]
+    comma, point = sum(bool(_COMMA_NUMBER.match(v)) for v in fields), sum(bool(_POINT_NUMBER.match(v)) for v in fields)
+    return sep, (',' if comma > point else '.')
+
+def _read_delimited(path:Path, lines:int=1000) -> pd.DataFrame:
+    "Delimited text file `path`, its separator and decimal mark detected from its first `lines` lines."
+    try:
+        with open(path, encoding='utf-8-sig', newline='') as f: head = ''.join(l for _, l in zip(range(lines), f))
+        sep, dec = _sniff_table(head)
+    except (UnicodeDecodeError, csv.Error) as e: raise DataError(f"{path}: not a delimited text table ({e})") from e
+    try: return pd.read_csv(path, sep=sep, decimal=dec, encoding='utf-8-sig', low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+        detail = str(e).strip().replace('Error tokenizing data. C error: ', '')
+        raise DataError(f"{path}: cannot be parsed as a table read with separator {sep!r} and decimal mark {dec!r} "
+                        f"(detected from its first lines among the separators {_SEPARATORS}): {detail}") from None
+
+# %% ../nbs/01_data.ipynb #1d6eaa77
+def _h5_text(v) -> str:
+    "An HDF5 attribute value as text."
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+def _h5ad_column(elem, where:str) -> np.ndarray|pd.api.extensions.ExtensionArray:
+    "The values of one `obs`/`var` element: array, string-array, categorical or nullable-*; `where` names it."
+    import h5py
+    enc = _h5_text(elem.attrs.get('encoding-type', ''))
+    if isinstance(elem, h5py.Dataset) and enc in ('', 'array', 'string-array') and elem.ndim == 1:
+        if h5py.check_string_dtype(elem.dtype): return elem.asstr()[()].astype(object)
+        if elem.dtype.kind in 'biuf': return elem[()]
+    elif isinstance(elem, h5py.Group) and enc == 'categorical' and {'codes', 'categories'} <= set(elem):
+        codes, cats = elem['codes'][()], _h5ad_column(elem['categories'], f"{where}/categories")
+        ok = codes.dtype.kind in 'iu' and codes.ndim == 1 and codes.min(initial=0) >= -1
+        if ok and codes.max(initial=-1) < len(cats):
+            return np.asarray(pd.Categorical.from_codes(codes, categories=pd.Index(cats)))
+    elif isinstance(elem, h5py.Group) and enc.startswith('nullable-') and {'values', 'mask'} <= set(elem):
+        vals, mask = _h5ad_column(elem['values'], f"{where}/values"), elem['mask'][()].astype(bool)
+        if enc == 'nullable-integer': return pd.arrays.IntegerArray(vals.astype('int64'), mask)
+        if enc == 'nullable-boolean': return pd.arrays.BooleanArray(vals.astype(bool), mask)
+        if enc == 'nullable-string-array': return np.where(mask, np.nan, vals.astype(object))
+    raise DataError(f"{where}: cannot be read as a table column (an HDF5 {type(elem).__name__} of encoding-type "
+                    f"{enc or 'none'!r}, shape {getattr(elem, 'shape', None)}); read: 1-D array, string-array, "
+                    "categorical, nullable-integer/boolean/string-array")
+
+def _h5ad_frame(g, where:str) -> tuple:
+    "(index name, index values, {column: values}) of the AnnData dataframe group `g` (`obs` or `var`)."
+    import h5py
+    enc = _h5_text(g.attrs.get('encoding-type', 'dataframe'))
+    if not isinstance(g, h5py.Group) or enc != 'dataframe':
+        raise DataError(f"{where}: not an AnnData dataframe (encoding-type {enc!r})")
+    name = _h5_text(g.attrs.get('_index', '_index'))
+    if name not in g: raise DataError(f"{where}: no index element {name!r}")
+    order = g.attrs.get('column-order', [])
+    order = [_h5_text(c) for c in ([order] if isinstance(order, (str, bytes)) else order)]
+    missing = [c for c in order if c not in g]
+    if missing: raise DataError(f"{where}: column-order names absent elements {missing}")
+    return name, _h5ad_column(g[name], f"{where}/{name}"), {c: _h5ad_column(g[c], f"{where}/{c}") for c in order}
+
+def _h5ad_matrix(f, shape:tuple, where:str) -> np.ndarray:
+    "The dense `X` of the open file `f` (dense, or CSR/CSC with data/indices/indptr), checked against `shape`."
+    import h5py
+    if 'X' not in f:
+        if shape[1] == 0: return np.empty(shape)
+        raise DataError(f"{where}: no element 'X' for its {shape[1]} var rows")
+    X, enc = f['X'], _h5_text(f['X'].attrs.get('encoding-type', ''))
+    if isinstance(X, h5py.Dataset) and enc in ('', 'array') and X.ndim == 2 and X.dtype.kind in 'biuf':
+        M = X[()]
+    elif isinstance(X, h5py.Group) and enc in ('csr_matrix', 'csc_matrix') and {'data', 'indices', 'indptr'} <= set(X):
+        data, idx, ptr = X['data'][()], X['indices'][()].astype(np.int64), X['indptr'][()].astype(np.int64)
+        M = np.zeros(tuple(int(n) for n in X.attrs.get('shape', shape)), dtype=data.dtype)
+        major = M.shape[0] if enc == 'csr_matrix' else M.shape[1]
+        if len(ptr) != major + 1 or ptr[-1] != len(data) or len(idx) != len(data) or np.any(np.diff(ptr) < 0):
+            raise DataError(f"{where}/X: inconsistent {enc} (indptr of {len(ptr)} for {major} rows, "
+                            f"{len(idx)} indices, {len(data)} values)")
+        rows = np.repeat(np.arange(major), np.diff(ptr))
+        try: M[(rows, idx) if enc == 'csr_matrix' else (idx, rows)] = data
+        except IndexError as e: raise DataError(f"{where}/X: {enc} index out of range ({e})") from None
+    else:
+        raise DataError(f"{where}/X: cannot be read (an HDF5 {type(X).__name__} of encoding-type {enc or 'none'!r}); "
+                        "read: a dense 2-D numeric array, csr_matrix, csc_matrix")
+    if M.shape != shape: raise DataError(f"{where}/X: shape {M.shape}, but obs and var give {shape}")
+    return M
+
+def _h5ad_parts(f, where:str) -> tuple:
+    "(obs index name, obs index, {obs column: values}, var names, dense X) of the open AnnData file `f`."
+    for k in ('obs', 'var'):
+        if k not in f: raise DataError(f"{where}: no element {k!r}; not an AnnData file")
+    iname, ids, obs = _h5ad_frame(f['obs'], f"{where}: obs")
+    _, feats, _ = _h5ad_frame(f['var'], f"{where}: var")
+    return iname, ids, obs, feats, _h5ad_matrix(f, (len(ids), len(feats)), where)
+
+def _read_h5ad(path:Path) -> pd.DataFrame:
+    "AnnData file `path` as a table: the obs index (unless only row numbers), the obs columns, then X by var name."
+    import h5py
+    try:
+        with h5py.File(path, 'r') as f: iname, ids, obs, feats, X = _h5ad_parts(f, str(path))
+    except DataError: raise
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{path}: cannot be read as an AnnData (.h5ad) file ({e})") from None
+    if iname != '_index' or list(ids) != [str(i) for i in range(len(ids))]:
+        obs = {('cell_id' if iname == '_index' else iname): ids} | obs
+    cols = list(obs) + [str(v) for v in feats]
+    dup = sorted({c for c in cols if cols.count(c) > 1})
+    if dup: raise DataError(f"{path}: column name(s) {dup} occur more than once among the obs index, obs and var")
+    bad = [c for c, v in obs.items() if len(v) != len(ids)]
+    if bad: raise DataError(f"{path}: obs column(s) {bad} do not have one value per obs row ({len(ids)})")
+    df = pd.DataFrame({c: pd.Series(v) for c, v in obs.items()}, index=pd.RangeIndex(len(ids)))
+    return pd.concat([df, pd.DataFrame(X, columns=cols[len(obs):])], axis=1) if len(feats) else df
+
 # %% ../nbs/01_data.ipynb #e64071b7
-def read_table(path,                  # the CSV file
+_READERS = {'.csv': 'text', '.tsv': 'text', '.txt': 'text', '.parquet': 'parquet', '.pq': 'parquet', '.h5ad': 'h5ad'}
+
+def _read_any(path:Path) -> pd.DataFrame:
+    "The table in `path` by its suffix: Parquet, AnnData, else delimited text."
+    kind = _READERS.get(path.suffix.lower(), 'text')
+    if kind == 'h5ad': return _read_h5ad(path)
+    if kind == 'text': return _read_delimited(path)
+    try: df = pd.read_parquet(path)
+    except Exception as e: raise DataError(f"{path}: cannot be read as Parquet ({type(e).__name__}: {e})") from None
+    return df.reset_index() if any(n is not None for n in df.index.names) else df.reset_index(drop=True)
+
+def read_table(path,                  # a delimited text file (`,` `;` or tab; decimal comma), `.parquet`/`.pq`, `.h5ad`
                required=(),           # columns that must be present
                numeric=(),            # columns whose values must parse as numbers (converted, absent ones skipped)
                id_col:str|None=None,  # a column whose values must be unique (None: not checked)
               ) -> pd.DataFrame:      # the table, column names stripped of surrounding spaces
-    "Read CSV `path`, checking `required` columns exist, `numeric` ones parse as numbers, `id_col` is unique."
+    "Read table `path`, checking `required` columns exist, `numeric` ones parse as numbers, `id_col` is unique."
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
-    try: df = pd.read_csv(path, encoding='utf-8-sig', low_memory=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot be parsed as CSV ({e})") from e
+    df = _read_any(path)
+    df.attrs = {}
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -282,6 +411,135 @@ def read_table(path,                  # the CSV file
         dup = df[id_col][df[id_col].duplicated()]
         if len(dup): raise DataError(f"{path}: duplicate IDs in column {id_col!r}: {dup.unique()[:5].tolist()}")
     return df
+
+# %% ../nbs/01_data.ipynb #ec9ce301
+def _h5_attrs(elem, kind:str, version:str='0.2.0', **extra):
+    "Set the AnnData `encoding-type`/`encoding-version` (and `extra`) attributes of `elem`; returns it."
+    elem.attrs.update({'encoding-type': kind, 'encoding-version': version} | extra)
+    return elem
+
+def _h5ad_write_column(g, name:str, s:pd.Series, where:str):
+    "Column `s` as the element `name` of group `g`: array, string-array, categorical or nullable-integer/boolean."
+    import h5py
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        c = _h5_attrs(g.create_group(name), 'categorical', ordered=bool(s.cat.ordered))
+        _h5_attrs(c.create_dataset('codes', data=s.cat.codes.to_numpy()), 'array')
+        return _h5ad_write_column(c, 'categories', pd.Series(s.cat.categories), f"{where}/categories")
+    num = pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+    if num and pd.api.types.is_extension_array_dtype(s.dtype):   # pandas' Int64, boolean, Float64
+        if s.hasnans and s.dtype.kind in 'iub':
+            kind = 'nullable-boolean' if s.dtype.kind == 'b' else 'nullable-integer'
+            c = _h5_attrs(g.create_group(name), kind, '0.1.0')
+            _h5_attrs(c.create_dataset('mask', data=s.isna().to_numpy()), 'array')
+            values = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=False if s.dtype.kind == 'b' else 0)
+            return _h5_attrs(c.create_dataset('values', data=values), 'array')
+        s = s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=np.nan if s.dtype.kind == 'f' else None)
+    if num: return _h5_attrs(g.create_dataset(name, data=np.asarray(s)), 'array')
+    kinds = {type(v) for v in s.dropna()}
+    if not kinds <= {str}:
+        raise DataError(f"{where}: column {name!r} holds values of type(s) {sorted(k.__name__ for k in kinds)}; "
+                        "an .h5ad column holds numbers, booleans or strings")
+    if s.hasnans: return _h5ad_write_column(g, name, s.astype('category'), where)   # missing: categorical code -1
+    data = np.asarray(s.tolist(), dtype=object)
+    return _h5_attrs(g.create_dataset(name, data=data, dtype=h5py.string_dtype()), 'string-array')
+
+def _h5ad_order(g, names:list):
+    "Set the `column-order` attribute of the dataframe group `g` to `names`."
+    import h5py
+    g.attrs.create('column-order', np.array(names, dtype=object), dtype=h5py.string_dtype())
+
+def _h5ad_checked_names(df:pd.DataFrame, where:str, taken=()) -> list:
+    "The column names of `df` as text; a name with '/', a repeated one, or one in `taken` is a `DataError`."
+    names = [str(c) for c in df.columns]
+    bad = sorted({n for n in names if '/' in n or not n or names.count(n) > 1 or n in taken})
+    if bad: raise DataError(f"{where}: column name(s) {bad} cannot be .h5ad obs columns (empty, with '/', repeated, "
+                            f"or the obs index name)")
+    return names
+
+def _write_h5ad_new(df:pd.DataFrame, dest:Path, where:str):
+    "A new AnnData file `dest`: `obs` = `df`, `X` of shape (cells, 0), an empty `var`."
+    import h5py
+    plain = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+    iname = '_index' if plain or df.index.name is None else str(df.index.name)
+    names = _h5ad_checked_names(df, where, taken=(iname,))
+    with h5py.File(dest, 'w') as f:
+        _h5_attrs(f, 'anndata', '0.1.0')
+        _h5_attrs(f.create_dataset('X', shape=(len(df), 0), dtype='float32'), 'array')
+        obs, var = (_h5_attrs(f.create_group(k), 'dataframe', _index=n) for k, n in [('obs', iname), ('var', '_index')])
+        index = [str(i) for i in range(len(df))] if plain else [str(i) for i in df.index]
+        _h5ad_write_column(obs, iname, pd.Series(index, dtype=object), f"{where}: obs index")
+        _h5ad_write_column(var, '_index', pd.Series([], dtype=object), f"{where}: var index")
+        for n, c in zip(names, df.columns): _h5ad_write_column(obs, n, df[c], f"{where}: obs")
+        _h5ad_order(obs, names)
+        _h5ad_order(var, [])
+        for k in ('obsm', 'obsp', 'varm', 'varp', 'layers', 'uns'): _h5_attrs(f.create_group(k), 'dict', '0.1.0')
+
+def _write_h5ad_into(df:pd.DataFrame, dest:Path, source:Path, where:str):
+    "`dest` = a copy of the AnnData file `source` with the columns of `df` (one row per obs row) added to its `obs`."
+    import h5py
+    if not source.is_file(): raise DataError(f"{source}: file not found")
+    shutil.copyfile(source, dest)
+    try: f = h5py.File(dest, 'r+')
+    except OSError as e: raise DataError(f"{source}: not an HDF5 (.h5ad) file ({e})") from None
+    with f:
+        if 'obs' not in f: raise DataError(f"{source}: no element 'obs'; not an AnnData file")
+        obs = f['obs']
+        iname = _h5_text(obs.attrs.get('_index', '_index'))
+        if iname not in obs: raise DataError(f"{source}: obs: no index element {iname!r}")
+        ids = [str(v) for v in _h5ad_column(obs[iname], f"{source}: obs/{iname}")]
+        if len(df) != len(ids): raise DataError(f"{where}: {len(df)} rows for the {len(ids)} obs rows of {source}")
+        key = 'cell_id' if iname == '_index' else iname
+        if key in df.columns and [str(v) for v in df[key]] != ids:
+            raise DataError(f"{where}: column {key!r} does not list the obs names of {source} in their order")
+        new = df.drop(columns=[key], errors='ignore').reset_index(drop=True)
+        names = _h5ad_checked_names(new, where, taken=(iname,))
+        order = obs.attrs.get('column-order', [])
+        order = [_h5_text(c) for c in ([order] if isinstance(order, (str, bytes)) else order)]
+        for n, c in zip(names, new.columns):
+            if n in obs: del obs[n]   # a column `df` holds again is replaced
+            _h5ad_write_column(obs, n, new[c], f"{where}: obs")
+        _h5ad_order(obs, order + [n for n in names if n not in order])
+
+# %% ../nbs/01_data.ipynb #c572c418
+_WRITERS = {'.csv': 'CSV (comma-separated, no index)', '.parquet': 'Parquet', '.h5ad': 'AnnData (HDF5)'}
+
+def _same_file(a:Path, b:Path) -> bool:
+    "Whether `a` and `b` name one file (an existing one by its inode, else by the resolved path)."
+    try: return os.path.samefile(a, b)
+    except OSError: return a.resolve() == b.resolve()
+
+def _write_any(df:pd.DataFrame, dest:Path, kind:str, source:Path|None, where:str):
+    "Write `df` to `dest` in the format of suffix `kind`."
+    if kind == '.csv': df.to_csv(dest, index=False)
+    elif kind == '.parquet': df.to_parquet(dest, index=False)
+    elif source is not None and source.suffix.lower() == '.h5ad': _write_h5ad_into(df, dest, source, where)
+    else: _write_h5ad_new(df, dest, where)
+
+def write_table(df:pd.DataFrame, # the table to write
+                path,            # the file to write: `.csv`, `.parquet` or `.h5ad`, by its suffix
+                source=None,     # the file `df` was read from: never overwritten; an `.h5ad` one is copied into `.h5ad`
+               ) -> Path:        # `path`
+    "Write `df` to `path` atomically (a complete file or none); refuses to overwrite `source`."
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in _WRITERS:
+        raise DataError(f"{path}: unknown table format {path.suffix!r}; supported: "
+                        + ', '.join(f'{k} ({v})' for k, v in _WRITERS.items()))
+    source = None if source is None else Path(source)
+    if source is not None and _same_file(path, source):
+        raise DataError(f"{path}: is the input table {source}; write the output to another file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:12]}.part')   # beside `path`: os.replace stays atomic
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        _write_any(df, tmp, kind, source, str(path))
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (TypeError, ValueError, OSError)) and not isinstance(e, DataError):
+            raise DataError(f"{path}: cannot be written as {_WRITERS[kind]} ({type(e).__name__}: {e})") from e
+        raise
+    return path
 
 # %% ../nbs/01_data.ipynb #3711774a
 def mouse_subclass(ttype:pd.Series, file='metadata') -> pd.Series:
