@@ -293,16 +293,17 @@ def _restore(model, weights:dict, device, path:Path):
     "Put back what `_storable` swapped out: devices, tables, tensors, then the networks (`_rebuild`), on `device`."
     dev, used, nets = resolve_device(device), set(), []
     for o, k, v in list(_attributes(model)):
-        if not (isinstance(v, tuple) and len(v) >= 3 and v[0] == _REF) or isinstance(o, tuple): continue
-        if v[1] == 'network': nets.append((o, k, v)); continue
-        if v[1] == 'device': new = dev
+        if isinstance(o, (tuple, set, frozenset)) or not (isinstance(v, tuple) and len(v) >= 3 and v[0] == _REF):
+            continue
+        if v[1] == 'network': nets.append((o, k, v))
+        elif v[1] == 'device': new = dev
         elif v[1] == 'tensor' and v[2] in weights:
             new = weights[v[2]].to(dev)
             used.add(v[2])
         elif v[1] == 'frame' and len(v) == 4 and len(v[2]) == len(v[3]): new = pd.DataFrame(dict(zip(v[2], v[3])))
         else:
             raise BundleError(f"{path / MODEL_FILE}: {type(o).__name__}.{k} stands for {v[1:3]}, not in the bundle")
-        _put(o, k, new)
+        if v[1] != 'network': _put(o, k, new)
     for o, k, v in nets: used |= _rebuild(o, k, v, weights, device, path)
     if set(weights) - used:
         raise BundleError(f"{path / WEIGHTS_FILE}: tensors of no network of {MODEL_FILE}, e.g. "
@@ -504,7 +505,9 @@ def _load_v3(path:Path, manifest:dict, device):
     except UntrustedTypesFoundException as e: raise BundleError(f"{f}: holds types ephys2tx does not trust ({e})")
     except Exception as e: raise BundleError(f"{f}: not a readable model ({type(e).__name__}: {e})")
     weights = _load_weights(path / WEIGHTS_FILE) if WEIGHTS_FILE in manifest['files'] else {}
-    _restore(model, weights, device, path)
+    try: _restore(model, weights, device, path)
+    except BundleError: raise
+    except Exception as e: raise BundleError(f"{f}: its placeholders do not fit the model ({type(e).__name__}: {e})")
     return model
 
 def load_bundle(path,              # bundle folder written by `save_bundle` or `ephys2tx train`
@@ -512,6 +515,7 @@ def load_bundle(path,              # bundle folder written by `save_bundle` or `
                ):                  # the fitted model, ready to predict
     "Load a bundle folder written by `save_bundle` (checked first: `check_bundle`); the model runs on `device`."
     path = Path(path)
+    resolve_device(device)                   # a device this machine lacks: said before the bundle is read
     manifest = check_bundle(path)
     meta = _json_file(path / 'bundle.json')
     model = _load_v2(path, meta, device) if manifest['format_version'] == 2 else _load_v3(path, manifest, device)

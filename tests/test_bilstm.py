@@ -462,6 +462,11 @@ def test_cuda_mixed_precision_and_cpu_reload(tmp_path, human):
     m = BiLSTMClassifier(schema='human', epochs=3, device='cuda', random_state=0).fit(human, y)
     assert next(m.net_.parameters()).is_cuda
     P = m.predict_proba(human)
-    save_bundle(m, tmp_path / 'g')
-    back = load_bundle(tmp_path / 'g', device='cpu')
-    np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)
+    for v in (3, 2):
+        save_bundle(m, tmp_path / f'g{v}', version=v)
+        back = load_bundle(tmp_path / f'g{v}', device='cpu')
+        assert next(back.net_.parameters()).device.type == 'cpu' and back.device_.type == 'cpu'
+        np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)
+        back = load_bundle(tmp_path / f'g{v}', device='cuda')
+        assert next(back.net_.parameters()).is_cuda and back.device == 'cuda'
+        np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)
