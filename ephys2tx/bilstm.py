@@ -168,20 +168,17 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
 
     def __getstate__(self):   # pickle the network on the CPU, so a CUDA-trained model loads anywhere
         s = self.__dict__.copy()
-        if 'net_' in s:
-            buf = {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()}
-            s['net_'] = ('state_dict', buf)
+        if isinstance(s.get('net_'), torch.nn.Module):
+            s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()})
         return s
 
-    def __setstate__(self, s):
-        if not isinstance(s.get('net_'), tuple):
-            self.__dict__.update(s)
-            return
-        sd = s['net_'][1]
+    def __setstate__(self, s):   # `net_` as ('state_dict', tensors): the network rebuilt; anything else kept as is
         self.__dict__.update(s)
-        self.net_ = self._new_net()
-        self.net_.load_state_dict(sd)
-        self.net_.eval()
+        net = s.get('net_')
+        if isinstance(net, tuple) and net[:1] == ('state_dict',):
+            self.net_ = self._new_net()
+            self.net_.load_state_dict(net[1])
+            self.net_.eval()
 
 # %% ../nbs/05_bilstm.ipynb #8c23681e
 # the training recipe of the registered models, chosen by `bench/bench_bilstm_recipe.py` (inner validation) and

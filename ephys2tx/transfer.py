@@ -247,6 +247,21 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
         "Predicted subclass of human cells `X`."
         return self.classes_[self.predict_proba(X).argmax(1)]
 
+    def __getstate__(self):   # the network as CPU tensors and its family widths: a pickle loads on any device
+        s = self.__dict__.copy()
+        if isinstance(s.get('net_'), nn.Module):
+            s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()},
+                         list(s['net_'].seq.widths))
+        return s
+
+    def __setstate__(self, s):   # `net_` as ('state_dict', tensors, widths): rebuilt on `device`; else kept as is
+        self.__dict__.update(s)
+        net = s.get('net_')
+        if isinstance(net, tuple) and net[:1] == ('state_dict',):
+            self.net_ = TransferNet(net[2], len(LABEL4), self.token_dim, self.hidden, self.attn_dim, self.dropout)
+            self.net_.load_state_dict(net[1])
+            self.net_.to(self._dev()).eval()
+
 # %% ../nbs/06_transfer.ipynb #602a681a
 class NetHuman(NetStrategy):
     "The network trained from scratch on the labelled human cells only (warm-up + fine-tune budget, one rate)."

@@ -1,12 +1,20 @@
-"The attention BiLSTM: bundles round-trip exactly, bad input fails clearly, masks and SMOTE behave, training is leak-free."
+"""The attention BiLSTM: bundles round-trip exactly, bad input fails clearly, masks and SMOTE behave, training is leak-free.
+
+Bundles of any model (format 3: a forest, boosting, a logistic regression, an ensemble holding the BiLSTM) and of
+format 2 (the BiLSTM alone) are tested here too: round trips, untrusted types, prediction sets, the forest choice.
+"""
 import io, json, pickle, warnings
 from contextlib import redirect_stderr, redirect_stdout
 import numpy as np, pandas as pd, pytest, torch
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from ephys2tx.bilstm import BiLSTMClassifier
-from ephys2tx.bundles import BundleError, load_bundle, predict_cells, save_bundle
+from ephys2tx import bundles
+from ephys2tx.bundles import (BUNDLE_FILES, TRUSTED_TYPES, BundleError, load_bundle, predict_cells, save_bundle,
+                              subset_model, trust, type_name)
+from ephys2tx.evaluation import make_model
 from ephys2tx.interpret import family_permutation_importance
 from ephys2tx.nets import VARIANTS
 from ephys2tx.training import smote
@@ -29,15 +37,26 @@ def fitted(human):
     return BiLSTMClassifier(schema='human', **TINY).fit(human, human['subclass'].to_numpy())
 
 
-def test_save_load_predict_identical(tmp_path, human, fitted):
+@pytest.mark.parametrize('version', [3, 2])
+def test_save_load_predict_identical(tmp_path, human, fitted, version):
+    "Both formats: the same probabilities and attention after the round trip, and the record of the model."
     P, A = fitted.predict_proba(human), fitted.attention(human)
-    save_bundle(fitted, tmp_path / 'm')
+    save_bundle(fitted, tmp_path / 'm', version=version)
     back = load_bundle(tmp_path / 'm')
     np.testing.assert_array_equal(back.predict_proba(human), P)
     np.testing.assert_array_equal(back.attention(human), A)
     meta = json.loads((tmp_path / 'm' / 'bundle.json').read_text())
+    assert meta['format_version'] == version == back.manifest_['format_version']
     assert meta['classes'] == list(fitted.classes_) and meta['config']['schema'] == 'human'
-    assert meta['schema']['families'] == fitted.families_ and sum(meta['schema']['widths']) == len(meta['input_features'])
+    if version == 2:
+        assert meta['schema']['families'] == fitted.families_
+        assert sum(meta['schema']['widths']) == len(meta['input_features'])
+    else:
+        assert (meta['schema'], meta['families'], meta['model_name']) == ('human', fitted.families_, 'bilstm')
+        assert meta['input_features'] == fitted.transform_.flat_feature_names
+        assert meta['stored']['networks'][0]['attribute'] == 'net_' and meta['training']['n_val'] == fitted.n_val_
+        pd.testing.assert_frame_equal(back.history_, fitted.history_)
+        assert back.val_ids_ == fitted.val_ids_ and str(back.device_) == 'cpu'
     assert set(meta['data_sha256']) == {'mouse_gouwens2020', 'human_leedalley2023'}
     assert meta['versions']['torch'] == torch.__version__
     # pickling (joblib workers of the protocol) keeps the network too
@@ -45,10 +64,12 @@ def test_save_load_predict_identical(tmp_path, human, fitted):
 
 
 @pytest.mark.parametrize('damage', ['weights bytes', 'transform value', 'truncated config', 'manifest version',
-                                    'file removed', 'pickle of format 1'])
+                                    'file removed', 'pickle of format 1', 'model bytes', 'model removed',
+                                    'weights of another network'])
 def test_damaged_bundle_is_a_named_error(tmp_path, human, fitted, damage):
     "A bundle of real cells, changed on disk in one way: `predict` exits with status 2 and names the file; no output."
-    m = save_bundle(fitted, tmp_path / 'm')
+    v2 = damage in ('transform value', 'file removed', 'pickle of format 1')
+    m = save_bundle(fitted, tmp_path / 'm', version=2 if v2 else 3)
     human.iloc[:10].to_csv(tmp_path / 'cells.csv', index=False)
     if damage == 'weights bytes':
         b = bytearray((m / 'weights.pt').read_bytes()); b[len(b) // 2] ^= 0xFF; (m / 'weights.pt').write_bytes(bytes(b))
@@ -63,6 +84,18 @@ def test_damaged_bundle_is_a_named_error(tmp_path, human, fitted, damage):
         (m / 'manifest.json').write_text(json.dumps(man)); name = 'manifest.json'
     elif damage == 'file removed':
         (m / 'transform.json').unlink(); name = 'transform.json'
+    elif damage == 'model bytes':
+        b = bytearray((m / 'model.skops').read_bytes()); b[len(b) // 3] ^= 0x10; (m / 'model.skops').write_bytes(bytes(b))
+        name = 'model.skops'
+    elif damage == 'model removed':
+        (m / 'model.skops').unlink(); name = 'model.skops'
+    elif damage == 'weights of another network':     # a consistent manifest around other tensors: still named
+        w = torch.load(m / 'weights.pt', weights_only=True)
+        torch.save({k: t[..., :1] if t.ndim else t for k, t in w.items()}, m / 'weights.pt')
+        man = json.loads((m / 'manifest.json').read_text())
+        man['files']['weights.pt'] = bundles.sha256sum(m / 'weights.pt')
+        man['checksum'] = bundles.manifest_checksum(man)
+        (m / 'manifest.json').write_text(json.dumps(man)); name = 'weights.pt'
     else:
         (m / 'manifest.json').unlink(); (m / 'transform.json').unlink()
         (m / 'transform.pkl').write_bytes(pickle.dumps(fitted.transform_)); name = 'format version 1'
@@ -271,12 +304,169 @@ def test_permutation_importance_on_held_out(human, fitted):
     assert imp.base_macro_f1.nunique() == 1
 
 
+# -- bundles of any model ----------------------------------------------------------------------------------------------
+
+class Remark:
+    "An object of a type that no chapter trusts."
+    def __init__(self, text): self.text = text
+
+
+class TopTwo(ClassifierMixin, BaseEstimator):
+    "A fitted model whose prediction sets are its two most probable classes."
+    def __init__(self, model=None): self.model = model
+    def fit(self, X, y): return self
+    @property
+    def classes_(self): return self.model.classes_
+    def predict_proba(self, X): return self.model.predict_proba(X)
+    def predict_set(self, X):
+        S = np.zeros((len(X), len(self.classes_)), bool)
+        np.put_along_axis(S, np.argsort(-self.predict_proba(X), axis=1, kind='stable')[:, :2], True, axis=1)
+        return S
+
+
+@pytest.fixture(scope='module')
+def ensemble(human):
+    "A soft-voting ensemble of the forest and the BiLSTM (a torch network inside a member); its types trusted."
+    from sklearn.ensemble import VotingClassifier
+    trust(VotingClassifier, 'sklearn.utils._bunch.Bunch')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return VotingClassifier(voting='soft', estimators=[
+            ('rf', make_model('rf', 'human', n_estimators=20)),
+            ('bilstm', make_model('bilstm', 'human', epochs=2, device='cpu'))]).fit(human, human['subclass'].to_numpy())
+
+
+@pytest.mark.parametrize('kind', ['rf', 'hgb', 'logreg', 'bilstm', 'ensemble'])
+def test_round_trip_of_every_kind(tmp_path, human, fitted, ensemble, kind):
+    "Format 3 for every kind of model: identical probabilities on real human cells, and the model described."
+    y = human['subclass'].to_numpy()
+    make = {'rf': lambda: make_model('rf', 'human', n_estimators=20).fit(human, y),
+            'hgb': lambda: make_model('hgb', 'human', max_iter=5).fit(human, y),
+            'logreg': lambda: make_model('logreg', 'human').fit(human, y),
+            'bilstm': lambda: fitted, 'ensemble': lambda: ensemble}
+    model = make[kind]()
+    P = model.predict_proba(human)
+    back = load_bundle(save_bundle(model, tmp_path / kind, reference=human))
+    assert type(back) is type(model) and back is not model
+    np.testing.assert_array_equal(back.predict_proba(human), P)
+    meta, files = back.bundle_, back.manifest_['files']
+    assert meta['model_name'] == (None if kind == 'ensemble' else kind) and meta['schema'] == 'human'
+    assert meta['classes'] == sorted(set(y)) and meta['trained_on']['n_cells'] == len(human)
+    assert meta['input_features'] == fitted.transform_.flat_feature_names and len(back.reference_) == len(human)
+    nets = kind in ('bilstm', 'ensemble')
+    assert ('weights.pt' in files) == nets and len(meta['stored']['networks']) == nets
+    assert sorted(files) == sorted(BUNDLE_FILES[3] + ('reference.npz',) + (('weights.pt',) if nets else ()))
+    out, _ = predict_cells(back, human.iloc[:10])
+    np.testing.assert_allclose(out[[f'prob_{c}' for c in meta['classes']]].to_numpy(), P[:10], atol=1e-6)
+    assert any(c.startswith('attention_') for c in out.columns) == (kind == 'bilstm')
+
+
+def test_untrusted_type_is_refused(tmp_path, human, monkeypatch):
+    "A model holding an object of an untrusted type: not written; written (trusted then), its bundle refused on load."
+    m = make_model('rf', 'human', n_estimators=3).fit(human, human['subclass'].to_numpy())
+    m.remark_ = Remark('written by the test')
+    with pytest.raises(ValueError, match='Remark'): save_bundle(m, tmp_path / 'b')
+    monkeypatch.setattr(bundles, 'TRUSTED_TYPES', list(TRUSTED_TYPES))
+    trust(Remark)
+    save_bundle(m, tmp_path / 'b')
+    monkeypatch.undo()
+    assert type_name(Remark) not in bundles.TRUSTED_TYPES
+    with pytest.raises(BundleError) as e: load_bundle(tmp_path / 'b')
+    assert type_name(Remark) in str(e.value) and str(tmp_path / 'b' / 'model.skops') in str(e.value)
+    human.iloc[:5].to_csv(tmp_path / 'cells.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'b'), '--input', str(tmp_path / 'cells.csv'),
+                       '--out', str(tmp_path / 'p.csv')])
+    assert rc == 2 and type_name(Remark) in err.getvalue() and not (tmp_path / 'p.csv').exists()
+
+
+def test_format_2_bundle_predicts_as_format_3(tmp_path, human, fitted):
+    "A bundle of format 2 (the writer of earlier versions) and one of format 3: the same output through `predict`."
+    human.iloc[:20].to_csv(tmp_path / 'cells.csv', index=False)
+    outs = []
+    for v in (2, 3):
+        save_bundle(fitted, tmp_path / f'v{v}', version=v)
+        assert json.loads((tmp_path / f'v{v}' / 'manifest.json').read_text())['format_version'] == v
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            assert cli_main(['predict', '--model', str(tmp_path / f'v{v}'), '--input', str(tmp_path / 'cells.csv'),
+                             '--out', str(tmp_path / f'p{v}.csv')]) == 0
+        outs.append(pd.read_csv(tmp_path / f'p{v}.csv'))
+    pd.testing.assert_frame_equal(*outs)
+    assert 'attention_subthreshold' in outs[0] and (outs[0].predicted_by == 'bilstm').all()
+
+
+def test_predict_cells_writes_prediction_sets(human):
+    "A model with `predict_set`: its sets ('|'-joined, in `classes_` order) and their sizes; none for a cell not scored."
+    y = human['subclass'].to_numpy()
+    m = TopTwo(make_model('rf', 'human', n_estimators=20).fit(human, y))
+    cells = human.iloc[:15].copy()
+    cells.loc[cells.index[4], m.model[0].ft_.flat_feature_names] = np.nan
+    out, _ = predict_cells(m, cells)
+    assert pd.isna(out.prediction_set[4]) and pd.isna(out.set_size[4]) and out.status[4] != 'ok'
+    P = m.predict_proba(cells.drop(index=cells.index[4]))
+    top2 = ['|'.join(m.classes_[np.sort(np.argsort(-p, kind='stable')[:2])]) for p in P]
+    assert out.prediction_set.drop(4).tolist() == top2 and (out.set_size.drop(4) == 2).all()
+    assert all(p in s.split('|') for p, s in zip(out.predicted_subclass.drop(4), out.prediction_set.drop(4)))
+    assert 'prediction_set' not in predict_cells(m.model, cells)[0]
+
+
+def test_allow_missing_chooses_by_cross_validation_for_a_forest_bundle(tmp_path, human):
+    "A forest bundle with its training cells, given a third of the features: the 3-fold choice is made and kept."
+    import re
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+    from ephys2tx.features import get_schema
+    ref = human.iloc[::4].reset_index(drop=True)
+    rf = make_model('rf', 'human', n_estimators=20).fit(ref, ref['subclass'].to_numpy())
+    save_bundle(rf, tmp_path / 'b', reference=ref)
+    keep = [f.name for fam in get_schema('human') if fam.name in ('subthreshold', 'fi') for f in fam.features]
+    few = human[['specimen_id'] + keep].iloc[1:60:2]
+    few.to_csv(tmp_path / 'few.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = cli_main(['predict', '--model', str(tmp_path / 'b'), '--input', str(tmp_path / 'few.csv'),
+                       '--out', str(tmp_path / 'p.csv'), '--allow-missing'])
+    assert rc == 0, err.getvalue()
+    said = re.search(r"cross-validated macro-F1 ([0-9.]+); rf ([0-9.]+), forest ([0-9.]+), in 3-fold cross-validation "
+                     r"on the bundle's (\d+) training cells", err.getvalue())
+    assert said, err.getvalue()
+    # the same scores, computed here from the protocol: fit with every feature, scored with the others hidden
+    out, m = pd.read_csv(tmp_path / 'p.csv'), load_bundle(tmp_path / 'b')
+    masked = [c for c in m.bundle_['input_features'] if c not in keep]
+    R, y = m.reference_.assign(**{c: np.nan for c in masked}), m.reference_['subclass'].to_numpy().astype(str)
+    seen = R[keep].notna().any(axis=1).to_numpy()
+    f1 = lambda t, p: f1_score(t, p, average='macro', labels=m.classes_, zero_division=0)
+    scores = {'rf': [], 'forest': []}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')           # the forest's transform: the hidden features missing in every cell
+        for tr, te in StratifiedKFold(3, shuffle=True, random_state=0).split(R, y):
+            te = te[seen[te]]
+            scores['rf'].append(f1(y[te], clone(m).fit(m.reference_.iloc[tr], y[tr]).predict(R.iloc[te])))
+            forest = make_model('rf', 'human', 0).fit(R.iloc[tr], y[tr])
+            scores['forest'].append(f1(y[te], forest.predict(R.iloc[te])))
+    got = {k: float(np.mean(v)) for k, v in scores.items()}
+    assert (float(said[2]), float(said[3]), int(said[4])) == (round(got['rf'], 3), round(got['forest'], 3), seen.sum())
+    used = f"forest on the {len(keep)} features present" if got['forest'] > got['rf'] else 'rf'
+    assert (out.predicted_by == used).all() and (out.status == 'ok').all() and float(said[1]) == round(max(got.values()), 3)
+    if used != 'rf':       # the chosen forest is refit on every training cell
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            refit = make_model('rf', 'human', 0).fit(R, y)
+        assert (refit.predict(few.reindex(columns=list(R.columns))) == out.predicted_subclass).all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 def test_cuda_mixed_precision_and_cpu_reload(tmp_path, human):
     y = human['subclass'].to_numpy()
     m = BiLSTMClassifier(schema='human', epochs=3, device='cuda', random_state=0).fit(human, y)
     assert next(m.net_.parameters()).is_cuda
     P = m.predict_proba(human)
-    save_bundle(m, tmp_path / 'g')
-    back = load_bundle(tmp_path / 'g', device='cpu')
-    np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)
+    for v in (3, 2):
+        save_bundle(m, tmp_path / f'g{v}', version=v)
+        back = load_bundle(tmp_path / f'g{v}', device='cpu')
+        assert next(back.net_.parameters()).device.type == 'cpu' and back.device_.type == 'cpu'
+        np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)
+        back = load_bundle(tmp_path / f'g{v}', device='cuda')
+        assert next(back.net_.parameters()).is_cuda and back.device == 'cuda'
+        np.testing.assert_allclose(back.predict_proba(human), P, atol=1e-4)

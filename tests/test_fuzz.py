@@ -1,5 +1,8 @@
 """Bad input by the thousand: `ephys2tx predict` on mangled cell tables and damaged bundles.
 
+The bundles: a BiLSTM of format 2 (the BiLSTM alone) and of format 3, and, of format 3, a forest pipeline (`rf`) and
+a soft-voting ensemble of a forest and the BiLSTM (its network's weights in `weights.pt`), on real human cells.
+
 Every case must end in a valid output (one row per input cell, each with a status) or a named error
 (exit status 2, `ephys2tx: error: <file>: ...`): never a traceback, never a silent partial output.
 `EPHYS2TX_FUZZ_EXAMPLES` sets the number of examples per property (default 60, the `make test` budget);
@@ -13,30 +16,45 @@ import numpy as np, pandas as pd, pytest, torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ephys2tx.bilstm import BiLSTMClassifier
-from ephys2tx.bundles import BUNDLE_FILES, REFERENCE_FILE, save_bundle
+from sklearn.ensemble import VotingClassifier
+from ephys2tx.bundles import REFERENCE_FILE, save_bundle, trust
 from ephys2tx.cli import main as cli_main
 from ephys2tx.data import load_cells
+from ephys2tx.evaluation import make_model
 
 torch.set_num_threads(1)
 N = int(os.environ.get('EPHYS2TX_FUZZ_EXAMPLES', '60'))
 FUZZ = settings(max_examples=N, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TALLY = Counter()
+trust(VotingClassifier, 'sklearn.utils._bunch.Bunch')     # the ensemble's types, as a chapter of ensembles would
+# every file of each damaged bundle: format 2 (BiLSTM), format 3 (forest pipeline; ensemble with a network)
+DAMAGEABLE = {'bundle_ref': ('bundle.json', 'transform.json', 'weights.pt', 'manifest.json', REFERENCE_FILE),
+              'rf_ref': ('bundle.json', 'model.skops', 'manifest.json', REFERENCE_FILE),
+              'vote_ref': ('bundle.json', 'model.skops', 'weights.pt', 'manifest.json', REFERENCE_FILE)}
 
 
 @pytest.fixture(scope='module')
 def setup(mirror, tmp_path_factory):
     d = tmp_path_factory.mktemp('fuzz')
     human = load_cells('human', data_dir=mirror, progress=False)
+    y = human['subclass'].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        m = BiLSTMClassifier(schema='human', epochs=2, patience=1, device='cpu', random_state=0)
-        m.fit(human, human['subclass'].to_numpy())
+        m = BiLSTMClassifier(schema='human', epochs=2, patience=1, device='cpu', random_state=0).fit(human, y)
+        rf = make_model('rf', 'human', n_estimators=20).fit(human, y)
+        vote = VotingClassifier(voting='soft', estimators=[
+            ('rf', make_model('rf', 'human', n_estimators=20)),
+            ('bilstm', make_model('bilstm', 'human', epochs=2, device='cpu'))]).fit(human, y)
     save_bundle(m, d / 'bundle')
-    save_bundle(m, d / 'bundle_ref', reference=human)       # with its training cells, for the damage cases
+    save_bundle(rf, d / 'rf')
+    # with their training cells, for the damage cases
+    save_bundle(m, d / 'bundle_ref', reference=human, version=2)
+    save_bundle(rf, d / 'rf_ref', reference=human)
+    save_bundle(vote, d / 'vote_ref', reference=human)
     base = human[['specimen_id'] + m.transform_.flat_feature_names].iloc[:12].reset_index(drop=True)
-    yield dict(dir=d, bundle=d / 'bundle', bundle_ref=d / 'bundle_ref', base=base, feats=m.transform_.flat_feature_names,
-               mouse=load_cells('mouse', data_dir=mirror, progress=False).iloc[:8])
+    yield dict(dir=d, base=base, feats=m.transform_.flat_feature_names, **{b: d / b for b in ['bundle', 'rf',
+               *DAMAGEABLE]}, mouse=load_cells('mouse', data_dir=mirror, progress=False).iloc[:8])
     print(f"\nfuzz: {sum(TALLY.values())} cases tried: " + ', '.join(f'{k} {v}' for k, v in sorted(TALLY.items())))
 
 
@@ -76,8 +94,8 @@ MANGLE = st.sampled_from(['drop', 'rename', 'nan', 'inf', 'string', 'duplicate_i
 @FUZZ
 @given(ops=st.lists(st.tuples(MANGLE, st.integers(0, 10**6), st.sampled_from([1e3, 1e-3, -1.0, 1e6])),
                     min_size=1, max_size=4),
-       allow_missing=st.booleans())
-def test_mangled_tables(setup, ops, allow_missing):
+       allow_missing=st.booleans(), bundle=st.sampled_from(['bundle', 'rf']))
+def test_mangled_tables(setup, ops, allow_missing, bundle):
     "Columns dropped or renamed, NaN, inf, strings, duplicate IDs, scaled units, the other species' table."
     df, feats = setup['base'].copy(), setup['feats']
     rng = None
@@ -99,8 +117,8 @@ def test_mangled_tables(setup, ops, allow_missing):
     path, out = setup['dir'] / 'in.csv', setup['dir'] / 'out.csv'
     out.unlink(missing_ok=True)
     df.to_csv(path, index=False)
-    rc, err = _predict(setup['bundle'], path, out, *(['--allow-missing'] if allow_missing else []))
-    res = _check('table', rc, err, path, out, [path])
+    rc, err = _predict(setup[bundle], path, out, *(['--allow-missing'] if allow_missing else []))
+    res = _check(f'table ({bundle})', rc, err, path, out, [path])
     if res is not None:
         sent = pd.read_csv(path)
         assert len(res) == len(sent)                                 # one row per input cell, in input order
@@ -127,12 +145,13 @@ def test_unreadable_files(setup, kind, seed):
 
 
 @FUZZ
-@given(file=st.sampled_from(list(BUNDLE_FILES) + ['manifest.json', REFERENCE_FILE]), how=st.sampled_from(['flip', 'truncate', 'delete']),
-       seed=st.integers(0, 10**6))
-def test_damaged_bundles(setup, file, how, seed):
-    "A byte flipped, a file truncated or deleted, in any file of the bundle: always a named error."
+@given(case=st.sampled_from([(b, f) for b, files in DAMAGEABLE.items() for f in files]),
+       how=st.sampled_from(['flip', 'truncate', 'delete']), seed=st.integers(0, 10**6))
+def test_damaged_bundles(setup, case, how, seed):
+    "A byte flipped, a file truncated or deleted, in any file of any bundle (format 2 or 3): always a named error."
+    bundle, file = case
     b = setup['dir'] / 'damaged'
-    shutil.rmtree(b, ignore_errors=True); shutil.copytree(setup['bundle_ref'], b)
+    shutil.rmtree(b, ignore_errors=True); shutil.copytree(setup[bundle], b)
     f = b / file
     raw = bytearray(f.read_bytes())
     if how == 'flip': raw[seed % len(raw)] ^= 1 << (seed % 8); f.write_bytes(bytes(raw))
@@ -142,5 +161,5 @@ def test_damaged_bundles(setup, file, how, seed):
     out.unlink(missing_ok=True)
     setup['base'].to_csv(path, index=False)
     rc, err = _predict(b, path, out)
-    assert rc == 2 and not out.exists(), (file, how, err)
-    _check('bundle', rc, err, path, out, [f.name])
+    assert rc == 2 and not out.exists(), (bundle, file, how, err)
+    _check(f'bundle ({bundle})', rc, err, path, out, [f.name])

@@ -151,3 +151,38 @@ def test_cli_evaluate_runs_a_strategy_with_the_mouse_cells(mirror, tmp_path, cap
     assert main(['--data-dir', str(mirror), 'evaluate', '--species', 'mouse', '--model', 'nn_zeroshot', '--repeats', '1',
                  '--folds', '2', '--out', str(tmp_path / 'm'), '--no-progress']) == 2
     assert 'use --species human' in capsys.readouterr().err
+
+
+def test_rf_mouse_bundle_round_trip_and_missing_features(data, tmp_path):
+    """rf_mouse (a forest reading a mouse network's outputs) as a bundle: the same probabilities after the round trip;
+    with features missing, the choice of a forest needs the mouse cells: skipped and said without them, made with them."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+    from ephys2tx.bundles import load_bundle, predict_cells, save_bundle, subset_model
+    from ephys2tx.cli import main
+    task, source = data
+    m = _fit('rf_mouse', task, source, np.arange(len(task.y)))
+    P = m.predict_proba(task.X)
+    back = load_bundle(save_bundle(m, tmp_path / 'b', reference=task.X))
+    np.testing.assert_array_equal(back.predict_proba(task.X), P)
+    import pickle       # joblib workers pickle it: the network travels as CPU tensors and its family widths
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(m)).predict_proba(task.X), P)
+    meta = back.bundle_
+    assert meta['model_name'] == 'rf_mouse' and meta['classes'] == LABEL4 and meta['schema'] == 'human'
+    assert [(n['owner'], n['attribute']) for n in meta['stored']['networks']] == [('ephys2tx.transfer.NetZeroShot',
+                                                                                    'net_')]
+    assert next(back.zeroshot_.net_.parameters()).device.type == 'cpu' and back.zeroshot_.device == 'cpu'
+    keep = [f.name for fam in get_schema('human') if fam.name in ('subthreshold', 'fi') for f in fam.features]
+    few = task.X[['specimen_id'] + keep].iloc[:20]
+    out, masked = predict_cells(back, few, allow_missing=True)
+    assert 'subset_model' not in out.attrs and 'needs the mouse cells' in out.attrs['subset_note']
+    assert (out.predicted_by == 'rf_mouse').all() and (out.status == 'ok').all()
+    few.to_csv(tmp_path / 'few.csv', index=False)
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        rc = main(['predict', '--model', str(tmp_path / 'b'), '--input', str(tmp_path / 'few.csv'),
+                   '--out', str(tmp_path / 'p.csv'), '--allow-missing'])
+    assert rc == 0 and 'rf_mouse needs the mouse cells' in err.getvalue(), err.getvalue()
+    ch = subset_model(back, masked, source=source, refit=False)
+    assert (ch['how'], ch['folds'], ch['model']) == ('cross-validation', 3, 'rf_mouse')
+    assert 0 <= ch['rf_mouse'] <= 1 and 0 <= ch['forest'] <= 1 and ch['use'] in ('rf_mouse', 'forest')
