@@ -283,8 +283,10 @@ def _models_species_md(d:Path, sp:str) -> list:
         if 'record' in set(r['model']) and r['model'].nunique() > 1:
             out += [f'The model of record against each model on the same folds ({sp}):', '', _vs(r, 'record'), '']
             own = own_metrics(r[r['model'] == 'record'])
-            if len(own): out += ['Its calibration (before: the vote as it is) and its 90% prediction sets, '
-                                 'mean ± SD over the folds:', '', own.T.reset_index().set_axis(['metric', sp], axis=1), '']
+            if len(own):
+                own = own.T.reset_index().set_axis(['metric', sp], axis=1)
+                out += ['Its calibration (before: the vote as it is) and its 90% prediction sets, '
+                        'mean ± SD over the folds:', '', own, '']
     return out
 
 def _models_markdown(d:Path) -> list:
@@ -297,7 +299,8 @@ MODELS_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2t
                'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record')   # the comparison's code
 
 register_stage(Stage(
-    'models', 'Baselines, BiLSTM and the model of record', run=lambda ctx: run_evaluation(ctx, ['mouse', 'human']), order=30,
+    'models', 'Baselines, BiLSTM and the model of record', order=30,
+    run=lambda ctx: run_evaluation(ctx, ['mouse', 'human']),
     report='models.ipynb', requires=MODELS_CODE, datasets=('mouse_gouwens2020', 'human_leedalley2023'),
     config=_models_config, check=lambda: unregistered_models(MODEL_COMPARISON), outputs=('results.parquet',),
     headline=_models_headline, markdown=_models_markdown))

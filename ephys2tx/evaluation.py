@@ -278,7 +278,7 @@ def run_split(name:str,                # the model name in the results row
               seed:int,                # `random_state` of the fitted model
               context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that take `source`
              ) -> dict:                # one results row: the run, its metrics and fit/predict seconds
-    "Fit model `spec` on one split (validation, source and unlabelled cells where it takes them); score the test fold (and its `test_metrics`)."
+    "Fit `spec` on one split (validation, source, unlabelled cells if it takes them); score the test fold."
     est = _estimator(spec, seed)
     rows, kw = _fit_kwargs(est, X, y, split, context)
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@
 # %% ../nbs/05f_record.ipynb #48bc24e6
 from __future__ import annotations
 import itertools, warnings
+from collections import Counter
 import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
@@ -39,7 +40,7 @@ def out_of_fold(models:dict,          # name -> unfitted estimator
     from ephys2tx.evaluation import aligned_proba
     y = np.asarray(y).astype(str)
     k = int(min(folds, pd.Series(y).value_counts().min()))
-    if k < 2: raise ValueError(f"out-of-fold probabilities need 2 cells of every class, got {dict(pd.Series(y).value_counts())}")
+    if k < 2: raise ValueError(f"out-of-fold probabilities need 2 cells of every class, got {dict(Counter(y))}")
     out = {n: np.zeros((len(y), len(classes))) for n in models}
     jobs = [(n, tr, va) for tr, va in StratifiedKFold(k, shuffle=True, random_state=random_state).split(X, y)
             for n in models]
@@ -173,7 +174,8 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
         self.weights_, table = vote_weights(oof, y, self.classes_, self.steps)
         self.inner_scores_ = {n: dict(macro_f1=float(table[table[n] == 1].macro_f1.iloc[0]),
                                       log_loss=float(table[table[n] == 1].log_loss.iloc[0])) for n in oof}
-        self.inner_scores_['vote'] = dict(macro_f1=float(table.macro_f1.iloc[0]), log_loss=float(table.log_loss.iloc[0]))
+        best = table.iloc[0]
+        self.inner_scores_['vote'] = dict(macro_f1=float(best.macro_f1), log_loss=float(best.log_loss))
         P = np.tensordot([self.weights_[n] for n in oof], np.stack(list(oof.values())), 1)
         self.calibration_, self.calibrator_, self.calibration_scores_ = choose_calibration(
             P, y, self.classes_, self.calibrations, 5, self.random_state)

@@ -187,8 +187,8 @@ def test_predict_rejects_non_numeric(human, fitted):
 
 def test_train_cli_writes_bundle(tmp_path, mirror):
     with redirect_stdout(io.StringIO()) as out, redirect_stderr(io.StringIO()):
-        rc = cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--out', str(tmp_path / 'b'),
-                       '--epochs', '2', '--device', 'cpu'])
+        rc = cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--model', 'bilstm',
+                       '--out', str(tmp_path / 'b'), '--epochs', '2', '--device', 'cpu'])
     assert rc == 0 and 'bundle' in out.getvalue()
     meta = json.loads((tmp_path / 'b' / 'bundle.json').read_text())
     assert meta['trained_on']['species'] == 'human' and meta['config']['epochs'] == 2 and meta['config']['smote']
@@ -200,8 +200,8 @@ def test_predict_with_a_third_of_the_features_uses_the_better_model_on_validatio
     "A bundle `train` wrote (with its training cells) given cells with two families: the choice is named and kept."
     from ephys2tx.features import get_schema
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        assert cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--out', str(tmp_path / 'b'),
-                         '--epochs', '3', '--device', 'cpu']) == 0
+        assert cli_main(['--data-dir', str(mirror), 'train', '--species', 'human', '--model', 'bilstm',
+                         '--out', str(tmp_path / 'b'), '--epochs', '3', '--device', 'cpu']) == 0
     man = json.loads((tmp_path / 'b' / 'manifest.json').read_text())
     assert 'reference.npz' in man['files']
     keep = [f.name for fam in get_schema('human') if fam.name in ('subthreshold', 'fi') for f in fam.features]
