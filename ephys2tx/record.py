@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
 from .evaluation import expected_calibration_error, make_model, register_model
+from .bundles import trust
 
 # %% auto #0
 __all__ = ['CALIBRATIONS', 'RECORD_CANDIDATES', 'ProbaTable', 'out_of_fold', 'weight_grid', 'vote_weights', 'calibrator',
@@ -50,6 +51,11 @@ def out_of_fold(models:dict,          # name -> unfitted estimator
         out[n][va] = aligned_proba(m, X.iloc[va], classes)
     return out
 
+def _log_loss(y, P, classes) -> float:
+    "Log-loss of probabilities `P`, clipped away from 0 and normalized per cell (float32 sums drift from 1)."
+    P = np.clip(np.asarray(P, float), 1e-15, 1)
+    return float(log_loss(y, P / P.sum(1, keepdims=True), labels=classes))
+
 # %% ../nbs/05f_record.ipynb #fa119d2b
 def weight_grid(n:int,        # number of candidates
                 steps:int=6,  # weights are multiples of 1/steps
@@ -73,7 +79,7 @@ def vote_weights(oof:dict,      # name -> out-of-fold probabilities (`out_of_fol
         P = np.tensordot(w, S, 1)
         rows.append(dict(zip(names, w)) | dict(
             macro_f1=f1_score(y, classes[P.argmax(1)], average='macro', labels=classes, zero_division=0),
-            log_loss=log_loss(y, np.clip(P, 1e-15, 1), labels=classes)))
+            log_loss=_log_loss(y, P, classes)))
     table = pd.DataFrame(rows).sort_values(['macro_f1', 'log_loss'], ascending=[False, True], kind='stable')
     best = table.iloc[0]
     return {n: float(best[n]) for n in names}, table.reset_index(drop=True)
@@ -106,7 +112,7 @@ def choose_calibration(P,                       # out-of-fold probabilities, cel
         for tr, va in StratifiedKFold(k, shuffle=True, random_state=random_state).split(P, y):
             for m in methods:
                 Q = P[va] if m == 'none' else calibrator(m, classes).fit(P[tr], y[tr]).predict_proba(P[va])
-                scores[m].append(log_loss(y[va], np.clip(Q, 1e-15, 1), labels=classes))
+                scores[m].append(_log_loss(y[va], Q, classes))
         scores = {m: float(np.mean(s)) for m, s in scores.items()}
         best = min(methods, key=scores.get)
         return best, (None if best == 'none' else calibrator(best, classes).fit(P, y)), scores
@@ -208,8 +214,7 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
         R = self.raw_proba(X)
         S = prediction_sets(self._calibrated(R), class_thresholds(self.scores_, self.coverage))
         hit = S[np.arange(len(y)), np.searchsorted(self.classes_, y)]
-        out = dict(raw_log_loss=float(log_loss(y, np.clip(R, 1e-15, 1) / np.clip(R, 1e-15, 1).sum(1, keepdims=True),
-                                               labels=self.classes_)),
+        out = dict(raw_log_loss=_log_loss(y, R, self.classes_),
                    raw_ece=expected_calibration_error(y, R, self.classes_), coverage=float(hit.mean()),
                    set_size=float(S.sum(1).mean()), calibration=self.calibration_,
                    weights=','.join(f'{n}={w:.2f}' for n, w in self.weights_.items() if w > 0))
@@ -225,3 +230,7 @@ def _record(schema='human', random_state=0, **kw):
     return CalibratedVote(schema=schema, random_state=random_state, **kw)
 
 register_model('record', _record)
+trust(ProbaTable, CalibratedVote, *(f'sklearn.calibration.{c}' for c in
+                                    ('CalibratedClassifierCV', '_CalibratedClassifier', '_SigmoidCalibration',
+                                     '_TemperatureScaling')), 'sklearn.isotonic.IsotonicRegression',
+      'sklearn.frozen._frozen.FrozenEstimator')
