@@ -51,11 +51,14 @@ class WarningLog:
         self.dir, self.expected = Path(dir), list(EXPECTED_WARNINGS if expected is None else expected)
         self.records, self.log, self._lock = [], None, threading.Lock()
 
-    def add(self, kind:str, message:str, where:str):
-        "Record one expected warning of `kind` (from any thread: each process appends to its own file)."
+    def add(self, kind:str, message:str, where:str) -> bool:
+        "Record one expected warning of `kind` (from any thread: each process appends to its own file); False if gone."
         line = json.dumps(dict(kind=kind, message=' '.join(str(message).split()), where=where, pid=os.getpid(),
                                t=time.time()))
-        with self._lock, open(self.dir/f'{os.getpid()}.jsonl', 'a', encoding='utf-8') as f: f.write(line + '\n')
+        try:
+            with self._lock, open(self.dir/f'{os.getpid()}.jsonl', 'a', encoding='utf-8') as f: f.write(line + '\n')
+        except OSError: return False   # the run closed its folder (a worker that outlived it): show it instead
+        return True
 
     def read(self) -> list:
         "Every record under `dir` (this process's and its children's), oldest first."
@@ -96,9 +99,8 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
     "`warnings.showwarning` while a `WarningLog` is open: record the expected, show the rest as before."
     wl = _ACTIVE[-1] if _ACTIVE else None
     kind = None if wl is None else expected_kind(category, message, wl.expected)
-    if kind is None: return _SAVED.get('show', warnings._showwarning_orig)(message, category, filename, lineno,
-                                                                            file, line)
-    wl.add(kind, f'{category.__name__}: {message}', f'{filename}:{lineno}')
+    if kind is not None and wl.add(kind, f'{category.__name__}: {message}', f'{filename}:{lineno}'): return
+    _SAVED.get('show', warnings._showwarning_orig)(message, category, filename, lineno, file, line)
 
 class _LogFilter(logging.Filter):
     "On a logger named in the expected warnings: its expected WARNING records are recorded, not emitted."
@@ -106,9 +108,8 @@ class _LogFilter(logging.Filter):
         wl = _ACTIVE[-1] if _ACTIVE else None
         if wl is None or record.levelno != logging.WARNING: return True
         kind = expected_kind(record.name, record.getMessage(), wl.expected)
-        if kind is None: return True
-        wl.add(kind, f'{record.levelname} {record.name}: {record.getMessage()}', f'{record.pathname}:{record.lineno}')
-        return False
+        return kind is None or not wl.add(kind, f'{record.levelname} {record.name}: {record.getMessage()}',
+                                          f'{record.pathname}:{record.lineno}')
 
 _FILTER = _LogFilter()
 

@@ -64,14 +64,15 @@ def test_predict_logs_the_expected_warning_and_shows_the_other(bundle, tmp_path)
     assert 'nobody expects' not in text
 
     # a second command appends to the same log; one without expected warnings adds nothing and prints no summary
-    r2 = subprocess.run([sys.executable, '-c', SCRIPT, 'data', 'list'], capture_output=True, text=True, env=env,
-                        timeout=120)
+    code = 'import sys; from ephys2tx.cli import main; sys.exit(main(["data", "list"]))'
+    r2 = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=120)
     assert r2.returncode == 0 and r2.stderr == '' and log.read_text() == text
 
 
 def test_dask_workers_record_into_the_run(tmp_path, capfd):
     "A worker started inside the context preloads the hook: its expected warnings join the run's, the others print."
     from dask.distributed import Client, LocalCluster
+    before = os.environ.get('DASK_DISTRIBUTED__WORKER__PRELOAD')
     with quiet_warnings(log=tmp_path / 'run.log') as wl:
         with LocalCluster(n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None) as c, \
              Client(c) as client:
@@ -84,4 +85,4 @@ def test_dask_workers_record_into_the_run(tmp_path, capfd):
     assert 'non-positive values' not in err and 'a worker warning nobody expects' in err, err
     assert f"written to {tmp_path / 'run.log'}" in err.strip().splitlines()[-1]
     assert "['tau']" in (tmp_path / 'run.log').read_text()
-    assert 'DASK_DISTRIBUTED__WORKER__PRELOAD' not in os.environ      # the run's settings are gone with it
+    assert os.environ.get('DASK_DISTRIBUTED__WORKER__PRELOAD') == before      # the run's settings are gone with it
