@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np, pandas as pd
 import ephys2tx
 from .cli import options_from
+from .console import QUIET_KERNEL_ARGS
 from .data import DataError
 from .evaluation import code_checksums, data_checksums, key_hash
 
@@ -250,7 +251,7 @@ def execute_report(src,                    # the report notebook to execute
     try:
         pm.execute_notebook(str(src), str(dest), parameters=params, kernel_name=kernel, progress_bar=progress,
                             cwd=str(cwd or dest.parent), execution_timeout=timeout, log_output=False,
-                            language='python')
+                            language='python', extra_arguments=QUIET_KERNEL_ARGS)   # no kernel log on the terminal
     except PapermillExecutionError as e: raise _report_error(src, dest, e) from None
     finally:
         if old is None: os.environ.pop('MPLBACKEND', None)

@@ -200,6 +200,27 @@ def test_cli(tmp_path, capsys, stages):
                                             R.StageError.hint]
 
 
+def test_cli_expected_warnings_go_to_the_run_log(tmp_path, capsys, stages):
+    "A stage's expected warnings: counted into run.log with one summary line, not shown; an unexpected one shows."
+    import warnings
+    clip = "non-positive values of log feature(s) ['{}'] (positive in every training cell) were set to the minimum"
+    def run(ctx):
+        for f in ('sag', 'tau', 'sag'): warnings.warn(clip.format(f))
+        warnings.warn('a warning nobody expects', RuntimeWarning)
+        (ctx.dir / 't.csv').write_text('a\n1\n')
+    R.register_stage(R.Stage('w', 'Warns', run=run, outputs=('t.csv',)))
+    with pytest.warns(Warning) as shown:    # what reaches the usual `showwarning` (the terminal, outside pytest)
+        assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 0
+    assert [(w.category, str(w.message)) for w in shown] == [(RuntimeWarning, 'a warning nobody expects')]
+    err = capsys.readouterr().err
+    assert 'non-positive' not in err
+    assert err.strip().splitlines()[-1] == f"3 expected warnings (1 kind) written to {tmp_path / 'run.log'}"
+    log = (tmp_path / 'run.log').read_text()
+    assert log.index('[w] computed in') < log.index('3 expected warnings (1 kind), not shown on the terminal')
+    assert "2 x UserWarning: " + clip.format('sag') in log and "1 x UserWarning: " + clip.format('tau') in log
+    assert f"first at {__file__}:" in log and 'nobody expects' not in log
+
+
 def test_headline_from_results_tables(tmp_path):
     "Headline rows from the stages' tables: best model per species; per size, best transfer vs the baseline of record."
     tr = [dict(model=st, size=z, repeat=0, fold=f, n_train=100, n_pool=540, n_test=135, macro_f1=v + 0.02 * f)
