@@ -352,7 +352,7 @@ def _model_meta(model, schema, stored:dict, data:dict, extra:dict|None, trained_
         families=[f.name for f in get_schema(schema)] if schema in SCHEMAS else None,
         input_features=model_features(model), config=model.get_params(deep=False),
         classes=[str(c) for c in model.classes_], label_map={str(c): i for i, c in enumerate(model.classes_)},
-        training=_training_record(model), validation=validation_metrics(model),
+        training=_training_record(model), validation=extra.pop('validation', None) or validation_metrics(model),
         validation_ids=[int(i) for i in getattr(model, 'val_ids_', [])],
         trained_on=extra.pop('trained_on', trained_on), stored=stored, versions=_versions(), data_sha256=data, **extra)
 

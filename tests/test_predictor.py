@@ -48,7 +48,7 @@ def test_named_model_is_built_on_first_use_then_read_from_the_cache(human, mirro
     assert meta['model_name'] == 'record' and meta['validation']['calibration'] in ('none', 'temperature', 'sigmoid',
                                                                                      'isotonic')
     # a second call builds nothing: building now would fail
-    monkeypatch.setattr(predictor, 'train_model', lambda *a, **k: pytest.fail('the cached model was not reused'))
+    monkeypatch.setattr(predictor, 'fit_model', lambda *a, **k: pytest.fail('the cached model was not reused'))
     rc, out, err = _run('--data-dir', str(mirror), 'predict', '--model', 'human', '--input', str(tmp_path / 'cells.csv'),
                         '--out', str(tmp_path / 'q.csv'))
     assert rc == 0 and 'building' not in err
