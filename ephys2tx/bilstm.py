@@ -242,7 +242,7 @@ def bilstm_results(task,                         # a `Task`, or a species for `l
 # %% ../nbs/05_bilstm.ipynb #42bc5b06
 MODEL_COMPARISON = [*BASELINES, 'bilstm', 'record']   # the baselines, the BiLSTM and the model of record
 _SMALL = {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=50), 'bilstm': dict(epochs=5)}
-QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL, 'record': dict(params=_SMALL)}   # --quick: small training budgets
+QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL, 'record': dict(folds=2, params=_SMALL)}   # --quick: small budgets
 
 def _models_config(run) -> dict:
     "The models stage's configuration (`run`: a reproduce `RunConfig`); the BiLSTM trains on the run's device."
@@ -284,7 +284,7 @@ def _models_species_md(d:Path, sp:str) -> list:
             out += [f'The model of record against each model on the same folds ({sp}):', '', _vs(r, 'record'), '']
             own = own_metrics(r[r['model'] == 'record'])
             if len(own):
-                own = own.T.reset_index().set_axis(['metric', sp], axis=1)
+                own = own.drop(columns='model').T.reset_index().set_axis(['metric', sp], axis=1)
                 out += ['Its calibration (before: the vote as it is) and its 90% prediction sets, '
                         'mean ± SD over the folds:', '', own, '']
     return out
