@@ -365,7 +365,7 @@ def execute_pages(pages, # notebooks to execute (see `doc_pages`)
     if not todo: return done
     if progress: print(f'docs: executing {len(todo)} notebooks, {n_workers} at a time', flush=True)
     failed, t0 = {}, time.time()
-    with ProcessPoolExecutor(max(1, n_workers), mp_context=mp.get_context('spawn')) as ex:
+    with ProcessPoolExecutor(max(1, n_workers), mp_context=mp.get_context('spawn'), max_tasks_per_child=1) as ex:
         futs = {p: ex.submit(job, p, out, flags) for p in todo}
         for i, (p, f) in enumerate(futs.items()):
             page, err, secs = f.result()
