@@ -15,7 +15,7 @@ CLIP = "non-positive values of log feature(s) ['{}'] (positive in every training
 # `ephys2tx <argv>` through `main`, its predict command raising a warning nobody expects before it runs
 SCRIPT = '''
 import sys, warnings
-import ephys2tx.bundles as b
+import ephys2tx.predictor as b
 from ephys2tx.cli import main
 predict = b._cli_predict
 def noisy(args):

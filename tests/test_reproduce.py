@@ -157,7 +157,7 @@ def test_stages_are_defined_by_their_chapters_in_pipeline_order():
     assert where == dict(data='ephys2tx.data', gouwens='ephys2tx.gouwens', models='ephys2tx.bilstm',
                          attention='ephys2tx.interpret', transfer='ephys2tx.transfer')
     core = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
-            'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm')
+            'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record')
     assert stages['data'].requires == ('ephys2tx.schema', 'ephys2tx.data')
     assert stages['models'].requires == core
     assert stages['attention'].requires == core + ('ephys2tx.interpret',)
