@@ -81,7 +81,7 @@ def warnings_summary(counts:dict) -> str:
     return f"{n} expected warning{'s' * (n != 1)} ({k} kind{'s' * (k != 1)})"
 
 def log_lines(records:list) -> list:
-    "The run log's lines for `records` (`WarningLog.read`): per kind, its count, first occurrence and messages."
+    "The run log's lines for `records` (read by `WarningLog`): per kind, its count, first occurrence, messages."
     counts = dict(Counter(r['kind'] for r in records))
     stamp = _dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')
     out = [f'{stamp} INFO {warnings_summary(counts)}, not shown on the terminal:']
