@@ -4,13 +4,13 @@
 
 # %% ../nbs/05g_predictor.ipynb #b3d8195e
 from __future__ import annotations
-import hashlib, json, os, shutil, sys, tempfile, time
+import copy, json, os, shutil, sys, tempfile
 from pathlib import Path
-import numpy as np, pandas as pd
+import pandas as pd
 from .data import DataError, SPECIES, cache_dir, load_cells, read_table, write_table
 from .evaluation import (EVALUATE_CODE, code_checksums, data_checksums, fit_accepts, key_hash, make_model,
                                  list_models)
-from .bundles import BundleError, expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
+from .bundles import expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
 from .cli import options_from
 
 # %% auto #0
@@ -126,7 +126,7 @@ def predict(cells,                    # the cell table, or the path of one (CSV,
     where = 'input'
     if isinstance(cells, (str, os.PathLike)): where, cells = str(cells), read_table(cells)
     m = load_model(model, data_dir, device, progress)
-    if 'coverage' in getattr(m, 'get_params', dict)(): m.set_params(coverage=coverage)
+    if 'coverage' in getattr(m, 'get_params', dict)(): m = copy.copy(m).set_params(coverage=coverage)   # not theirs
     out, missing = predict_cells(m, cells, allow_missing=allow_missing, where=where, id_col=id_col)
     out.attrs.update(masked=missing, model=str(model) if isinstance(model, (str, os.PathLike)) else type(m).__name__)
     return out

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
-from .evaluation import expected_calibration_error, make_model, register_model
+from .evaluation import aligned_proba, expected_calibration_error, make_model, register_model
 from .bundles import trust
 
 # %% auto #0
@@ -38,7 +38,6 @@ def out_of_fold(models:dict,          # name -> unfitted estimator
                 progress:bool=False,  # a progress bar over the fits
                ) -> dict:             # name -> out-of-fold probabilities, cells x classes
     "Out-of-fold probabilities of every model on the same stratified inner folds of the training cells."
-    from ephys2tx.evaluation import aligned_proba
     y = np.asarray(y).astype(str)
     k = int(min(folds, pd.Series(y).value_counts().min()))
     if k < 2: raise ValueError(f"out-of-fold probabilities need 2 cells of every class, got {dict(Counter(y))}")
@@ -195,7 +194,6 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
 
     def raw_proba(self, X) -> np.ndarray:
         "The weighted average of the members' probabilities, before calibration."
-        from ephys2tx.evaluation import aligned_proba
         return sum(self.weights_[n] * aligned_proba(m, X, self.classes_) for n, m in self.members_)
 
     def predict_proba(self, X) -> np.ndarray:
