@@ -14,8 +14,9 @@ from .schema import (ALIGN_RULES, ALIGNED_UNITS, EXCLUDED, LABEL4, META_COLS, SC
 
 # %% auto #0
 __all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'check_columns', 'unit_hint', 'check_ranges', 'to_aligned', 'source_cells',
-           'FamilyTensors', 'FamilyTransform', 'missingness', 'transform_state', 'transform_from_state', 'FlatFeatures',
-           'domain_shift', 'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
+           'FamilyTensors', 'FamilyTransform', 'missingness', 'check_weights', 'weighted_quantile', 'class_mix',
+           'mix_weights', 'em_class_mix', 'transform_state', 'transform_from_state', 'FlatFeatures', 'domain_shift',
+           'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #c5ae8009
 def check_columns(df:pd.DataFrame,     # the cell table
@@ -245,20 +246,29 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
         self.log_feature_names_ = [n for n, l in zip(self.flat_feature_names_, self.log_features_) if l]
         self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
 
-    def _fit_scales(self, L, g):
-        "Median and IQR of each feature in each group `g` (the SD, then 1, where the IQR is 0 or undefined)."
+    def _fit_scales(self, L, g, w=None):
+        "Median and IQR of each feature in each group `g`, weighted by `w` if given (the SD, then 1, where the IQR is 0)."
         self.groups_ = sorted(set(g))
         self.center_, self.scale_ = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', RuntimeWarning)
             for k in self.groups_:
                 Lk = L[g == k]
+                if w is not None:
+                    wk = w[g == k]
+                    q25, med, q75 = weighted_quantile(Lk, wk, [0.25, 0.5, 0.75])
+                    sd = np.sqrt(_wmean((Lk - _wmean(Lk, wk)) ** 2, wk))
+                    sc = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), q75 - q25,
+                                  np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
+                    self.center_[k], self.scale_[k] = med, sc
+                    continue
                 sc = np.nanpercentile(Lk, 75, 0) - np.nanpercentile(Lk, 25, 0)
                 sd = np.nanstd(Lk, 0)
                 sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
                 self.center_[k], self.scale_[k] = np.nanmedian(Lk, 0), sc
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None,
+            sample_weight=None):  # weight of each row in the medians and IQRs (e.g. `mix_weights`); None: equal
         "Learn log decisions, medians and IQRs from these rows (the training cells) only."
         self.families_ = get_schema(self.schema)
         self.flat_feature_names_ = [f.name for fam in self.families_ for f in fam.features]
@@ -273,7 +283,8 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
             if self.on_all_missing == 'raise': raise DataError(f"cell table (fit): {msg}")
             warnings.warn(msg, stacklevel=2)
         self._fit_logs(M, n_obs)
-        self._fit_scales(self._log(M), self._groups(X))
+        w = None if sample_weight is None else check_weights(sample_weight, len(M), 'FamilyTransform.fit')
+        self._fit_scales(self._log(M), self._groups(X), w)
         self.group_missing_ = {k: [n for n, c in zip(self.flat_feature_names_, self.center_[k]) if np.isnan(c)
                                    and n not in self.all_missing_] for k in self.groups_}
         for k, v in self.group_missing_.items():
@@ -333,6 +344,87 @@ def missingness(T:FamilyTensors) -> pd.DataFrame:
     return pd.DataFrame({'family': T.families, 'width': T.widths,
                          'missing values': [1 - T.obs_mask[:, i, :w].mean() for i, w in enumerate(T.widths)],
                          'cells without family': 1 - T.fam_mask.mean(0)}).round(3)
+
+# %% ../nbs/02_features.ipynb #e3516bb2
+def check_weights(w,                   # one weight per row
+                  n:int,               # the number of rows
+                  where:str='weights', # what is being fitted, for the error message
+                 ) -> np.ndarray:      # the weights as float64
+    "Row weights as a float array: one per row, finite, non-negative, not all zero; else a named error."
+    w = np.asarray(w, dtype=np.float64).ravel()
+    if len(w) != n: raise ValueError(f"{where}: {len(w)} weights for {n} rows")
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{where}: weights must be finite, non-negative and not all zero")
+    return w
+
+def _wmean(M, w):
+    "Weighted mean of each column of `M`, ignoring NaN."
+    ok = ~np.isnan(M)
+    W = np.where(ok, w[:, None], 0.)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return (np.where(ok, M, 0.) * W).sum(0) / W.sum(0)
+
+# %% ../nbs/02_features.ipynb #184cc0e3
+def weighted_quantile(M,         # values, cells x features (NaN: missing)
+                      w,         # the weight of each cell
+                      q,         # quantiles in [0, 1]
+                     ) -> np.ndarray: # quantiles x features (NaN where a feature has no weighted value)
+    "Weighted quantiles of each column of `M`, ignoring NaN: the weighted ECDF's midpoints interpolated."
+    M, w, q = np.atleast_2d(np.asarray(M, float)), np.asarray(w, float), np.atleast_1d(q)
+    if M.shape[0] == 1 and len(w) != 1: M = M.T
+    out = np.full((len(q), M.shape[1]), np.nan)
+    for j in range(M.shape[1]):
+        ok = ~np.isnan(M[:, j]) & (w > 0)
+        if not ok.any(): continue
+        o = np.argsort(M[ok, j], kind='stable')
+        v, ww = M[ok, j][o], w[ok][o]
+        c = (np.cumsum(ww) - ww / 2) / ww.sum()
+        out[:, j] = np.interp(q, c, v)
+    return out
+
+# %% ../nbs/02_features.ipynb #d80f95a4
+def class_mix(labels,        # the class of each cell
+              classes=None,  # the classes to report, in this order (default: those present, sorted)
+             ) -> pd.Series: # the fraction of cells of each class
+    "The class mix of a sample of cells: the fraction of each class (0 for a listed class with no cell)."
+    s = pd.Series(np.asarray(labels, dtype=object))
+    if s.isna().any(): raise ValueError("class_mix: labels are missing for some cells")
+    classes = sorted(set(s)) if classes is None else list(classes)
+    return s.value_counts(normalize=True).reindex(classes, fill_value=0.).rename('fraction')
+
+# %% ../nbs/02_features.ipynb #84ecffce
+def mix_weights(labels,       # the class of each cell of the sample to reweight
+                target_mix,   # the class mix to reach: class -> fraction (`class_mix`, `em_class_mix`)
+               ) -> np.ndarray: # one weight per cell, mean 1
+    "Cell weights that give a sample the class mix `target_mix`: target(c) / own(c) for a cell of class c."
+    labels = np.asarray(labels, dtype=object)
+    own, target = class_mix(labels), pd.Series(target_mix, dtype=float)
+    if (target < 0).any() or target.sum() <= 0: raise ValueError("mix_weights: the target mix must be non-negative")
+    target = target / target.sum()
+    missing = sorted(c for c in target.index[target > 0] if c not in own.index)
+    if missing: raise ValueError(f"mix_weights: the target mix has class(es) {missing} that the sample lacks")
+    w = pd.Series(labels).map((target.reindex(own.index, fill_value=0.) / own).to_dict()).to_numpy(float)
+    return w / w.mean()
+
+# %% ../nbs/02_features.ipynb #fa24d05c
+def em_class_mix(proba,             # posterior class probabilities of the target cells, cells x classes
+                 train_mix,         # the class mix (prior) the classifier was trained under, one per column
+                 max_iter:int=100,  # most EM rounds
+                 tol:float=1e-6,    # stop when no fraction moves more than this
+                ) -> np.ndarray:    # the estimated class mix of the target cells, one fraction per column
+    "The class mix of unlabelled cells by expectation–maximization on a classifier's posteriors (Saerens et al. 2002)."
+    P, p0 = np.asarray(proba, float), np.asarray(train_mix, float)
+    if P.ndim != 2 or P.shape[1] != len(p0): raise ValueError("em_class_mix: one train_mix fraction per column of proba")
+    p0 = p0 / p0.sum()
+    pi = p0.copy()
+    for _ in range(max_iter):
+        Q = P * (pi / p0)
+        Q /= Q.sum(1, keepdims=True)
+        new = Q.mean(0)
+        done = np.abs(new - pi).max() < tol
+        pi = new
+        if done: break
+    return pi
 
 # %% ../nbs/02_features.ipynb #d2d85884
 TRANSFORM_STATE_VERSION = 1

@@ -16,24 +16,27 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
 __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
-           'SAME_ARCH', 'SEMI_BASELINE', 'TINY', 'TRANSFER_QUICK', 'GAINS_FILES', 'species_transform', 'TransferNet',
-           'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN',
-           'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse',
-           'register_strategy', 'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of',
-           'plot_curve', 'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'write_tables',
+           'SAME_ARCH', 'SEMI_BASELINE', 'RECORD_STRATEGY', 'TINY', 'TRANSFER_QUICK', 'GAINS_FILES',
+           'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot',
+           'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained',
+           'SelfTrainedHuman', 'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend', 'register_strategy',
+           'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of', 'plot_curve',
+           'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'write_tables',
            'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .cli import options_from
 from .data import DataError, sha256sum
 from .schema import ALIGN_RULES, LABEL4, get_schema, schema_features
-from .features import FamilyTransform, FlatFeatures, source_cells
+from .features import (FamilyTransform, FlatFeatures, check_columns, class_mix, em_class_mix, mix_weights,
+                               source_cells)
 from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE, MODELS_CODE
-from .evaluation import (compare_all, fit_accepts, load_task, make_model, model_factory, register_model,
+from .evaluation import (aligned_proba, compare_all, fit_accepts, load_task, make_model, model_factory, register_model,
                                  run_experiment, summarize, sizes_list)
 from .reproduce import Stage, register_stage, runs_store, scheduler_for
+from .record import _log_loss
 
 # %% ../nbs/06_transfer.ipynb #dfd3501d
 SHARED = [r.name for r in ALIGN_RULES]
@@ -332,15 +335,20 @@ class BestOfInnerCV(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         from sklearn.metrics import f1_score
         y = np.asarray(y).astype(str)
+        classes = np.array(sorted(set(y)))
         k = int(min(self.folds, pd.Series(y).value_counts().min()))
-        scores = {c: [] for c in self.candidates}
+        scores, oof = {c: [] for c in self.candidates}, {c: np.zeros((len(y), len(classes))) for c in self.candidates}
+        self.inner_fold_ = np.zeros(len(y), int) if k >= 2 else None
         if k >= 2:
-            for tr, va in StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y):
+            for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
+                self.inner_fold_[va] = i
                 for c in self.candidates:
                     m = self._make(c).fit(X.iloc[tr], y[tr])
-                    scores[c].append(f1_score(y[va], m.predict(X.iloc[va]), average='macro'))
+                    oof[c][va] = aligned_proba(m, X.iloc[va], classes)
+                    scores[c].append(f1_score(y[va], classes[oof[c][va].argmax(1)], average='macro'))
         self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
         self.chosen_ = max(self.candidates, key=lambda c: np.nan_to_num(self.cv_scores_[c], nan=-1.0))
+        self.oof_proba_ = oof[self.chosen_] if k >= 2 else None   # the chosen model's out-of-fold probabilities
         self.model_ = self._make(self.chosen_).fit(X, y)
         self.classes_ = self.model_.classes_
         return self
@@ -431,6 +439,179 @@ class SelfTrainedMouse(SelfTrained):
     needs_pretraining, use_source = True, True
     def fit(self, X, y, source=None, unlabelled=None): return self._fit(X, y, source, unlabelled)
 
+# %% ../nbs/06_transfer.ipynb #cdb6509a
+class MixZeroShot(ClassifierMixin, BaseEstimator):
+    "Zero-shot: a class-balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
+    needs_pretraining = False
+    mixes = ('labelled', 'pooled')
+    def __init__(self,
+                 mix:str='labelled',  # 'labelled': mouse statistics at the labelled human cells' mix; 'pooled': own mix
+                 C:float=1.0,         # inverse L2 strength of the logistic regression
+                 random_state:int=0): # seed of the solver
+        self.mix, self.C, self.random_state = mix, C, random_state
+
+    def _standardize(self, source, X, mix):
+        "Per-species statistics on the aligned features: the human cells `X` as they are, the mouse ones at `mix`."
+        w = np.ones(len(source)) if mix is None else mix_weights(source['label4'].astype(str), mix)
+        tab = _aligned_table(source, 'mouse', X, 'human')
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)
+            self.transform_ = FamilyTransform('aligned', per_species=True, check_ranges=False).fit(
+                tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
+
+    def _flat(self, X, species:str) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', UserWarning)
+            return self.transform_.transform(_aligned_table(X, species)).flat()
+
+    def _fit_source(self, source, X, mix):
+        "Statistics at `mix`, then the classifier on the standardized mouse cells."
+        from sklearn.linear_model import LogisticRegression
+        self._standardize(source, X, mix)
+        self.model_ = LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000,
+                                         random_state=self.random_state)
+        self.model_.fit(self._flat(source, 'mouse'), source['label4'].astype(str).to_numpy())
+
+    def _check(self, y, source):
+        if source is None: raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
+        if self.mix not in self.mixes: raise ValueError(f"mix must be one of {self.mixes}, not {self.mix!r}")
+        check_columns(source, SHARED, 'mouse cells (source)', 'aligned')
+        if 'label4' not in source.columns: raise DataError("mouse cells (source): column 'label4' is required")
+        self.classes_ = np.array(LABEL4)
+        return np.asarray(y).astype(str)
+
+    def fit(self, X, y, source=None):
+        y = self._check(y, source)
+        self.mix_ = class_mix(y, LABEL4) if self.mix == 'labelled' else None
+        self._fit_source(source, X, self.mix_)
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        "Class probabilities of human cells `X`, columns in `LABEL4` order."
+        P = self.model_.predict_proba(self._flat(X, 'human'))
+        out = np.zeros((len(X), len(LABEL4)))
+        out[:, [LABEL4.index(c) for c in self.model_.classes_]] = P
+        return out
+
+    def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
+
+def _aligned_table(X, species:str, X2=None, species2:str|None=None) -> pd.DataFrame:
+    "The aligned features of one or two cell tables with a `species` column, marked as an aligned table."
+    parts = [X[SHARED].assign(species=species)] + ([X2[SHARED].assign(species=species2)] if X2 is not None else [])
+    tab = pd.concat(parts, ignore_index=True)
+    tab.attrs['schema'] = 'aligned'
+    return tab
+
+# %% ../nbs/06_transfer.ipynb #e04efdc2
+class EMZeroShot(MixZeroShot):
+    "Zero-shot with the human mix estimated by EM on the labelled and unlabelled cells, statistics from all of them."
+    mixes = ('em',)
+    def __init__(self,
+                 mix:str='em',        # the human mix by expectation–maximization (`em_class_mix`)
+                 C:float=1.0,         # inverse L2 strength of the logistic regression
+                 random_state:int=0): # seed of the solver
+        self.mix, self.C, self.random_state = mix, C, random_state
+
+    def fit(self, X, y, source=None, unlabelled=None):
+        y = self._check(y, source)
+        XU = X if unlabelled is None or not len(unlabelled) else pd.concat([X[SHARED], unlabelled[SHARED]])
+        first = MixZeroShot(C=self.C, random_state=self.random_state).fit(X, y, source=source)
+        uniform = np.full(len(LABEL4), 1 / len(LABEL4))   # the class-balanced classifier's prior
+        self.mix_ = pd.Series(em_class_mix(first.predict_proba(XU), uniform), LABEL4, name='fraction')
+        self._fit_source(source, XU, self.mix_)
+        return self
+
+# %% ../nbs/06_transfer.ipynb #7d681d4d
+class ExpertBlend(ClassifierMixin, BaseEstimator):
+    "Weighted average of a mouse expert and a human-only expert, the weight chosen by inner CV on the labelled cells."
+    def __init__(self,
+                 source_expert=None,       # unfitted expert fitted with the mouse cells (None: `MixZeroShot()`)
+                 target_expert=None,       # unfitted human-only expert (None: `BestOfInnerCV()`, `best_human`)
+                 combine:str='mean',       # 'mean': weighted average; 'product': weighted geometric mean
+                 steps:int=10,             # weights of the mouse expert are multiples of 1/steps
+                 criterion:str='log_loss', # what chooses the weight on the inner folds: 'log_loss' or 'macro_f1'
+                 folds:int=3,              # inner folds when the human expert has none of its own
+                 random_state:int=0):      # seed of the inner folds and of both experts
+        self.source_expert, self.target_expert, self.combine = source_expert, target_expert, combine
+        self.steps, self.criterion, self.folds, self.random_state = steps, criterion, folds, random_state
+
+    def _experts(self):
+        s = clone(self.source_expert) if self.source_expert is not None else MixZeroShot()
+        t = clone(self.target_expert) if self.target_expert is not None else BestOfInnerCV()
+        for e in (s, t):
+            if 'random_state' in e.get_params(): e.set_params(random_state=self.random_state)
+        return s, t
+
+    def blend(self, Ps, Pt, w:float) -> np.ndarray:
+        "The two experts' probabilities combined with weight `w` on the mouse expert."
+        if self.combine == 'mean': return w * Ps + (1 - w) * Pt
+        L = w * np.log(np.clip(Ps, 1e-6, 1)) + (1 - w) * np.log(np.clip(Pt, 1e-6, 1))
+        P = np.exp(L - L.max(1, keepdims=True))
+        return P / P.sum(1, keepdims=True)
+
+    def _source_fit(self, est, X, y, source, unlabelled):
+        kw = dict(unlabelled=unlabelled) if unlabelled is not None and fit_accepts(est, 'unlabelled') else {}
+        return est.fit(X, y, source=source, **kw)
+
+    def _inner(self, X, y, source, unlabelled):
+        "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds when it has them)."
+        s, t = self._experts()
+        t.fit(X, y)
+        self.target_expert_ = t
+        if hasattr(t, 'oof_proba_') and getattr(t, 'inner_fold_', None) is not None:
+            Pt, fold = aligned_proba(_Fixed(t.oof_proba_, t.classes_), None, self.classes_), t.inner_fold_
+        else:
+            k = int(min(self.folds, pd.Series(y).value_counts().min()))
+            if k < 2: return None, None
+            fold, Pt = np.zeros(len(y), int), np.zeros((len(y), len(self.classes_)))
+            for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
+                fold[va] = i
+                Pt[va] = aligned_proba(clone(t).fit(X.iloc[tr], y[tr]), X.iloc[va], self.classes_)
+        Ps = np.zeros_like(Pt)
+        for i in np.unique(fold):
+            tr, va = np.flatnonzero(fold != i), np.flatnonzero(fold == i)
+            Ps[va] = aligned_proba(self._source_fit(clone(s), X.iloc[tr], y[tr], source, unlabelled),
+                                   X.iloc[va], self.classes_)
+        return Ps, Pt
+
+    def fit(self, X, y, source=None):
+        return self._fit(X, y, source, None)
+
+    def _fit(self, X, y, source, unlabelled):
+        from sklearn.metrics import f1_score
+        if self.combine not in ('mean', 'product'): raise ValueError(f"combine must be 'mean' or 'product'")
+        if self.criterion not in ('log_loss', 'macro_f1'): raise ValueError("criterion must be 'log_loss' or 'macro_f1'")
+        y = np.asarray(y).astype(str)
+        s, _ = self._experts()
+        self.source_expert_ = self._source_fit(s, X, y, source, unlabelled)
+        self.classes_ = np.array(sorted(set(y) | set(map(str, self.source_expert_.classes_))))
+        Ps, Pt = self._inner(X, y, source, unlabelled)
+        rows = []
+        for w in np.linspace(0, 1, self.steps + 1):
+            if Ps is None: break
+            P = self.blend(Ps, Pt, w)
+            rows.append(dict(weight=w, log_loss=_log_loss(y, P, self.classes_),
+                             macro_f1=f1_score(y, self.classes_[P.argmax(1)], average='macro', zero_division=0)))
+        self.inner_scores_ = pd.DataFrame(rows)
+        if not rows: self.weight_ = 0.5          # no inner fold possible: an even blend
+        else:
+            key = ['log_loss', 'weight'] if self.criterion == 'log_loss' else ['macro_f1', 'log_loss', 'weight']
+            asc = [True, True] if self.criterion == 'log_loss' else [False, True, True]
+            self.weight_ = float(self.inner_scores_.round(9).sort_values(key, ascending=asc).weight.iloc[0])
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        "The blended probabilities, columns in `classes_` order."
+        return self.blend(aligned_proba(self.source_expert_, X, self.classes_),
+                          aligned_proba(self.target_expert_, X, self.classes_), self.weight_)
+
+    def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
+
+class _Fixed(ClassifierMixin, BaseEstimator):
+    "Stored probabilities as a fitted classifier (for `aligned_proba`)."
+    def __init__(self, P, classes): self.P, self.classes_ = P, np.asarray(classes)
+    def predict_proba(self, X): return self.P
+
 # %% ../nbs/06_transfer.ipynb #2ece580e
 STRATEGIES = {}
 
@@ -452,6 +633,10 @@ def _strategy(cls):
     factory.__doc__ = cls.__doc__
     return factory
 
+def _zs_pooled(schema='human', random_state=0, **kw):
+    "Zero-shot logistic regression in the aligned space with each species' own pooled statistics (no reweighting)"
+    return MixZeroShot(mix='pooled', random_state=random_state, **kw)
+
 def _best(schema='human', random_state=0, **kw):
     "Baseline of record: the best of rf / hgb / logreg by inner 3-fold CV on the labelled cells"
     return BestOfInnerCV(schema=schema, random_state=random_state, **kw)
@@ -468,11 +653,16 @@ register_strategy('rf_mouse', _strategy(MouseFeatureForest), 'labelled', True)
 register_strategy('selftrain', _strategy(SelfTrainedHuman), 'labelled + unlabelled', False)
 register_strategy('nn_dann', _strategy(NetDANN), 'labelled + unlabelled', True)
 register_strategy('selftrain_mouse', _strategy(SelfTrainedMouse), 'labelled + unlabelled', True)
+register_strategy('zs_pooled', _zs_pooled, 'labelled', True)
+register_strategy('zs_mix', _strategy(MixZeroShot), 'labelled', True)
+register_strategy('zs_em', _strategy(EMZeroShot), 'labelled + unlabelled', True)
+register_strategy('blend_mix', _strategy(ExpertBlend), 'labelled', True)
 
 # %% ../nbs/06_transfer.ipynb #9269db3f
 BASELINE = 'best_human'           # the baseline of record
 SAME_ARCH = 'nn_human'            # the same-architecture human-only network
 SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + unlabelled setting
+RECORD_STRATEGY = 'blend_mix'     # the transfer strategy of record
 
 # %% ../nbs/06_transfer.ipynb #fcae6561
 TINY = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2, n_estimators=20, max_iter=2)
@@ -499,6 +689,8 @@ def strategy_params(names,                  # registered strategy names
         elif n == 'hgb' and tiny: out[n] = dict(max_iter=TINY['max_iter'])
         elif n == 'rf' and tiny: out[n] = dict(tree)
         elif n == 'best_human' and tiny: out[n] = dict(candidates=('rf', 'logreg'), params={'rf': dict(tree)})
+        elif 'target_expert' in keys and tiny:   # a blend: the human expert with tiny budgets
+            out[n] = dict(target_expert=BestOfInnerCV(candidates=('rf', 'logreg'), params={'rf': dict(tree)}))
         else: out[n] = {}
     return {k: v for k, v in out.items() if v}
 
