@@ -7,7 +7,7 @@ import pytest, torch
 from ephys2tx.data import LABEL4
 from ephys2tx.evaluation import evaluate, fit_accepts, load_task, make_model, model_factory, splits
 from ephys2tx.features import get_schema
-from ephys2tx.transfer import (STRATEGIES, TINY, BASELINE, gains_of, headline, source_cells, strategy_names,
+from ephys2tx.transfer import (STRATEGIES, TINY, BASELINE, RECORD_STRATEGY, gains_of, headline, source_cells, strategy_names,
                                strategy_params, transfer_experiment, verdict_text)
 
 torch.set_num_threads(1)
@@ -100,7 +100,7 @@ def test_resume_and_dask_match_sync(data, tmp_path):
 
 
 def test_gains_headline_and_verdict(data):
-    "Gains are paired by split; the headline compares the baseline of record with the best mouse-using strategy."
+    "Gains are paired by split; the headline compares the baseline of record with the transfer strategy of record."
     rng = np.random.default_rng(0)
     rows = []
     for z in ['20', '80', 'all']:
@@ -112,9 +112,14 @@ def test_gains_headline_and_verdict(data):
     res = pd.DataFrame(rows)
     g = gains_of(res).set_index(['model', 'size'])
     assert g.loc[('nn_finetune', '20'), 'verdict'] == 'helps' and g.loc[('rf_mouse', '20'), 'verdict'] != 'helps'
-    hl = headline(res)
-    assert list(hl['best transfer']) == ['nn_finetune'] * 3 and (hl.gain > 0.05).all() and (hl.p < 0.05).all()
+    hl = headline(res)   # the strategy of record was not run: the best mouse-using one stands in
+    assert list(hl['transfer']) == ['nn_finetune'] * 3 and (hl.gain > 0.05).all() and (hl.p < 0.05).all()
     assert 'reached by nn_finetune' in verdict_text(res)
+    rec = res[res.model == 'rf_mouse'].assign(model=RECORD_STRATEGY, macro_f1=lambda x: x.macro_f1 - 0.05)
+    hl = headline(pd.concat([res, rec]))
+    assert list(hl['transfer']) == [RECORD_STRATEGY] * 3 and (hl.gain < -0.04).all()
+    assert all(b.startswith('nn_finetune +0.06') for b in hl['best transfer (post hoc)'])
+    assert f'the transfer strategy of record {RECORD_STRATEGY}' in verdict_text(pd.concat([res, rec]))
 
 
 def test_cli_transfer_writes_tables_and_bundle(mirror, tmp_path):
