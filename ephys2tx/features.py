@@ -719,7 +719,8 @@ def register_cli(sub):
                    help='a registered species or aligned (default: every one)')
     p.add_argument('--domain-shift', default=None, metavar='DIR',
                    help='write the mouse-human shift of every aligned feature per subclass (domain_shift.csv, '
-                        'shift_summary.csv, domain_shift.png) to DIR and print the summary')
+                        'shift_summary.csv, domain_shift.png) to DIR and print the summary; the all-cell '
+                        'comparison also at the human class mix')
     p.set_defaults(func=_cli_features)
 
 def features_report(species:str, data_dir=None) -> dict:
@@ -750,6 +751,9 @@ def _cli_domain_shift(args):
     sh.to_csv(out / 'domain_shift.csv', index=False)
     summ.to_csv(out / 'shift_summary.csv')
     plot_domain_shift(sh).savefig(out / 'domain_shift.png', dpi=110, bbox_inches='tight')
+    mix = lambda t: ', '.join(f'{k} {v:.2f}' for k, v in class_mix(t.label4.dropna()).items())
+    print(f"class mix, mouse: {mix(m)}; human: {mix(h)}\n"
+          f"d_all: all cells as sampled; d_all_matched: mouse cells weighted to the human class mix\n")
     print(summ.round(3).to_string())
     print(f"\n-> {out/'domain_shift.csv'}, {out/'shift_summary.csv'}, {out/'domain_shift.png'}")
     return 0
