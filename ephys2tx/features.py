@@ -13,10 +13,11 @@ from .schema import (ALIGN_RULES, ALIGNED_UNITS, EXCLUDED, LABEL4, META_COLS, SC
                              family_of, family_table, get_schema, schema_features, schema_overview)
 
 # %% auto #0
-__all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'check_columns', 'unit_hint', 'check_ranges', 'to_aligned', 'source_cells',
-           'FamilyTensors', 'FamilyTransform', 'missingness', 'check_weights', 'weighted_quantile', 'class_mix',
-           'mix_weights', 'em_class_mix', 'transform_state', 'transform_from_state', 'FlatFeatures', 'domain_shift',
-           'shift_summary', 'plot_domain_shift', 'register_cli', 'features_report']
+__all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'MIX_MATCHED', 'check_columns', 'unit_hint', 'check_ranges', 'to_aligned',
+           'source_cells', 'FamilyTensors', 'FamilyTransform', 'missingness', 'check_weights', 'weighted_quantile',
+           'class_mix', 'mix_weights', 'em_class_mix', 'transform_state', 'transform_from_state', 'FlatFeatures',
+           'kish_n', 'weighted_cohen_d', 'weighted_ks', 'domain_shift', 'shift_summary', 'plot_domain_shift',
+           'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #c5ae8009
 def check_columns(df:pd.DataFrame,     # the cell table
@@ -523,7 +524,7 @@ class FlatFeatures(TransformerMixin, BaseEstimator):
         return np.array(names + [f'missing_{names[i]}' for i in self.indicator_idx_], dtype=object)
 
 # %% ../nbs/02_features.ipynb #dshift01
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, kstwobign
 
 # %% ../nbs/02_features.ipynb #dshift02
 def _as_aligned(df:pd.DataFrame, species:str, names:list) -> pd.DataFrame:
@@ -536,23 +537,83 @@ def _as_aligned(df:pd.DataFrame, species:str, names:list) -> pd.DataFrame:
     check_columns(df, names, f'{species} cells', 'aligned')
     return df
 
-def _cohen_d(x:np.ndarray, y:np.ndarray) -> float:
-    "(mean(y) - mean(x)) / pooled SD (ddof 1); NaN with < 2 values on a side; 0 for two equal constants."
-    nx, ny = len(x), len(y)
-    if nx < 2 or ny < 2: return np.nan
-    sd = np.sqrt(((nx - 1) * x.var(ddof=1) + (ny - 1) * y.var(ddof=1)) / (nx + ny - 2))
-    diff = y.mean() - x.mean()
-    if sd > 0: return float(diff / sd)
-    return 0. if diff == 0 else np.nan
+# %% ../nbs/02_features.ipynb #dshiftw1
+def kish_n(w) -> float: # Kish's effective sample size; 0 for no weight
+    "Kish's effective sample size of weights `w`: (sum w)^2 / sum w^2 (the count when all weights are equal)."
+    w = np.asarray(w, dtype=np.float64).ravel()
+    return float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.
+
+def _wsample(x, w, where:str):
+    "Finite values of `x` with their weights (default 1), zero-weight cells dropped."
+    x = np.asarray(x, dtype=np.float64).ravel()
+    w = np.ones(len(x)) if w is None else check_weights(w, len(x), where) if len(x) else np.zeros(0)
+    ok = np.isfinite(x) & (w > 0)
+    return x[ok], w[ok]
+
+def _wmoments(x, w):
+    "Weighted mean, reliability-weighted variance and effective size of a sample with >= 2 cells."
+    v1, v2 = w.sum(), (w ** 2).sum()
+    m = (w * x).sum() / v1
+    return m, (w * (x - m) ** 2).sum() / (v1 - v2 / v1), v1 ** 2 / v2
+
+# %% ../nbs/02_features.ipynb #dshiftw2
+def weighted_cohen_d(x, # the first sample (e.g. mouse cells); NaN dropped
+                     y, # the second sample (e.g. human cells); NaN dropped
+                     wx=None, # a weight per value of x (default: 1 each)
+                     wy=None, # a weight per value of y (default: 1 each)
+                    ) -> float: # NaN with < 2 weighted values on a side; 0 for two equal constants
+    """(weighted mean(y) - weighted mean(x)) / pooled SD: reliability-weighted variances pooled with
+    Kish's effective sizes; the textbook pooled-SD Cohen's d when all weights are 1."""
+    (x, wx), (y, wy) = _wsample(x, wx, 'weighted_cohen_d: wx'), _wsample(y, wy, 'weighted_cohen_d: wy')
+    if len(x) < 2 or len(y) < 2: return np.nan
+    (mx, vx, nx), (my, vy, ny) = _wmoments(x, wx), _wmoments(y, wy)
+    sd, diff = np.sqrt(max(((nx - 1) * vx + (ny - 1) * vy) / (nx + ny - 2), 0.)), my - mx
+    if sd > 1e-12 * max(abs(mx), abs(my), 1.): return float(diff / sd)
+    return 0. if abs(diff) <= 1e-12 * max(abs(mx), 1.) else np.nan
+
+# %% ../nbs/02_features.ipynb #dshiftw3
+def _wecdf(x, w, at):
+    "The weighted ECDF of `x` at the points `at`."
+    o = np.argsort(x, kind='stable')
+    c = np.cumsum(w[o]) / w.sum()
+    i = np.searchsorted(x[o], at, side='right')
+    return np.where(i > 0, c[np.maximum(i - 1, 0)], 0.)
+
+def weighted_ks(x, # the first sample (e.g. mouse cells); NaN dropped
+                y, # the second sample (e.g. human cells); NaN dropped
+                wx=None, # a weight per value of x (default: 1 each)
+                wy=None, # a weight per value of y (default: 1 each)
+               ) -> tuple: # (KS statistic, asymptotic p-value); (NaN, NaN) with an empty side
+    """Two-sample Kolmogorov-Smirnov statistic between the weighted ECDFs of x and y, with the p-value of the
+    asymptotic Kolmogorov distribution at sqrt(n m / (n + m)) D, n and m Kish's effective sample sizes."""
+    (x, wx), (y, wy) = _wsample(x, wx, 'weighted_ks: wx'), _wsample(y, wy, 'weighted_ks: wy')
+    if not len(x) or not len(y): return np.nan, np.nan
+    at = np.concatenate([x, y])
+    D = float(np.abs(_wecdf(x, wx, at) - _wecdf(y, wy, at)).max())
+    n, m = kish_n(wx), kish_n(wy)
+    return D, float(kstwobign.sf(np.sqrt(n * m / (n + m)) * D))
 
 # %% ../nbs/02_features.ipynb #dshift03
+MIX_MATCHED = 'all (mix-matched)'
+
+def _mix_matched(lm, lh, fm, fh):
+    "Masks of the mouse and human cells compared at the human mix (classes both have) and the mouse weights."
+    om, oh = fm & pd.notna(lm), fh & pd.notna(lh)
+    shared = list(set(lm[om]) & set(lh[oh]))
+    om, oh = om & np.isin(lm, shared), oh & np.isin(lh, shared)
+    return om, oh, mix_weights(lm[om], class_mix(lh[oh])) if oh.any() else np.ones(om.sum())
+
 def domain_shift(mouse:pd.DataFrame, # aligned mouse cells, e.g. `to_aligned(load_cells('mouse'))`
                  human:pd.DataFrame, # aligned human cells, e.g. `to_aligned(load_cells('human'))`
                  by:str='label4', # column with the subclass labels shared by both species
                  skew_threshold:float=1.0, # log a feature positive in both species whose pooled skewness exceeds this
-                ) -> pd.DataFrame: # one row per aligned feature and subclass, plus an 'all' row per feature
+                 mix_matched:bool=True, # add an 'all (mix-matched)' row: mouse cells weighted to the human class mix
+                ) -> pd.DataFrame: # one row per aligned feature and subclass, plus 'all' (and mix-matched) rows
     """Human-vs-mouse shift of every aligned feature within each subclass of `by` and over all cells:
     counts, medians, Cohen's d (on the log of positive skewed features) and the two-sample KS test.
+    The mix-matched row compares all human cells with all mouse cells weighted by `mix_weights` to the
+    human class mix (classes of `by` in both species only): weighted median, `weighted_cohen_d`,
+    `weighted_ks` (p-value asymptotic, with Kish's effective size `n_eff_mouse`).
     A raw `load_cells` table is passed through `to_aligned` first."""
     names = [r.name for r in ALIGN_RULES]
     mouse, human = _as_aligned(mouse, 'mouse', names), _as_aligned(human, 'human', names)
@@ -569,14 +630,24 @@ def domain_shift(mouse:pd.DataFrame, # aligned mouse cells, e.g. `to_aligned(loa
         log = bool(fm.any() and fh.any() and xm[fm].min() > 0 and xh[fh].min() > 0
                    and np.nan_to_num(_nanskew(pooled[:, None])[0]) > skew_threshold)
         tm, th = (np.log(np.where(fm, xm, 1.)), np.log(np.where(fh, xh, 1.))) if log else (xm, xh)
+        row = lambda **kw: dict(feature=f, family=family_of(f, 'aligned'), unit=ALIGNED_UNITS[f], **kw, log=log)
         for c, gm, gh in groups:
             a, b = tm[gm & fm], th[gh & fh]
             ks, p = ks_2samp(a, b) if len(a) and len(b) else (np.nan, np.nan)
-            rows.append(dict(feature=f, family=family_of(f, 'aligned'), unit=ALIGNED_UNITS[f], subclass=c,
-                             n_mouse=len(a), n_human=len(b),
-                             median_mouse=float(np.median(xm[gm & fm])) if len(a) else np.nan,
-                             median_human=float(np.median(xh[gh & fh])) if len(b) else np.nan,
-                             d=_cohen_d(a, b), ks=float(ks), ks_p=float(p), log=log))
+            rows.append(row(subclass=c, n_mouse=len(a), n_human=len(b),
+                            median_mouse=float(np.median(xm[gm & fm])) if len(a) else np.nan,
+                            median_human=float(np.median(xh[gh & fh])) if len(b) else np.nan,
+                            d=weighted_cohen_d(a, b), ks=float(ks), ks_p=float(p)))
+            rows[-1]['n_eff_mouse'] = float(len(a))
+        if not mix_matched: continue
+        om, oh, w = _mix_matched(lm, lh, fm, fh)
+        a, b = tm[om], th[oh]
+        ks, p = weighted_ks(a, b, w)
+        rows.append(row(subclass=MIX_MATCHED, n_mouse=int((w > 0).sum()), n_human=len(b), 
+                        median_mouse=float(weighted_quantile(xm[om], w, 0.5)[0, 0]) if len(a) else np.nan,
+                        median_human=float(np.median(xh[oh])) if len(b) else np.nan,
+                        d=weighted_cohen_d(a, b, w), ks=ks, ks_p=p))
+        rows[-1]['n_eff_mouse'] = kish_n(w)
     return pd.DataFrame(rows)
 
 # %% ../nbs/02_features.ipynb #dshift08
@@ -584,13 +655,15 @@ def shift_summary(shift:pd.DataFrame, # the output of `domain_shift`
                   max_d:float=0.5, # conserved: mean |d| over the subclasses below this ...
                   max_ks:float=0.3, # ... and mean KS statistic over the subclasses below this
                  ) -> pd.DataFrame: # one row per feature, most shifted first
-    "Per feature: mean d, mean |d| and mean KS over the subclasses (not 'all'), d over all cells, 'conserved'."
-    sub = shift[shift.subclass != 'all'].assign(abs_d=lambda x: x.d.abs())
+    """Per feature: mean d, mean |d| and mean KS over the subclasses, d over all cells (`d_all`) and at the
+    human class mix (`d_all_matched`, NaN without mix-matched rows), 'conserved'."""
+    sub = shift[~shift.subclass.isin(['all', MIX_MATCHED])].assign(abs_d=lambda x: x.d.abs())
     if not len(sub): raise ValueError("shift_summary: the shift table has no subclass rows")
     g = sub.groupby('feature', sort=False)
     out = pd.DataFrame({'family': g.family.first(), 'unit': g.unit.first(), 'mean_d': g.d.mean(),
                         'mean_abs_d': g.abs_d.mean(), 'mean_ks': g.ks.mean()})
-    out['d_all'] = shift[shift.subclass == 'all'].set_index('feature').d.reindex(out.index)
+    for col, s in [('d_all', 'all'), ('d_all_matched', MIX_MATCHED)]:
+        out[col] = shift[shift.subclass == s].set_index('feature').d.reindex(out.index)
     out['conserved'] = (out.mean_abs_d < max_d) & (out.mean_ks < max_ks)
     return out.sort_values('mean_abs_d', ascending=False)
 
@@ -599,15 +672,17 @@ def plot_domain_shift(shift:pd.DataFrame, # the output of `domain_shift`
                       stat:str='d', # 'd': a d panel and a KS panel; 'ks': the KS panel only
                       vmax:float|None=None, # colour limit of |d| (default: the largest |d|, at least 1)
                      ): # a matplotlib Figure
-    "Heatmaps of the human-vs-mouse shift: features (rows, by family) x subclasses, values annotated."
+    "Heatmaps of the human-vs-mouse shift: features (rows, by family) x subclasses, then all cells, values annotated."
     import matplotlib.pyplot as plt
     if stat not in ('d', 'ks'): raise ValueError(f"plot_domain_shift: stat must be 'd' or 'ks', not {stat!r}")
     order = [f.name for f in schema_features('aligned') if f.name in set(shift.feature)]
-    cols = sorted(c for c in shift.subclass.unique() if c != 'all')
-    if (shift.subclass == 'all').any(): cols.append('all')
+    whole = [c for c in ('all', MIX_MATCHED) if (shift.subclass == c).any()]
+    cols = sorted(c for c in shift.subclass.unique() if c not in whole) + whole
+    labels = [{MIX_MATCHED: 'all\nmix-matched'}.get(c, c) for c in cols]
     fam = [family_of(f, 'aligned') for f in order]
     stats = ['d', 'ks'] if stat == 'd' else ['ks']
-    fig, axs = plt.subplots(1, len(stats), figsize=(2.4 + 3.6 * len(stats), 0.3 * len(order) + 2), squeeze=False)
+    fig, axs = plt.subplots(1, len(stats), figsize=(2.4 + 0.9 * len(cols) * len(stats), 0.3 * len(order) + 2),
+                            squeeze=False)
     for ax, s in zip(axs[0], stats):
         M = shift.pivot(index='feature', columns='subclass', values=s).reindex(index=order, columns=cols)
         M = M.to_numpy(float)
@@ -621,13 +696,13 @@ def plot_domain_shift(shift:pd.DataFrame, # the output of `domain_shift`
         for (i, j), x in np.ndenumerate(M):
             if np.isfinite(x): ax.text(j, i, fmt.format(x), ha='center', va='center', fontsize=6.5,
                                        color='white' if dark(x) else 'black')
-        ax.set_xticks(range(len(cols)), cols, fontsize=8)
+        ax.set_xticks(range(len(cols)), labels, fontsize=8)
         ax.set_yticks(range(len(order)), order if ax is axs[0, 0] else [], fontsize=7)
         ax.xaxis.tick_top()
         ax.set_title(title, fontsize=9)
         for i in range(1, len(order)):
             if fam[i] != fam[i - 1]: ax.axhline(i - 0.5, color='k', lw=0.8)
-        if 'all' in cols and len(cols) > 1: ax.axvline(len(cols) - 1.5, color='k', lw=0.8)
+        if whole and len(cols) > len(whole): ax.axvline(len(cols) - len(whole) - 0.5, color='k', lw=0.8)
         fig.colorbar(im, ax=ax, orientation='horizontal', fraction=0.025, pad=0.01, aspect=30)
         for i, f in enumerate(fam):   # family names beside the rows, once per family
             if i == 0 or f != fam[i - 1]:
@@ -644,7 +719,8 @@ def register_cli(sub):
                    help='a registered species or aligned (default: every one)')
     p.add_argument('--domain-shift', default=None, metavar='DIR',
                    help='write the mouse-human shift of every aligned feature per subclass (domain_shift.csv, '
-                        'shift_summary.csv, domain_shift.png) to DIR and print the summary')
+                        'shift_summary.csv, domain_shift.png) to DIR and print the summary; the all-cell '
+                        'comparison also at the human class mix')
     p.set_defaults(func=_cli_features)
 
 def features_report(species:str, data_dir=None) -> dict:
@@ -675,6 +751,9 @@ def _cli_domain_shift(args):
     sh.to_csv(out / 'domain_shift.csv', index=False)
     summ.to_csv(out / 'shift_summary.csv')
     plot_domain_shift(sh).savefig(out / 'domain_shift.png', dpi=110, bbox_inches='tight')
+    mix = lambda t: ', '.join(f'{k} {v:.2f}' for k, v in class_mix(t.label4.dropna()).items())
+    print(f"class mix, mouse: {mix(m)}; human: {mix(h)}\n"
+          f"d_all: all cells as sampled; d_all_matched: mouse cells weighted to the human class mix\n")
     print(summ.round(3).to_string())
     print(f"\n-> {out/'domain_shift.csv'}, {out/'shift_summary.csv'}, {out/'domain_shift.png'}")
     return 0

@@ -5,9 +5,10 @@ import numpy as np, pandas as pd
 import pytest
 from sklearn.base import clone
 from ephys2tx.data import DataError, META_COLS, feature_columns, load_cells, load_raw
-from ephys2tx.features import (ALIGN_RULES, EXCLUDED, Family, FamilyTensors, FamilyTransform, Feature, FlatFeatures,
-                               SCHEMAS, check_ranges, domain_shift, family_of, get_schema, plot_domain_shift,
-                               shift_summary, to_aligned)
+from ephys2tx.features import (ALIGN_RULES, EXCLUDED, MIX_MATCHED, Family, FamilyTensors, FamilyTransform, Feature,
+                               FlatFeatures, SCHEMAS, check_ranges, class_mix, domain_shift, family_of, get_schema,
+                               kish_n, mix_weights, plot_domain_shift, shift_summary, to_aligned, weighted_cohen_d,
+                               weighted_ks)
 
 MOUSE, HUMAN = 'mouse_gouwens2020', 'human_leedalley2023'
 
@@ -240,9 +241,9 @@ def test_domain_shift_on_real_tables(cells):
     am, ah = to_aligned(cells['mouse']), to_aligned(cells['human'])
     ds = domain_shift(am, ah)
     feats = [r.name for r in ALIGN_RULES]
-    assert list(ds.columns[:len(SHIFT_COLS)]) == SHIFT_COLS and ds.shape == (len(feats) * 5, 12) and len(feats) == 25
-    assert (ds.groupby('feature').size() == 5).all()
-    assert sorted(ds.subclass.unique()) == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all']
+    assert list(ds.columns[:len(SHIFT_COLS)]) == SHIFT_COLS and ds.shape == (len(feats) * 6, 13) and len(feats) == 25
+    assert (ds.groupby('feature').size() == 6).all()
+    assert sorted(ds.subclass.unique()) == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all', MIX_MATCHED]
     assert ds.ks.between(0, 1).all() and ds.ks_p.between(0, 1).all() and np.isfinite(ds.d).all()
     assert all(ds.family == [family_of(f, 'aligned') for f in ds.feature])
     # a raw mouse table is aligned on the way in; counts and medians come from the aligned tables
@@ -264,10 +265,68 @@ def test_domain_shift_on_real_tables(cells):
     summ = shift_summary(ds)
     assert len(summ) == len(feats) and summ.mean_abs_d.is_monotonic_decreasing
     assert (summ.conserved == ((summ.mean_abs_d < 0.5) & (summ.mean_ks < 0.3))).all()
-    assert np.isclose(summ.loc['tau', 'mean_ks'], ds.loc[(ds.feature == 'tau') & (ds.subclass != 'all'), 'ks'].mean())
+    within = ~ds.subclass.isin(['all', MIX_MATCHED])
+    assert np.isclose(summ.loc['tau', 'mean_ks'], ds.loc[(ds.feature == 'tau') & within, 'ks'].mean())
     assert 'sag' in summ.index[:5] and 0 < summ.conserved.sum() < len(feats)
     with pytest.raises(DataError, match='rows of species'): domain_shift(ah, am)
     with pytest.raises(DataError, match='missing required feature column'): domain_shift(am.drop(columns=['tau']), ah)
+
+
+def test_mix_matched_row_on_real_tables(cells):
+    """The mix-matched row by hand: mouse cells weighted to the human class mix, weighted moments, Kish's size."""
+    am, ah = to_aligned(cells['mouse']), to_aligned(cells['human'])
+    ds = domain_shift(am, ah)
+    r = ds.set_index(['feature', 'subclass'])
+    x, y = am.v_baseline.to_numpy(), ah.v_baseline.to_numpy()
+    ok = np.isfinite(x)
+    w = mix_weights(am.label4[ok], class_mix(ah.label4[np.isfinite(y)]))
+    reached = pd.Series(w).groupby(am.label4[ok].to_numpy()).sum() / w.sum()
+    assert np.allclose(reached.sort_index(), class_mix(ah.label4).sort_index())
+    x, y = x[ok], y[np.isfinite(y)]
+    mx = (w * x).sum() / w.sum()
+    vx = (w * (x - mx) ** 2).sum() / (w.sum() - (w ** 2).sum() / w.sum())
+    n = w.sum() ** 2 / (w ** 2).sum()
+    sd = np.sqrt(((n - 1) * vx + (len(y) - 1) * y.var(ddof=1)) / (n + len(y) - 2))
+    row = r.loc[('v_baseline', MIX_MATCHED)]
+    assert np.isclose(row.d, (y.mean() - mx) / sd) and np.isclose(row.n_eff_mouse, n) and n < row.n_mouse
+    assert row.n_mouse == ok.sum() and row.n_human == len(y) and np.isclose(row.median_human, np.median(y))
+    # the human mix is Pvalb-rich: the weighted mouse median of input resistance falls below the unweighted one
+    assert r.loc[('input_resistance', MIX_MATCHED), 'median_mouse'] < r.loc[('input_resistance', 'all'), 'median_mouse']
+    summ = shift_summary(ds)
+    assert np.allclose(summ.d_all_matched, r.xs(MIX_MATCHED, level='subclass').d.reindex(summ.index))
+    assert summ.d_all_matched.notna().all() and not np.allclose(summ.d_all_matched, summ.d_all, atol=0.05)
+    old = domain_shift(am, ah, mix_matched=False)
+    assert MIX_MATCHED not in set(old.subclass) and shift_summary(old).d_all_matched.isna().all()
+    pd.testing.assert_frame_equal(old, ds[ds.subclass != MIX_MATCHED].reset_index(drop=True))
+
+
+def test_weighted_statistics():
+    from scipy.stats import ks_2samp
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(0, 1, 57), rng.normal(0.7, 2, 31)
+    sd = np.sqrt((56 * x.var(ddof=1) + 30 * y.var(ddof=1)) / 86)
+    # weights of 1 (or none): the unweighted statistics
+    assert np.isclose(weighted_cohen_d(x, y, np.ones(57), np.ones(31)), (y.mean() - x.mean()) / sd)
+    assert np.isclose(weighted_ks(x, y, np.ones(57))[0], ks_2samp(x, y).statistic)
+    assert np.isclose(weighted_ks(x, y)[1], ks_2samp(x, y, method='asymp').pvalue, atol=0.03)
+    # integer weights = copies of cells (statistic and mean); scaling the weights changes nothing
+    k = rng.integers(1, 4, 57)
+    assert np.isclose(weighted_ks(x, y, k)[0], ks_2samp(np.repeat(x, k), y).statistic)
+    assert weighted_ks(x, y, k) == weighted_ks(x, y, 10 * k)
+    assert np.isclose(weighted_cohen_d(x, y, k), weighted_cohen_d(x, y, 10 * k))
+    # zero weight and NaN: the cell is left out
+    xn, wz = np.r_[x, 50., np.nan], np.r_[np.ones(57), 0., 1.]
+    assert np.isclose(weighted_cohen_d(xn, y, wz), weighted_cohen_d(x, y))
+    assert weighted_ks(xn, y, wz) == weighted_ks(x, y)
+    assert np.isnan(weighted_cohen_d([1.], y)) and np.isnan(weighted_ks([], y)).all()
+    assert weighted_cohen_d(np.full(5, 0.1), np.full(4, 0.1), np.arange(1., 6.)) == 0
+    assert kish_n(np.ones(9)) == 9 and np.isclose(kish_n([1, 3]), 16 / 10) and kish_n([0, 0]) == 0
+    with pytest.raises(ValueError, match='non-negative'): weighted_ks(x, y, -np.ones(57))
+    with pytest.raises(ValueError, match='57 rows'): weighted_cohen_d(x, y, np.ones(3))
+    # the p-value under uneven weights holds its level thanks to Kish's size (the raw count would not)
+    p = [weighted_ks(rng.standard_normal(300), rng.standard_normal(200), np.where(np.arange(300) % 3, 1., 8.))[1]
+         for _ in range(300)]
+    assert 0.02 < np.mean(np.array(p) < 0.05) < 0.09
 
 
 def _aligned_toy(x, species, classes=('Lamp5', 'Pvalb', 'Sst', 'Vip')):
@@ -289,6 +348,30 @@ def test_domain_shift_constructed():
     m = _aligned_toy(z, 'mouse'); m.loc[m.label4 == 'Vip', 'label4'] = 'Sncg'
     r = domain_shift(m, _aligned_toy(z, 'human')).set_index(['feature', 'subclass'])
     assert r.loc[('tau', 'Sncg'), 'n_human'] == 0 and np.isnan(r.loc[('tau', 'Sncg'), ['d', 'ks']].astype(float)).all()
+    # the mix-matched row compares the classes both species have: the human Vip cells are left out
+    assert r.loc[('tau', MIX_MATCHED), 'n_human'] == 450 and r.loc[('tau', MIX_MATCHED), 'n_mouse'] == 450
+    assert np.isclose(r.loc[('sag', MIX_MATCHED), 'd'], 0) and r.loc[('sag', MIX_MATCHED), 'ks'] == 0
+
+
+def test_mix_matched_removes_a_pure_mix_effect():
+    """Classes at different levels with the same values in both species, in different proportions; one mouse cell
+    without a label (left out of the mix-matched row, kept in 'all')."""
+    z = np.linspace(-1.5, 1.5, 30)
+    part = lambda sp, c, lev, r: _aligned_toy(np.tile(z + lev, r), sp, (c,))
+    m = pd.concat([part('mouse', 'Pvalb', 4, 1), part('mouse', 'Sst', 0, 4), part('mouse', 'Vip', 1, 2)],
+                  ignore_index=True)
+    h = pd.concat([part('human', 'Pvalb', 4, 5), part('human', 'Sst', 0, 1), part('human', 'Vip', 1, 1)],
+                  ignore_index=True)
+    m.loc[len(m)] = m.iloc[0]; m.loc[len(m) - 1, 'label4'] = None
+    r = domain_shift(m, h).set_index(['feature', 'subclass'])
+    assert np.allclose(r.xs('Sst', level='subclass').d, 0)
+    al, mm = r.xs('all', level='subclass'), r.xs(MIX_MATCHED, level='subclass')
+    assert (al.d > 1).all() and (al.n_mouse == len(m)).all() and (mm.n_mouse == len(m) - 1).all()
+    assert np.allclose(mm.d, 0, atol=1e-9) and np.allclose(mm.ks, 0, atol=1e-9) and (mm.ks_p == 1).all()
+    assert np.allclose(mm.median_mouse, mm.median_human)
+    assert (mm.n_eff_mouse < mm.n_mouse).all() and (al.n_eff_mouse == al.n_mouse).all()
+    summ = shift_summary(r.reset_index())
+    assert (summ.mean_abs_d < 1e-9).all() and (summ.d_all > 1).all() and (summ.d_all_matched.abs() < 1e-9).all()
 
 
 def test_plot_domain_shift():
@@ -298,7 +381,23 @@ def test_plot_domain_shift():
     ds = domain_shift(_aligned_toy(z, 'mouse'), _aligned_toy(z + 0.5, 'human'))
     fig = plot_domain_shift(ds)
     assert isinstance(fig, matplotlib.figure.Figure)
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all']
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ['Lamp5', 'Pvalb', 'Sst', 'Vip', 'all',
+                                                                     'all\nmix-matched']
+    old = plot_domain_shift(domain_shift(_aligned_toy(z, 'mouse'), _aligned_toy(z, 'human'), mix_matched=False))
+    assert [t.get_text() for t in old.axes[0].get_xticklabels()][-1] == 'all'
     assert len(fig.axes[0].get_yticklabels()) == len(ALIGN_RULES)
     with pytest.raises(ValueError, match="stat must be"): plot_domain_shift(ds, 'median')
     plt.close('all')
+
+
+def test_cli_domain_shift(mirror, tmp_path):
+    from ephys2tx.cli import main
+    out = io.StringIO()
+    with redirect_stdout(out): rc = main(['--data-dir', str(mirror), 'features', '--domain-shift', str(tmp_path)])
+    s = out.getvalue()
+    assert rc == 0 and 'd_all_matched' in s and 'class mix, mouse: Lamp5' in s
+    assert {p.name for p in tmp_path.iterdir()} == {'domain_shift.csv', 'shift_summary.csv', 'domain_shift.png'}
+    ds = pd.read_csv(tmp_path / 'domain_shift.csv')
+    assert (ds.subclass == MIX_MATCHED).sum() == len(ALIGN_RULES) and 'n_eff_mouse' in ds.columns
+    summ = pd.read_csv(tmp_path / 'shift_summary.csv', index_col=0)
+    assert np.allclose(summ.d_all_matched, ds[ds.subclass == MIX_MATCHED].set_index('feature').d.reindex(summ.index))
