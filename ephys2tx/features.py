@@ -248,7 +248,7 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
         self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
 
     def _fit_scales(self, L, g, w=None):
-        "Median and IQR of each feature in each group `g`, weighted by `w` if given (the SD, then 1, where the IQR is 0)."
+        "Median and IQR of each feature in each group `g`, weighted by `w` if given (else the SD, else 1)."
         self.groups_ = sorted(set(g))
         self.center_, self.scale_ = {}, {}
         with warnings.catch_warnings():
@@ -413,9 +413,10 @@ def em_class_mix(proba,             # posterior class probabilities of the targe
                  max_iter:int=100,  # most EM rounds
                  tol:float=1e-6,    # stop when no fraction moves more than this
                 ) -> np.ndarray:    # the estimated class mix of the target cells, one fraction per column
-    "The class mix of unlabelled cells by expectation–maximization on a classifier's posteriors (Saerens et al. 2002)."
+    "The class mix of unlabelled cells by expectation–maximization on classifier posteriors (Saerens et al. 2002)."
     P, p0 = np.asarray(proba, float), np.asarray(train_mix, float)
-    if P.ndim != 2 or P.shape[1] != len(p0): raise ValueError("em_class_mix: one train_mix fraction per column of proba")
+    if P.ndim != 2 or P.shape[1] != len(p0):
+        raise ValueError("em_class_mix: one train_mix fraction per column of proba")
     p0 = p0 / p0.sum()
     pi = p0.copy()
     for _ in range(max_iter):

@@ -441,7 +441,7 @@ class SelfTrainedMouse(SelfTrained):
 
 # %% ../nbs/06_transfer.ipynb #cdb6509a
 class MixZeroShot(ClassifierMixin, BaseEstimator):
-    "Zero-shot: a class-balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
+    "Zero-shot: class-balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
     needs_pretraining = False
     mixes = ('labelled', 'pooled')
     def __init__(self,
@@ -473,7 +473,8 @@ class MixZeroShot(ClassifierMixin, BaseEstimator):
         self.model_.fit(self._flat(source, 'mouse'), source['label4'].astype(str).to_numpy())
 
     def _check(self, y, source):
-        if source is None: raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
+        if source is None:
+            raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
         if self.mix not in self.mixes: raise ValueError(f"mix must be one of {self.mixes}, not {self.mix!r}")
         check_columns(source, SHARED, 'mouse cells (source)', 'aligned')
         if 'label4' not in source.columns: raise DataError("mouse cells (source): column 'label4' is required")
@@ -554,7 +555,7 @@ class ExpertBlend(ClassifierMixin, BaseEstimator):
         return est.fit(X, y, source=source, **kw)
 
     def _inner(self, X, y, source, unlabelled):
-        "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds when it has them)."
+        "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds if it has them)."
         s, t = self._experts()
         t.fit(X, y)
         self.target_expert_ = t
@@ -579,8 +580,9 @@ class ExpertBlend(ClassifierMixin, BaseEstimator):
 
     def _fit(self, X, y, source, unlabelled):
         from sklearn.metrics import f1_score
-        if self.combine not in ('mean', 'product'): raise ValueError(f"combine must be 'mean' or 'product'")
-        if self.criterion not in ('log_loss', 'macro_f1'): raise ValueError("criterion must be 'log_loss' or 'macro_f1'")
+        if self.combine not in ('mean', 'product'): raise ValueError("combine must be 'mean' or 'product'")
+        if self.criterion not in ('log_loss', 'macro_f1'):
+            raise ValueError("criterion must be 'log_loss' or 'macro_f1'")
         y = np.asarray(y).astype(str)
         s, _ = self._experts()
         self.source_expert_ = self._source_fit(s, X, y, source, unlabelled)
@@ -989,7 +991,8 @@ def _cli_transfer(args):
     return 0
 
 # %% ../nbs/06_transfer.ipynb #02275a0d
-TRANSFER_QUICK = dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse,zs_mix,blend_mix', sizes='20,all')   # --quick
+TRANSFER_QUICK = dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse,zs_mix,blend_mix',   # --quick
+                      sizes='20,all')
 
 def _transfer_config(run) -> dict:
     "The transfer stage's settings (`run`: a reproduce `RunConfig`): every strategy and size, or the quick ones."
