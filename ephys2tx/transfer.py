@@ -441,7 +441,7 @@ class SelfTrainedMouse(SelfTrained):
 
 # %% ../nbs/06_transfer.ipynb #cdb6509a
 class MixZeroShot(ClassifierMixin, BaseEstimator):
-    "Zero-shot: class-balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
+    "Zero-shot: balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
     needs_pretraining = False
     mixes = ('labelled', 'pooled')
     def __init__(self,
