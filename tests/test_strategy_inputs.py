@@ -202,7 +202,7 @@ CHECKS = {
     'nn_dann': dict(y=('labels', net_kw(**LEARN)), source=('source', net_kw(epochs=10)),
                     unlabelled=('stats', net_kw(epochs=10))),
     'selftrain_mouse': dict(y=('labels', forest_net()), source=('source', forest_net()),
-                            unlabelled=('pseudo', forest_net(threshold=0.5))),   # mouse-net outputs without signal: less sure
+                            unlabelled=('pseudo', forest_net(threshold=0.5))),   # outputs without signal: less sure
     'zs_pooled': dict(y=('label-free', {}), source=('source', {})),
     'zs_mix': dict(y=('mix', {}), source=('source', {})),
     'zs_em': dict(y=('label-free', {}), source=('source', {}), unlabelled=('em', {})),
@@ -263,7 +263,8 @@ def test_strategy_uses_its_input(name, inp, request):
         got, new = m.model_.transduction_[n:], m.model_.labeled_iter_[n:] > 0
         truth = np.array([LABEL4.index(c) for c in w['U']['label4']])
         assert new.sum() >= 0.25 * len(truth), f"{what}: {new.sum()} of {len(truth)} unlabelled cells pseudo-labelled"
-        assert (got[new] == truth[new]).mean() >= 0.8, f"{what}: pseudo-labels {(got[new] == truth[new]).mean():.2f} right"
+        right = (got[new] == truth[new]).mean()
+        assert right >= 0.8, f"{what}: pseudo-labels {right:.2f} right"
         P = m.predict_proba(w['T'])
         for u in (None, w['U_bad']):
             d = np.abs(P - fit(model(name, **kw), w['X'], w['y'], S, u).predict_proba(w['T'])).mean()
