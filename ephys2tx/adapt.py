@@ -5,6 +5,7 @@
 # %% ../nbs/06a_adapt.ipynb #f1fdbbed
 from __future__ import annotations
 import copy, os, sys, warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -14,7 +15,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 from .data import DataError, SPECIES, load_cells, read_table
-from .features import SCHEMAS, FamilyTransform, class_mix, mix_weights, schema_features
+from .features import FamilyTransform, class_mix, mix_weights, schema_features
 from .evaluation import fit_accepts
 from .bundles import (_checked_table, _family_mask, _unscorable, model_features, model_schema, save_bundle,
                       subset_model, trust)
@@ -194,7 +195,8 @@ def cross_validate(model,                 # the fitted Allen model (or `subset_m
     from tqdm.auto import tqdm
     y = np.asarray(y).astype(str)
     labels, k = sorted(set(y)), int(min(folds, pd.Series(y).value_counts().min()))
-    if k < 2: raise ValueError(f"cross-validation needs 2 labelled cells of every class: {pd.Series(y).value_counts().to_dict()}")
+    if k < 2:
+        raise ValueError(f"cross-validation needs 2 labelled cells of every class: {Counter(y)}")
     splits = list(StratifiedKFold(k, shuffle=True, random_state=random_state).split(X, y))
     rows = []
     for i, (tr, te) in enumerate(tqdm(splits, desc=f'adapt: {k}-fold cross-validation', disable=not progress)):
@@ -338,7 +340,7 @@ def register_cli(sub):
     "Add the `adapt` command to an argparse subparsers object."
     p = sub.add_parser('adapt', help="adapt a model to your labelled cells; compared with it and with a lab-only model")
     p.add_argument('--model', required=True, help="a named model (human, mouse) or a bundle folder")
-    p.add_argument('--input', required=True, help='your labelled cells: CSV (comma, semicolon or tab), Parquet or .h5ad')
+    p.add_argument('--input', required=True, help='your labelled cells: CSV (comma, semicolon or tab), Parquet, .h5ad')
     p.add_argument('--label-column', required=True, help='the column of the subclass labels')
     p.add_argument('--out', required=True, help='the bundle folder to write')
     options_from(p, adapt, ['allow_missing', 'folds', 'random_state', 'progress'], flags=dict(random_state='--seed'))
