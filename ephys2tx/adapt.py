@@ -261,12 +261,13 @@ def allen_cells(model,             # a fitted model or a loaded bundle
     return load_cells(schema, data_dir=data_dir, progress=progress), 'subclass'
 
 # %% ../nbs/06a_adapt.ipynb #f98d0ba7
-def _save(kept, out, schema, X, y, label_column:str, measured:list, extra:dict) -> Path:
+def _save(kept, out, schema, X, y, label_column:str, extra:dict) -> Path:
     "Write the model kept as a bundle, the labelled lab cells as its reference table."
     ref = X.assign(**{label_column: y})
     if 'specimen_id' in ref and not pd.api.types.is_integer_dtype(ref['specimen_id']):
         ref = ref.drop(columns=['specimen_id'])   # the reference table stores integer IDs only
-    if isinstance(kept, Measured): kept.bundle_ = dict(schema=schema, input_features=measured)  # what it reads
+    if isinstance(kept, Measured):   # the bundle records the columns it reads, not those of the model inside
+        kept.bundle_ = dict(schema=schema, input_features=list(kept.features))
     try: return save_bundle(kept, out, extra=extra, reference=ref, label=label_column, schema=schema)
     finally: vars(kept).pop('bundle_', None)
 
@@ -305,8 +306,7 @@ def adapt(model,                    # a named model ('human', 'mouse'), a bundle
     cv = cross_validate(src, X, y, allen, folds, random_state, progress, **kw)
     choice, reason = choose(cv)
     final = src if choice == 'unadapted' else fit_approaches(src, X, y, allen, random_state=random_state, **kw)[choice]
-    measured = [c for c in feats if c not in missing]
-    kept = Measured(final, measured).fit() if missing else final
+    kept = Measured(final, [c for c in feats if c not in missing]).fit() if missing else final
     summary, path = summarize(cv), None
     if out is not None:
         counts = {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
@@ -316,8 +316,7 @@ def adapt(model,                    # a named model ('human', 'mouse'), a bundle
                     cv=cv.to_dict('records'))
         val = dict(kind=f"{int(summary.folds.iloc[0])}-fold cross-validation on the lab's labelled cells",
                    macro_f1=float(summary.loc[choice, 'macro_f1']))
-        path = _save(kept, out, schema, X, y, label_column, measured,
-                     dict(model_name=choice, adaptation=info, validation=val))
+        path = _save(kept, out, schema, X, y, label_column, dict(model_name=choice, adaptation=info, validation=val))
     return Adaptation(cv, summary, choice, reason, kept, path, missing, len(X))
 
 # %% ../nbs/06a_adapt.ipynb #ba55dc50
