@@ -275,7 +275,7 @@ def adapt(model,                    # a named model ('human', 'mouse'), a bundle
           cells,                    # the lab's cell table, or its path (CSV, Parquet or .h5ad), with labels
           label_column:str,         # the column of the labels (cells without one are left out)
           out=None,                 # the bundle folder to write (None: none written)
-          allow_missing:bool=False, # work on the features present when the table lacks some of the model's
+          allow_missing:bool=False, # the table may lack some of the model's features: work on those present
           folds:int=5,              # stratified folds of the comparison (fewer when a class has fewer cells)
           random_state:int=0,       # seed of the folds and of every fit
           progress:bool=True,       # progress bars
