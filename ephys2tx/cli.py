@@ -8,13 +8,14 @@ __all__ = ['CLI_MODULES', 'COMMANDS', 'EXIT_CODES', 'build_parser', 'exit_status
 # %% ../nbs/09_cli.ipynb #f39a7110
 import argparse, importlib, inspect, os, sys
 
-CLI_MODULES = ['data', 'features', 'predictor', 'reproduce', 'nwb', 'transfer', 'evaluation', 'docs']
+CLI_MODULES = ['data', 'features', 'predictor', 'adapt', 'reproduce', 'nwb', 'transfer', 'evaluation', 'docs']
 COMMANDS = {   # command -> (module that registers it, one-line help), in the order `ephys2tx --help` lists them
     'data': ('data', 'list, fetch and summarize the datasets'),
     'features': ('features', 'feature families, widths, tensor shapes and missingness'),
     'train': ('predictor', 'train a model (the model of record by default) on every QC-passed cell'),
     'predict': ('predictor', 'predict the subclass of your cells with a named model or a bundle'),
     'models': ('predictor', 'the named models: cached or not, and their validation scores'),
+    'adapt': ('adapt', 'adapt a model to your labelled cells; compared with it and with a lab-only model'),
     'reproduce': ('reproduce', 'run the experiments (cached) and write the HTML reports with an index'),
     'extract': ('nwb', 'IPFX feature vectors (12 Gouwens families) from raw NWB files'),
     'transfer': ('transfer', 'mouse -> human transfer: label-efficiency experiment and transfer models'),

@@ -622,7 +622,7 @@ class RecordingTransformer(TransformerMixin, BaseEstimator):
 
 # %% ../nbs/03_evaluation.ipynb #a006d0d1
 MODELS = {}
-MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer']
+MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer', 'ephys2tx.adapt']
 BASELINES = ['rf', 'rf_spca', 'logreg', 'hgb']
 
 def register_model(name:str,            # the name to register (`--model` of `ephys2tx evaluate`)
