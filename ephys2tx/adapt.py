@@ -35,8 +35,10 @@ class Realigned(ClassifierMixin, BaseEstimator):
                  model=None,            # the fitted model, in `FrozenEstimator` (so that `clone` keeps it fitted)
                  label:str='subclass',  # the label column of the Allen cells given as `source`
                  mix:bool=True,         # weight the Allen cells to the class mix of the lab's labels (False: as is)
+                 min_cells:int=5,       # lab cells a feature needs to be moved; with fewer it is read as measured
+                 clip:float=10.,        # lab values further than this many lab IQRs from the lab median are clipped
                 ):
-        self.model, self.label, self.mix = model, label, mix
+        self.model, self.label, self.mix, self.min_cells, self.clip = model, label, mix, min_cells, clip
 
     def _inner(self):
         "The fitted model inside `FrozenEstimator`."
@@ -65,16 +67,23 @@ class Realigned(ClassifierMixin, BaseEstimator):
         with warnings.catch_warnings():   # a feature the lab lacks stays unobserved there: expected
             warnings.simplefilter('ignore', UserWarning)
             self.transform_.fit(tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
+        ft, n_lab = self.transform_, X.reindex(columns=names).notna().sum().to_numpy()
+        self.moved_ = ((n_lab >= self.min_cells) & np.isfinite(ft.center_['lab']) & np.isfinite(ft.center_['allen'])
+                       & np.isfinite(ft.scale_['lab']) & np.isfinite(ft.scale_['allen']))
         self.classes_ = np.asarray(m.classes_)
         return self
 
     def realign(self, X:pd.DataFrame) -> pd.DataFrame:
-        "The lab cells `X` with every feature in the Allen cells' units (NaN where the lab lacks it)."
+        "The lab cells `X` with every feature in the Allen cells' units (as measured where too few lab cells had it)."
         ft = self.transform_
         names = ft.flat_feature_names
         M = X.reindex(columns=names).apply(pd.to_numeric, errors='coerce').to_numpy(float)
-        A = (ft._log(M) - ft.center_['lab']) / ft.scale_['lab'] * ft.scale_['allen'] + ft.center_['allen']
-        A[:, ft.log_features_] = np.exp(A[:, ft.log_features_])
+        Z = np.clip((ft._log(M) - ft.center_['lab']) / ft.scale_['lab'], -self.clip, self.clip)
+        A = Z * ft.scale_['allen'] + ft.center_['allen']
+        with np.errstate(over='ignore'):
+            A[:, ft.log_features_] = np.exp(A[:, ft.log_features_])
+        A = np.where(self.moved_, A, M)
+        A[~np.isfinite(A)] = np.nan
         rest = X.drop(columns=[c for c in names if c in X.columns])
         return pd.concat([rest.reset_index(drop=True), pd.DataFrame(A, columns=names)], axis=1).set_axis(X.index)
 
