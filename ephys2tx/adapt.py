@@ -21,7 +21,7 @@ from .bundles import (_checked_table, _family_mask, _unscorable, model_features,
                       subset_model, trust)
 from .transfer import BestOfInnerCV, ExpertBlend
 from .predictor import load_model
-from .cli import options_from
+from .commands import options_from
 
 # %% auto #0
 __all__ = ['MIN_CELLS', 'APPROACHES', 'LAB_CANDIDATES', 'Realigned', 'Measured', 'label_columns', 'check_labels',

@@ -27,7 +27,7 @@ from .training import resolve_device
 from .evaluation import MODELS, SmallSampleHGB, fit_accepts, list_models, make_model
 from .gouwens import FamilySparsePCA
 from .bilstm import BILSTM_RECIPE, BiLSTMClassifier
-from .cli import options_from
+from .commands import options_from
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FORMATS', 'MODEL_FILE', 'WEIGHTS_FILE', 'REFERENCE_FILE', 'BUNDLE_FILES',

@@ -11,7 +11,7 @@ __all__ = ['CONF', 'CSS', 'PAGE_FORMAT', 'nbs_dir', 'page_name', 'doc_pages', 'N
 import os, re, sys, shutil, hashlib, subprocess, time
 from pathlib import Path
 import ephys2tx
-from .cli import options_from
+from .commands import options_from
 
 # %% ../nbs/10_docs.ipynb #8fde39ff
 def nbs_dir() -> Path:

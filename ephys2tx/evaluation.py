@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit
 from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, SPECIES, get_dataset, load_cells
-from .cli import options_from
+from .commands import options_from
 
 # %% auto #0
 __all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'EVALUATE_CODE', 'subsample',

@@ -11,7 +11,7 @@ from .data import DataError, SPECIES, cache_dir, load_cells, read_table, write_t
 from .evaluation import (EVALUATE_CODE, code_checksums, data_checksums, fit_accepts, key_hash, make_model,
                                  list_models)
 from .bundles import expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
-from .cli import options_from
+from .commands import options_from
 
 # %% auto #0
 __all__ = ['NAMED_MODELS', 'BILSTM_OPTIONS', 'named_key', 'named_path', 'fit_model', 'train_model', 'named_model', 'load_model',

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import ephys2tx
-from .cli import options_from
+from .commands import options_from
 from .console import QUIET_KERNEL_ARGS
 from .data import DataError
 from .evaluation import code_checksums, data_checksums, key_hash

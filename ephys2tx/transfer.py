@@ -25,7 +25,7 @@ __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE
            'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
-from .cli import options_from
+from .commands import options_from
 from .data import DataError, sha256sum
 from .schema import ALIGN_RULES, LABEL4, get_schema, schema_features
 from .features import (FamilyTransform, FlatFeatures, check_columns, class_mix, em_class_mix, mix_weights,
