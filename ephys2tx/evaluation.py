@@ -4,30 +4,32 @@
 
 # %% ../nbs/03_evaluation.ipynb #d305b768
 from __future__ import annotations
-import hashlib, inspect, json, os, time, warnings
+import dataclasses, hashlib, importlib.util, inspect, json, os, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.model_selection import StratifiedKFold, StratifiedGroupKFold, StratifiedShuffleSplit, ShuffleSplit
 from sklearn.metrics import balanced_accuracy_score, log_loss as _log_loss
 from .data import DataError, SPECIES, get_dataset, load_cells
-from .commands import options_from
+from .commands import from_args, options_from
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'MODEL_PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'EVALUATE_CODE', 'subsample',
-           'sizes_list', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
+__all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'BOTH_PROTOCOLS', 'subsample', 'sizes_list',
+           'Protocol', 'Executor', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
            'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
            'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare', 'compare_all',
-           'LookupClassifier', 'RecordingTransformer', 'register_model', 'list_models', 'make_model', 'config_hash',
-           'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'Task',
-           'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'data_checksums',
-           'code_checksums', 'key_hash', 'register_cli', 'runs_dir']
+           'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models', 'make_model',
+           'config_hash', 'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB',
+           'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'key_hash',
+           'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
-    k = len(counts)
-    q = np.full(k, min_per_class)
+    "Cells kept of each class: `min_per_class` each, the rest by frequency (largest remainders), capped by `counts`."
+    q = np.full(len(counts), min_per_class)
     share = counts / counts.sum() * (size - q.sum())
     q = q + np.floor(share).astype(int)
     for i in np.argsort(-(share - np.floor(share)), kind='stable')[: size - q.sum()]: q[i] += 1
@@ -38,9 +40,10 @@ def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
         for _ in range(excess): q[int(np.argmax(np.where(q < counts, counts - q, -1)))] += 1
     return q
 
+# %% ../nbs/03_evaluation.ipynb #5e0c1a03
 def subsample(y,                    # class label of each cell of the training fold
               size,                 # cells to keep: an integer, or 'all' for every cell
-              seed:int,             # seed of the random draw
+              random_state:int,     # seed of the random draw
               min_per_class:int=2,  # fewest cells kept of each class
              ) -> np.ndarray:       # sorted positions into `y`
     "Sorted positions of a class-stratified, nested subsample of `size` labels from `y` (`'all'`: every position)."
@@ -53,9 +56,8 @@ def subsample(y,                    # class label of each cell of the training f
     if size > len(y): raise ValueError(f"size={size} exceeds the {len(y)} cells of the training fold")
     if (counts < min_per_class).any():
         raise ValueError(f"classes {classes[counts < min_per_class].tolist()} have fewer than {min_per_class} cells")
-    q = _quotas(counts, size, min_per_class)
-    rng = np.random.default_rng(seed)
-    idx = [rng.permutation(np.flatnonzero(y == c))[:n] for c, n in zip(classes, q)]
+    rng = np.random.default_rng(random_state)
+    idx = [rng.permutation(np.flatnonzero(y == c))[:n] for c, n in zip(classes, _quotas(counts, size, min_per_class))]
     return np.sort(np.concatenate(idx))
 
 # %% ../nbs/03_evaluation.ipynb #f4870c87
@@ -69,6 +71,66 @@ def sizes_list(sizes) -> list[str]:
         if s not in out: out.append(s)
     return sorted(out, key=lambda z: (z == 'all', int(z) if z != 'all' else 0))
 
+# %% ../nbs/03_evaluation.ipynb #5e0c1a06
+@dataclass(frozen=True)
+class Protocol:
+    "The outer cross-validation of an experiment: what decides which cells train and test every fit."
+    repeats:int=10            # repeats of the outer cross-validation
+    folds:int=5               # outer folds
+    val_frac:float=0.2        # inner validation fraction of each training fold (0: no validation split)
+    random_state:int=0        # seed of the folds, the inner splits, the subsamples and every fit
+    grouped:bool=False        # donor-grouped folds (needs the donors); otherwise stratified folds
+    sizes:tuple|None=None     # label-efficiency axis: labelled cells per split ('20,80,all'); no inner split
+    def __post_init__(self):
+        if self.folds < 2: raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if self.repeats < 1: raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if not 0 <= self.val_frac < 1: raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if self.sizes is not None: object.__setattr__(self, 'sizes', tuple(sizes_list(self.sizes)))
+
+# %% ../nbs/03_evaluation.ipynb #5e0c1a09
+@patch(as_prop=True)
+def name(self:Protocol) -> str:
+    "'grouped' (donor-grouped folds) or 'stratified': the `protocol` column of the results."
+    return 'grouped' if self.grouped else 'stratified'
+
+@patch
+def replace(self:Protocol, **changes) -> Protocol:
+    "A copy of the protocol with `changes` (field -> value), checked like a new one."
+    return dataclasses.replace(self, **changes)
+
+# %% ../nbs/03_evaluation.ipynb #5e0c1a0c
+@patch
+def store_key(self:Protocol) -> dict:
+    "The fields the id of a run does not name, which enter the key of the store of finished runs."
+    return dict(folds=self.folds, val_frac=self.val_frac)
+
+# %% ../nbs/03_evaluation.ipynb #5e0c1a0f
+@dataclass(frozen=True)
+class Executor:
+    "Where and how the fits of an experiment run, and what is kept: nothing here changes a result."
+    n_workers:int=1            # parallel fits: 1 = in this process; N = N local worker processes
+    threads:int|None=1         # BLAS/OpenMP and torch threads per fit (None or 0: no limit)
+    scheduler:str|None=None    # a Dask scheduler address (tcp://host:port); 'sync' = in this process
+    progress:bool=True         # progress bars
+    out:str|None=None          # folder of finished runs: they are skipped when run again
+    reuse:tuple=()             # other run folders whose finished runs are taken over
+    def __post_init__(self):
+        if self.n_workers < 1: raise ValueError(f"n_workers must be >= 1, got {self.n_workers}")
+        object.__setattr__(self, 'threads', self.threads or None)
+        object.__setattr__(self, 'reuse', tuple(str(r) for r in self.reuse))
+        if self.out is not None: object.__setattr__(self, 'out', str(self.out))
+
+# %% ../nbs/03_evaluation.ipynb #5e0c1a12
+@patch
+def replace(self:Executor, **changes) -> Executor:
+    "A copy of the executor with `changes` (field -> value)."
+    return dataclasses.replace(self, **changes)
+
+@patch(as_prop=True)
+def in_process(self:Executor) -> bool:
+    "Whether the fits run in this process (`scheduler='sync'`, or one worker and no scheduler)."
+    return self.scheduler == 'sync' or (self.scheduler is None and self.n_workers <= 1)
+
 # %% ../nbs/03_evaluation.ipynb #2a50f54a
 @dataclass(frozen=True)
 class Split:
@@ -80,43 +142,51 @@ class Split:
     test: np.ndarray
     size: str = 'all'
     pool: np.ndarray|None = None
-    @property
-    def fit_rows(self) -> np.ndarray:
-        "The rows a model without a validation hook fits on (train ∪ val), sorted."
-        return np.sort(np.concatenate([self.train, self.val]))
-    @property
-    def unlabelled(self) -> np.ndarray:
-        "Training-fold rows outside the labelled subsample (empty without `sizes`)."
-        if self.pool is None: return self.train[:0]
-        return np.setdiff1d(self.pool, self.fit_rows)
-    @property
-    def n_pool(self) -> int:
-        "Size of the outer training fold."
-        return len(self.pool) if self.pool is not None else len(self.train) + len(self.val)
     def __repr__(self):
         return (f"Split(repeat={self.repeat}, fold={self.fold}, size={self.size}, train={len(self.train)}, "
                 f"val={len(self.val)}, test={len(self.test)}, unlabelled={len(self.unlabelled)})")
 
-def _inner(y, groups, idx, val_frac, grouped, seed):
+# %% ../nbs/03_evaluation.ipynb #5e0c1a16
+@patch(as_prop=True)
+def fit_rows(self:Split) -> np.ndarray:
+    "The rows a model without a validation hook fits on (train ∪ val), sorted."
+    return np.sort(np.concatenate([self.train, self.val]))
+
+@patch(as_prop=True)
+def unlabelled(self:Split) -> np.ndarray:
+    "Training-fold rows outside the labelled subsample (empty without `sizes`)."
+    if self.pool is None: return self.train[:0]
+    return np.setdiff1d(self.pool, self.fit_rows)
+
+@patch(as_prop=True)
+def n_pool(self:Split) -> int:
+    "Size of the outer training fold."
+    return len(self.pool) if self.pool is not None else len(self.train) + len(self.val)
+
+# %% ../nbs/03_evaluation.ipynb #5e0c1a19
+def _inner(y, groups, idx, protocol:Protocol, random_state:int):
     "Carve a validation split (positions into `idx`'s rows) from training-fold rows `idx`."
-    if val_frac <= 0: return idx, idx[:0]
+    if protocol.val_frac <= 0: return idx, idx[:0]
     yi = y[idx]
-    if grouped:
-        k = max(2, int(round(1 / val_frac)))
+    if protocol.grouped:
+        k = max(2, int(round(1 / protocol.val_frac)))
         if len(np.unique(groups[idx])) < k:
             raise ValueError(f"grouped inner split: the training fold has {len(np.unique(groups[idx]))} donors, "
-                             f"fewer than the {k} needed for val_frac={val_frac}")
+                             f"fewer than the {k} needed for val_frac={protocol.val_frac}")
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)  # 'least populated class' notes
-            tr, va = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, yi, groups[idx]))
+            cv = StratifiedGroupKFold(k, shuffle=True, random_state=random_state)
+            tr, va = next(cv.split(idx, yi, groups[idx]))
     else:
         _, counts = np.unique(yi, return_counts=True)
-        cv = (StratifiedShuffleSplit(1, test_size=val_frac, random_state=seed) if counts.min() >= 2
-              else ShuffleSplit(1, test_size=val_frac, random_state=seed))
+        cv = (StratifiedShuffleSplit(1, test_size=protocol.val_frac, random_state=random_state) if counts.min() >= 2
+              else ShuffleSplit(1, test_size=protocol.val_frac, random_state=random_state))
         tr, va = next(cv.split(idx, yi))
     return np.sort(idx[tr]), np.sort(idx[va])
 
+# %% ../nbs/03_evaluation.ipynb #5e0c1a1c
 def _check_groups(y, groups, folds):
+    "The donors as strings, checked: one per cell, none missing, at least `folds` of them."
     if groups is None: raise ValueError("grouped=True needs `groups` (e.g. the donor of each cell)")
     groups = np.asarray(groups, dtype=object)
     if len(groups) != len(y): raise ValueError(f"groups has {len(groups)} entries, y has {len(y)}")
@@ -127,37 +197,33 @@ def _check_groups(y, groups, folds):
         raise ValueError(f"grouped splits: {len(np.unique(groups))} donors, fewer than folds={folds}")
     return groups
 
-def _fold_splits(y, groups, r, f, tr, te, val_frac, grouped, seed, sizes):
-    if sizes is None:
-        t, v = _inner(y, groups, tr, val_frac, grouped, seed)
+# %% ../nbs/03_evaluation.ipynb #5e0c1a1f
+def _fold_splits(y, groups, outer:tuple, protocol:Protocol, random_state:int) -> list:
+    "The `Split`s of one outer fold `outer` = (repeat, fold, training rows, test rows)."
+    r, f, tr, te = outer
+    if protocol.sizes is None:
+        t, v = _inner(y, groups, tr, protocol, random_state)
         return [Split(r, f, t, v, np.sort(te))]
-    return [Split(r, f, np.sort(tr[subsample(y[tr], z, seed)]), tr[:0], np.sort(te), z, np.sort(tr))
-            for z in sizes_list(sizes)]
+    return [Split(r, f, np.sort(tr[subsample(y[tr], z, random_state)]), tr[:0], np.sort(te), z, np.sort(tr))
+            for z in protocol.sizes]
 
-def splits(y,                   # class label of each cell
-           groups=None,         # donor of each cell (grouped folds keep a donor's cells together)
-           repeats:int=10,      # repeats of the outer cross-validation
-           folds:int=5,         # outer folds
-           val_frac:float=0.2,  # inner validation fraction of each training fold (0: no validation split)
-           random_state:int=0,  # seed of the folds, the inner splits and the subsamples
-           grouped:bool=False,  # donor-grouped folds (needs `groups`); otherwise stratified folds
-           sizes=None,          # label-efficiency axis: labelled cells per split ('20,80,all'); no inner split
-          ) -> list:            # one `Split` per repeat x fold (x size)
+# %% ../nbs/03_evaluation.ipynb #5e0c1a22
+def splits(y,                               # class label of each cell
+           groups=None,                     # donor of each cell (grouped folds keep a donor's cells together)
+           protocol:Protocol=Protocol(),    # repeats, folds, inner validation, seed, grouping, sizes
+          ) -> list:                        # one `Split` per repeat x fold (x size)
     "Repeated stratified (or donor-grouped) k-fold with inner validation splits, or nested subsamples with `sizes`."
-    y = np.asarray(y).astype(str)
-    if folds < 2: raise ValueError(f"folds must be >= 2, got {folds}")
-    if repeats < 1: raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if not 0 <= val_frac < 1: raise ValueError(f"val_frac must be in [0, 1), got {val_frac}")
-    if grouped: groups = _check_groups(y, groups, folds)
-    seeds = np.random.RandomState(random_state).randint(0, 2**31 - 1, size=(repeats, folds + 1))
+    y, p = np.asarray(y).astype(str), protocol
+    if p.grouped: groups = _check_groups(y, groups, p.folds)
+    seeds = np.random.RandomState(p.random_state).randint(0, 2**31 - 1, size=(p.repeats, p.folds + 1))
     out = []
-    for r in range(repeats):
+    for r in range(p.repeats):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
-            if grouped: it = StratifiedGroupKFold(folds, shuffle=True, random_state=seeds[r, 0]).split(y, y, groups)
-            else: it = StratifiedKFold(folds, shuffle=True, random_state=seeds[r, 0]).split(y, y)
-            for f, (tr, te) in enumerate(it):
-                out += _fold_splits(y, groups, r, f, tr, te, val_frac, grouped, seeds[r, f + 1], sizes)
+            cv = (StratifiedGroupKFold if p.grouped else StratifiedKFold)(p.folds, shuffle=True,
+                                                                          random_state=seeds[r, 0])
+            for f, (tr, te) in enumerate(cv.split(y, y, groups)):
+                out += _fold_splits(y, groups, (r, f, tr, te), p, seeds[r, f + 1])
     return out
 
 # %% ../nbs/03_evaluation.ipynb #b6e18f2d
@@ -221,20 +287,18 @@ def score(y_true,        # true class of each test cell
     return out
 
 # %% ../nbs/03_evaluation.ipynb #181360a6
-def _rows(X, idx):
-    return X.iloc[idx] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[idx]
-
-def _estimator(spec, seed:int):
+def _estimator(spec, random_state:int):
     "A fresh estimator from an estimator (cloned, random_state set) or a factory f(random_state)."
     if isinstance(spec, BaseEstimator) or (hasattr(spec, 'fit') and hasattr(spec, 'get_params')):
         est = clone(spec)
         keys = [k for k in est.get_params() if k == 'random_state' or k.endswith('__random_state')]
-        if keys: est.set_params(**{k: seed for k in keys})
+        if keys: est.set_params(**{k: random_state for k in keys})
         return est
-    if callable(spec): return spec(random_state=seed)
+    if callable(spec): return spec(random_state=random_state)
     raise TypeError(f"a model must be an estimator or a factory f(random_state) -> estimator, "
                     f"got {type(spec).__name__}")
 
+# %% ../nbs/03_evaluation.ipynb #6b1e0a04
 def fit_accepts(est, name:str) -> bool:
     "Whether `est.fit` takes the keyword `name` (`validation`, `source`, `unlabelled`)."
     try: return name in inspect.signature(est.fit).parameters
@@ -244,6 +308,7 @@ def accepts_validation(est) -> bool:
     "Whether `est.fit` takes a `validation=(X_val, y_val)` keyword."
     return fit_accepts(est, 'validation')
 
+# %% ../nbs/03_evaluation.ipynb #6b1e0a07
 def aligned_proba(est,                  # a fitted classifier
                   X,                    # the cells to predict
                   classes,              # every class, in the column order wanted
@@ -260,7 +325,12 @@ def aligned_proba(est,                  # a fitted classifier
     return out
 
 # %% ../nbs/03_evaluation.ipynb #0e608f67
+def _rows(X, idx):
+    "Rows `idx` (positions) of a table or an array."
+    return X.iloc[idx] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[idx]
+
 def _fit_kwargs(est, X, y, split:Split, context:dict|None):
+    "The rows `est` is fitted on and its fit keywords (validation, source, unlabelled) for `split`."
     kw, rows = {}, split.fit_rows
     if accepts_validation(est) and len(split.val):
         rows = split.train
@@ -269,43 +339,48 @@ def _fit_kwargs(est, X, y, split:Split, context:dict|None):
     if fit_accepts(est, 'unlabelled') and len(split.unlabelled): kw['unlabelled'] = _rows(X, split.unlabelled)
     return rows, kw
 
+# %% ../nbs/03_evaluation.ipynb #6b1e0a0c
+def _row(split:Split, rows, kw:dict) -> dict:
+    "The size columns of a results row."
+    return dict(size=split.size, repeat=split.repeat, fold=split.fold, n_train=len(split.train) + len(split.val),
+                n_fit=len(rows), n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
+                n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
+                uses_source='source' in kw)
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a0d
 def run_split(name:str,                # the model name in the results row
               spec,                    # an estimator (cloned) or a factory f(random_state) -> estimator
               X,                       # every cell (DataFrame or array), one row per cell
               y,                       # class label of each cell (an array)
               split:Split,             # positions of the training, validation and test cells
               classes,                 # every class (the columns of the probabilities)
-              seed:int,                # `random_state` of the fitted model
+              random_state:int,        # seed of the fitted model
               context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that take `source`
              ) -> dict:                # one results row: the run, its metrics and fit/predict seconds
     "Fit `spec` on one split (validation, source, unlabelled cells if it takes them); score the test fold."
-    est = _estimator(spec, seed)
+    est = _estimator(spec, random_state)
     rows, kw = _fit_kwargs(est, X, y, split, context)
     t0 = time.perf_counter()
     est.fit(_rows(X, rows), y[rows], **kw)
     t1 = time.perf_counter()
     Xt = _rows(X, split.test)
-    y_pred = np.asarray(est.predict(Xt)).astype(str)
-    P = aligned_proba(est, Xt, classes)
+    y_pred, P = np.asarray(est.predict(Xt)).astype(str), aligned_proba(est, Xt, classes)
     t2 = time.perf_counter()
     own = est.test_metrics(Xt, y[split.test]) if hasattr(est, 'test_metrics') else {}
-    return dict(model=name, size=split.size, repeat=split.repeat, fold=split.fold,
-                n_train=len(split.train) + len(split.val), n_fit=len(rows),
-                n_val=len(split.val) if 'validation' in kw else 0, n_test=len(split.test),
-                n_pool=split.n_pool, n_unlabelled=len(kw['unlabelled']) if 'unlabelled' in kw else 0,
-                uses_source='source' in kw, **score(y[split.test], y_pred, P, classes),
-                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=seed, **own, own_metrics=','.join(own))
+    return dict(model=name, **_row(split, rows, kw), **score(y[split.test], y_pred, P, classes),
+                fit_seconds=t1 - t0, predict_seconds=t2 - t1, seed=random_state, **own, own_metrics=','.join(own))
 
 # %% ../nbs/03_evaluation.ipynb #a915e57b
 def run_id(model:str,            # model name (with its settings hash where they are not the defaults)
            split:Split,          # the split: its size, repeat and fold
-           seed:int,             # the experiment's `random_state`
+           random_state:int,     # the protocol's `random_state`
            tags:dict|None=None,  # more labels of the run, e.g. species and protocol
           ) -> str:              # 'model|tags|n=size|r<repeat>|f<fold>|s<seed>'
     "The id of one run: model, tags, size, repeat, fold, seed."
     t = '|'.join(f'{k}={v}' for k, v in sorted((tags or {}).items()))
-    return f"{model}|{t}|n={split.size}|r{split.repeat}|f{split.fold}|s{seed}"
+    return f"{model}|{t}|n={split.size}|r{split.repeat}|f{split.fold}|s{random_state}"
 
+# %% ../nbs/03_evaluation.ipynb #6b1e0a11
 class ResultStore:
     "Finished runs as one JSON file each under `out/parts/`; `done()` ids, `write(row)`, `read()` the table."
     def __init__(self, out):
@@ -313,74 +388,59 @@ class ResultStore:
         self.parts = self.out / 'parts'
     def _path(self, rid:str) -> Path: return self.parts / (hashlib.sha1(rid.encode()).hexdigest()[:20] + '.json')
 
-    def write(self, row:dict) -> Path:
-        "Write one finished run (a dict with a `run_id`) atomically."
-        p = self._path(row['run_id'])
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f'.tmp{os.getpid()}')
-        tmp.write_text(json.dumps(row, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
-        os.replace(tmp, p)
-        return p
+# %% ../nbs/03_evaluation.ipynb #6b1e0a12
+@patch
+def write(self:ResultStore, row:dict) -> Path:
+    "Write one finished run (a dict with a `run_id`) atomically."
+    p = self._path(row['run_id'])
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(f'.tmp{os.getpid()}')
+    tmp.write_text(json.dumps(row, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
+    os.replace(tmp, p)
+    return p
 
-    def _rows(self) -> list:
-        rows = []
-        for f in sorted(self.parts.glob('*.json')):
-            try: rows.append(json.loads(f.read_text()))
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                warnings.warn(f"{f}: not a valid result part ({e}); that run is computed again")
-                f.unlink()
-        return rows
+# %% ../nbs/03_evaluation.ipynb #6b1e0a14
+@patch
+def _rows(self:ResultStore) -> list:
+    rows = []
+    for f in sorted(self.parts.glob('*.json')):
+        try: rows.append(json.loads(f.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            warnings.warn(f"{f}: not a valid result part ({e}); that run is computed again")
+            f.unlink()
+    return rows
 
-    def read(self) -> pd.DataFrame:
-        "Every finished run (an empty table if none)."
-        return pd.DataFrame(self._rows())
+@patch
+def read(self:ResultStore) -> pd.DataFrame:
+    "Every finished run (an empty table if none)."
+    return pd.DataFrame(self._rows())
 
-    def done(self) -> set:
-        "Ids of the finished runs."
-        return {r['run_id'] for r in self._rows()}
+@patch
+def done(self:ResultStore) -> set:
+    "Ids of the finished runs."
+    return {r['run_id'] for r in self._rows()}
 
 # %% ../nbs/03_evaluation.ipynb #c14cee6d
 def _job(fn, args, threads):
+    "`fn(*args)` with at most `threads` BLAS/OpenMP and torch threads (None: no limit)."
     if threads is None: return fn(*args)
     from threadpoolctl import threadpool_limits
     import torch
     torch.set_num_threads(threads)
     with threadpool_limits(threads): return fn(*args)
 
-def fan_out(fn,                     # the function to call for each job
-            jobs:list,              # one tuple of arguments per call
-            shared:dict|None=None,  # arguments common to all calls, sent once to each worker and passed first
-            scheduler=None,         # a Dask scheduler address (tcp://host:port); 'sync' = here; None: see `n_workers`
-            n_workers:int=2,        # local worker processes (1 or fewer: in this process)
-            threads:int|None=1,     # BLAS/OpenMP and torch threads per call (None: no limit)
-            on_result=None,         # called with each result as it arrives (e.g. to save it)
-            progress:bool=True,     # a progress bar
-            desc:str='runs',        # label of the progress bar
-           ) -> list:               # the results of `fn`, in the order of `jobs`
-    "`fn(*shared.values(), *job)` for every job (in-process, local Dask cluster or `scheduler`); results in job order."
-    from tqdm.auto import tqdm
-    shared, out = dict(shared or {}), [None] * len(jobs)
-    bar = tqdm(total=len(jobs), desc=desc, disable=not progress, leave=False)
-    def done(k, r):
-        out[k] = r
-        bar.update()
-        if on_result is not None: on_result(r)
-    if not jobs:
-        bar.close()
-        return out
-    if scheduler == 'sync' or (scheduler is None and n_workers <= 1):
-        for k, j in enumerate(jobs): done(k, _job(fn, (*shared.values(), *j), threads))
-        bar.close()
-        return out
+# %% ../nbs/03_evaluation.ipynb #6b1e0a16
+def _on_dask(fn, jobs:list, shared:dict, executor:Executor, done):
+    "Run the jobs on a local Dask cluster (or `executor.scheduler`), calling `done(k, result)` as each finishes."
     from dask.distributed import Client, LocalCluster, as_completed
-    cluster = (LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, dashboard_address=None)
-               if scheduler is None else None)
-    client = Client(cluster if cluster is not None else scheduler)
+    cluster = (LocalCluster(n_workers=executor.n_workers, processes=True, threads_per_worker=1,
+                            dashboard_address=None) if executor.scheduler is None else None)
+    client = Client(cluster if cluster is not None else executor.scheduler)
     try:
         sh = [client.scatter(v, broadcast=True) for v in shared.values()]
-        futs = [client.submit(_job, fn, (*sh, *j), threads, pure=False, retries=3) for j in jobs]
+        futs = [client.submit(_job, fn, (*sh, *j), executor.threads, pure=False, retries=3) for j in jobs]
         index = {f.key: k for k, f in enumerate(futs)}
-        pending = as_completed(futs)  # each future is dropped once handed over: a lost worker need not redo it
+        pending = as_completed(futs)
         del futs
         for fut in pending:
             done(index[fut.key], fut.result())
@@ -388,25 +448,66 @@ def fan_out(fn,                     # the function to call for each job
     finally:
         client.close()
         if cluster is not None: cluster.close()
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a17
+def fan_out(fn,                             # the function to call for each job
+            jobs:list,                      # one tuple of arguments per call
+            shared:dict|None=None,          # arguments common to all calls, sent once to each worker, passed first
+            executor:Executor=Executor(),   # workers, threads per call, scheduler, progress bar
+            on_result=None,                 # called with each result as it arrives (e.g. to save it)
+            desc:str='runs',                # label of the progress bar
+           ) -> list:                       # the results of `fn`, in the order of `jobs`
+    "`fn(*shared.values(), *job)` for every job (in-process, local Dask cluster or `scheduler`); results in job order."
+    from tqdm.auto import tqdm
+    shared, out = dict(shared or {}), [None] * len(jobs)
+    bar = tqdm(total=len(jobs), desc=desc, disable=not executor.progress, leave=False)
+    def done(k, r):
+        out[k] = r
+        bar.update()
+        if on_result is not None: on_result(r)
+    if executor.in_process or not jobs:
+        for k, j in enumerate(jobs): done(k, _job(fn, (*shared.values(), *j), executor.threads))
+    else: _on_dask(fn, jobs, shared, executor, done)
     bar.close()
     return out
 
 # %% ../nbs/03_evaluation.ipynb #bd0fa96e
-def _evaluate_job(X, y, context, name, spec, split, classes, seed, rid, tags):
-    return dict(run_id=rid, **tags, **run_split(name, spec, X, y, split, classes, seed, context))
+class _Run(NamedTuple):
+    "One planned run: a model on a split, with the seed of its fit and its id."
+    name: str
+    spec: object
+    split: Split
+    classes: list
+    random_state: int
+    rid: str
+    tags: dict
 
+def _evaluate_job(X, y, context, run:_Run) -> dict:
+    "Fit and score one planned run: its results row, with its id and tags."
+    row = run_split(run.name, run.spec, X, y, run.split, classes=run.classes, random_state=run.random_state,
+                    context=context)
+    return dict(run_id=run.rid, **run.tags, **row)
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a1a
+def _plan(models:dict, sp:list, classes:list, protocol:Protocol, tags:dict) -> list:
+    "One `_Run` per model x split."
+    rs = protocol.random_state
+    seeds = {(s.repeat, s.fold): int(np.random.RandomState([rs, s.repeat, s.fold]).randint(2**31 - 1)) for s in sp}
+    key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')
+    return [_Run(n, m, s, classes, seeds[(s.repeat, s.fold)], run_id(key(n, m), s, protocol.random_state, tags), tags)
+            for n, m in models.items() for s in sp]
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a1d
 def take_over(store,      # the `ResultStore` to copy into (None: nothing is taken over)
-              jobs:list,  # the planned runs: (name, model, split, classes, seed, run id, tags)
+              jobs:list,  # the planned runs (`_Run`)
               done:set,   # ids of the runs `store` holds; the ids taken over are added
               reuse=(),   # other run folders to copy finished runs from
              ) -> list:   # ids of the runs taken over
     "Copy into `store` the runs of `jobs` that a store in `reuse` already holds; `done` grows; the ids taken over."
     if store is None or not reuse: return []
-    # the same id names the same model, settings, tags, size, repeat, fold and seed; a model with a validation hook
-    # also depends on the inner split (`val_frac`), which the id does not name: those are never taken over
-    spec = {j[0]: j[1] for j in jobs}                       # one estimator per model, not per run
+    spec = {j.name: j.spec for j in jobs}                       # one estimator per model, not per run
     plain = {n for n, m in spec.items() if not accepts_validation(_estimator(m, 0))}
-    want = {j[5] for j in jobs if j[0] in plain and j[5] not in done}
+    want = {j.rid for j in jobs if j.name in plain and j.rid not in done}
     out = []
     for r in reuse:
         if not want: break
@@ -418,55 +519,44 @@ def take_over(store,      # the `ResultStore` to copy into (None: nothing is tak
                 out.append(row['run_id'])
     return out
 
-def evaluate(models:dict,             # name -> estimator, or factory f(random_state) -> estimator
-             X,                       # the cells (DataFrame or array), one row per cell
-             y,                       # class label of each cell
-             groups=None,             # donor of each cell (needed with `grouped`)
-             repeats:int=10,          # repeats of the outer cross-validation
-             folds:int=5,             # outer folds
-             val_frac:float=0.2,      # inner validation fraction of each training fold
-             random_state:int=0,      # seed of the folds and of every fit
-             grouped:bool=False,      # donor-grouped outer folds; otherwise stratified
-             split_list=None,         # ready `Split`s to use (None: made by `splits`)
-             classes=None,            # every class (None: the sorted labels of `y`)
-             progress:bool=True,      # a progress bar
-             n_jobs:int=1,            # parallel fits: 1 = in this process; N = N local workers
-             threads:int|None=1,      # BLAS/OpenMP threads per fit (None: no limit)
-             sizes=None,              # label-efficiency axis: labelled cells per run ('20,80,all')
-             context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that transfer
-             out=None,                # folder of finished runs: they are skipped when run again
-             scheduler=None,          # a Dask scheduler address (tcp://host:port); 'sync' = here
-             tags:dict|None=None,     # columns added to every row and named in its run id (e.g. species, protocol)
-             reuse=(),                # other run folders whose finished runs are taken over
-            ) -> pd.DataFrame:        # one row per model x (size x) repeat x fold
+# %% ../nbs/03_evaluation.ipynb #6b1e0a1f
+def _stored(store, jobs:list, rows:list) -> pd.DataFrame:
+    "The rows of `jobs` (read back from `store` when there is one), in the order of `jobs`."
+    if store is not None:
+        want = {j.rid for j in jobs}
+        rows = [r for r in store.read().to_dict('records') if r['run_id'] in want]
+    res = pd.DataFrame(rows)
+    order = {j.rid: i for i, j in enumerate(jobs)}
+    return res.iloc[np.argsort(res['run_id'].map(order).to_numpy(), kind='stable')].reset_index(drop=True)
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a20
+def evaluate(models:dict,                   # name -> estimator, or factory f(random_state) -> estimator
+             X,                             # the cells (DataFrame or array), one row per cell
+             y,                             # class label of each cell
+             groups=None,                   # donor of each cell (needed with a grouped protocol)
+             protocol:Protocol=Protocol(),  # repeats, folds, inner validation, seed, grouping, sizes
+             executor:Executor=Executor(),  # workers, threads, scheduler, progress, run folder, stores to reuse
+             split_list=None,               # ready `Split`s to use (None: made by `splits`)
+             classes=None,                  # every class (None: the sorted labels of `y`)
+             context:dict|None=None,        # more fit inputs: {'source': mouse cells} for models that transfer
+             tags:dict|None=None,           # columns added to every row and named in its run id (species, protocol)
+            ) -> pd.DataFrame:              # one row per model x (size x) repeat x fold
     "Every model on every split: a tidy table, one row per model x (size x) repeat x fold; resumable with `out`."
     y = np.asarray(y).astype(str)
     if len(y) != len(X): raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
     if not isinstance(models, dict) or not models: raise ValueError("models must be a non-empty dict name -> model")
     classes = sorted(set(y)) if classes is None else [str(c) for c in classes]
-    sp = (split_list if split_list is not None
-          else splits(y, groups, repeats, folds, val_frac, random_state, grouped, sizes))
-    seeds = {(s.repeat, s.fold): int(np.random.RandomState([random_state, s.repeat, s.fold]).randint(2**31 - 1))
-             for s in sp}
-    tags = dict(tags or {})
-    # the settings, when not default
-    key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')
-    jobs = [(n, m, s, classes, seeds[(s.repeat, s.fold)], run_id(key(n, m), s, random_state, tags), tags)
-            for n, m in models.items() for s in sp]
-    store = ResultStore(out) if out is not None else None
+    sp = split_list if split_list is not None else splits(y, groups, protocol)
+    jobs = _plan(models, sp, classes, protocol, dict(tags or {}))
+    store = ResultStore(executor.out) if executor.out is not None else None
     done = store.done() if store is not None else set()
-    reused = take_over(store, jobs, done, reuse)
-    todo = [j for j in jobs if j[5] not in done]
-    rows = fan_out(_evaluate_job, todo, dict(X=X, y=y, context=context), scheduler, n_jobs, threads,
-                   on_result=store.write if store is not None else None, progress=progress, desc='evaluate')
-    if store is not None:
-        want = {j[5] for j in jobs}
-        rows = [r for r in store.read().to_dict('records') if r['run_id'] in want]
-    res = pd.DataFrame(rows)
-    order = {j[5]: i for i, j in enumerate(jobs)}
-    res = res.iloc[np.argsort(res['run_id'].map(order).to_numpy(), kind='stable')].reset_index(drop=True)
-    res.attrs.update(classes=classes, grouped=grouped, repeats=repeats, folds=folds, computed=[j[5] for j in todo],
-                     reused=reused, planned=len(jobs))
+    reused = take_over(store, jobs, done, executor.reuse)
+    todo = [j for j in jobs if j.rid not in done]
+    rows = fan_out(_evaluate_job, [(j,) for j in todo], dict(X=X, y=y, context=context), executor,
+                   on_result=store.write if store is not None else None, desc='evaluate')
+    res = _stored(store, jobs, rows)
+    res.attrs.update(classes=classes, grouped=protocol.grouped, repeats=protocol.repeats, folds=protocol.folds,
+                     computed=[j.rid for j in todo], reused=reused, planned=len(jobs))
     return res
 
 # %% ../nbs/03_evaluation.ipynb #f245fb1a
@@ -621,8 +711,9 @@ class RecordingTransformer(TransformerMixin, BaseEstimator):
     def transform(self, X): return X
 
 # %% ../nbs/03_evaluation.ipynb #a006d0d1
-MODELS = {}
-MODEL_PLUGINS = ['ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer', 'ephys2tx.adapt']
+MODELS = {}    # name -> (factory, description)
+PLUGINS = ('ephys2tx.data', 'ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.interpret', 'ephys2tx.record',
+           'ephys2tx.transfer', 'ephys2tx.adapt')   # the package's modules that register models and stages
 BASELINES = ['rf', 'rf_spca', 'logreg', 'hgb']
 
 def register_model(name:str,            # the name to register (`--model` of `ephys2tx evaluate`)
@@ -633,28 +724,33 @@ def register_model(name:str,            # the name to register (`--model` of `ep
     if not callable(factory): raise TypeError(f"factory of model {name!r} is not callable")
     MODELS[name] = (factory, description or (factory.__doc__ or '').strip().split('\n')[0])
 
-def _load_plugins():
+# %% ../nbs/03_evaluation.ipynb #7c3d0a02
+def load_plugins() -> dict:
+    "The model registry, after importing the modules of `PLUGINS` (each registers its models and stages)."
     import importlib
-    for m in MODEL_PLUGINS:
+    for m in PLUGINS:
         try: importlib.import_module(m)
         except ModuleNotFoundError as e:
             if e.name != m: raise
+    return MODELS
 
 def list_models() -> pd.DataFrame:
     "The registered models (after importing the plugin modules): name and description."
-    _load_plugins()
+    load_plugins()
     return pd.DataFrame([dict(model=n, description=d) for n, (_, d) in MODELS.items()])
 
+# %% ../nbs/03_evaluation.ipynb #7c3d0a05
 def make_model(name:str,            # a registered model name (`list_models`)
                schema='human',      # feature schema: 'human', 'mouse' or 'aligned'
                random_state:int=0,  # seed of the estimator
                **params,            # settings passed to the model's factory
               ):                    # a fresh, unfitted estimator
     "A fresh estimator of the registered model `name` for feature `schema`."
-    if name not in MODELS: _load_plugins()
+    if name not in MODELS: load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     return MODELS[name][0](schema=schema, random_state=random_state, **params)
 
+# %% ../nbs/03_evaluation.ipynb #7c3d0a07
 NOT_IN_KEY = ('cache_dir', 'device', 'progress')   # settings that do not change a model's result
 
 def config_hash(params:dict) -> str:
@@ -667,20 +763,26 @@ def config_hash(params:dict) -> str:
     p = norm(dict(params))
     return hashlib.sha1(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:8] if p else ''
 
-def model_factory(name:str, schema='human', **params):
+# %% ../nbs/03_evaluation.ipynb #7c3d0a0a
+def model_factory(name:str,        # a registered model name
+                  schema='human',  # feature schema: 'human', 'mouse' or 'aligned'
+                  **params,        # settings passed to the model's factory
+                 ):                # f(random_state) -> estimator, with `config_hash` of `params`
     "A factory `f(random_state) -> estimator` of model `name`, for `evaluate`."
-    if name not in MODELS: _load_plugins()
+    if name not in MODELS: load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     def f(random_state=0): return make_model(name, schema, random_state, **params)
     f.__name__ = name
     f.config_hash = config_hash(params)
     return f
 
+# %% ../nbs/03_evaluation.ipynb #7c3d0a0d
 def feature_step(schema, **kw):
     "The standardized-feature step of the baselines (per-species statistics for the aligned schema)."
     from ephys2tx.features import FlatFeatures
     return FlatFeatures(schema, per_species=kw.pop('per_species', schema == 'aligned'), **kw)
 
+# %% ../nbs/03_evaluation.ipynb #7c3d0a10
 def _rf(schema='human', random_state=0, n_estimators:int=500, **kw):
     "Class-balanced random forest on the standardized features"
     from sklearn.pipeline import Pipeline
@@ -688,6 +790,9 @@ def _rf(schema='human', random_state=0, n_estimators:int=500, **kw):
     return Pipeline([('features', feature_step(schema)), ('clf', RandomForestClassifier(
         n_estimators=n_estimators, class_weight='balanced', random_state=random_state, n_jobs=1, **kw))])
 
+register_model('rf', _rf)
+
+# %% ../nbs/03_evaluation.ipynb #7c3d0a11
 def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
     "Multinomial logistic regression (L2, class-balanced) on the standardized features"
     from sklearn.pipeline import Pipeline
@@ -696,7 +801,6 @@ def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
     return Pipeline([('features', feature_step(schema)), ('scale', StandardScaler()), ('clf', LogisticRegression(
         C=C, class_weight='balanced', max_iter=kw.pop('max_iter', 5000), random_state=random_state, **kw))])
 
-register_model('rf', _rf)
 register_model('logreg', _logreg)
 
 # %% ../nbs/03_evaluation.ipynb #b1d0a7e2
@@ -805,41 +909,32 @@ def model_specs(models,                 # registered model names, or a dict name
     if isinstance(models, dict): return dict(models)
     return {m: model_factory(m, schema, **(params or {}).get(m, {})) for m in models}
 
-def run_experiment(task:Task,                          # the cells, labels and donors (`load_task`)
-                   models,                             # registered model names, or a dict name -> model
-                   protocols=('stratified', 'grouped'), # outer-fold protocols
-                   repeats:int=10,                     # repeats of the outer cross-validation
-                   folds:int=5,                        # outer folds
-                   val_frac:float=0.2,                 # inner validation fraction of each training fold
-                   random_state:int=0,                 # seed of the folds and of every fit
-                   params:dict|None=None,              # model name -> settings to override
-                   progress:bool=True,                 # progress bars
-                   n_jobs:int=1,                       # parallel fits: 1 = in this process; N = N local workers
-                   threads:int|None=1,                 # BLAS/OpenMP threads per fit (None or 0: no limit)
-                   sizes=None,                         # label-efficiency axis: labelled cells per run ('20,80,all')
-                   source=None,                        # mouse cells for models that transfer (`source_cells`)
-                   out=None,                           # folder of finished runs: they are skipped when run again
-                   scheduler=None,                     # a Dask scheduler address (tcp://host:port); 'sync' = here
-                   reuse=(),                           # other run folders whose finished runs are taken over
-                  ) -> pd.DataFrame:                   # one row per model x protocol x (size x) repeat x fold
-    "Evaluate `models` on `task` under each protocol (and label-efficiency `sizes`); tidy table, resumable with `out`."
+# %% ../nbs/03_evaluation.ipynb #8e2f0a03
+BOTH_PROTOCOLS = (Protocol(), Protocol(grouped=True))   # the stratified and the donor-grouped folds
+
+def run_experiment(task:Task,                     # the cells, labels and donors (`load_task`)
+                   models,                        # registered model names, or a dict name -> model
+                   protocols=BOTH_PROTOCOLS,      # a `Protocol`, or several (each run in turn)
+                   executor:Executor=Executor(),  # workers, threads, scheduler, progress, run folder, stores to reuse
+                   params:dict|None=None,         # model name -> settings to override
+                   source=None,                   # mouse cells for models that transfer (`source_cells`)
+                  ) -> pd.DataFrame:              # one row per model x protocol x (size x) repeat x fold
+    "Evaluate `models` on `task` under each protocol; a tidy table, resumable with the executor's `out`."
     specs = model_specs(models, task.schema, params)
+    protocols = [protocols] if isinstance(protocols, Protocol) else list(protocols)
     parts = []
-    for proto in protocols:
-        if proto not in ('stratified', 'grouped'): raise ValueError(f"unknown protocol {proto!r}")
+    for p in protocols:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
-            r = evaluate(specs, task.X, task.y, task.groups, repeats, folds, val_frac, random_state,
-                         grouped=proto == 'grouped', progress=progress, n_jobs=n_jobs, threads=threads, sizes=sizes,
-                         context=dict(source=source), out=out, scheduler=scheduler, reuse=reuse,
-                         tags=dict(species=task.species, protocol=proto))
-        parts.append(r)
+            parts.append(evaluate(specs, task.X, task.y, task.groups, protocol=p, executor=executor,
+                                  context=dict(source=source), tags=dict(species=task.species, protocol=p.name)))
     res = pd.concat(parts, ignore_index=True)
     res.attrs.update(parts[0].attrs, computed=sum((p.attrs['computed'] for p in parts), []),
                      reused=sum((p.attrs['reused'] for p in parts), []),
                      planned=sum(p.attrs['planned'] for p in parts))
     return res
 
+# %% ../nbs/03_evaluation.ipynb #8e2f0a05
 def write_results(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
                   out,                   # the folder to write to (created if missing)
                   stem:str,              # file name without the extension
@@ -857,10 +952,16 @@ def write_results(results:pd.DataFrame,  # the table of `evaluate` or `run_exper
 # %% ../nbs/03_evaluation.ipynb #707e9787
 def _canon(obj) -> str: return json.dumps(obj, sort_keys=True, default=str, separators=(',', ':'))
 
+def key_hash(key:dict) -> str:
+    "SHA-256 of the canonical JSON of a key document."
+    return hashlib.sha256(_canon(key).encode()).hexdigest()
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a02
 def data_checksums(datasets) -> dict:
     "`{dataset/file: sha256}` of every file of `datasets` (from the registry the loaders verify against)."
     return {f'{d}/{f.name}': f.sha256 for d in datasets for f in get_dataset(d).files}
 
+# %% ../nbs/03_evaluation.ipynb #9a4b0a05
 def code_checksums(modules) -> dict:
     "`{module: sha256 of its source file}`: a result is recomputed when the code behind it changes."
     import importlib
@@ -870,12 +971,55 @@ def code_checksums(modules) -> dict:
         out[m] = hashlib.sha256(Path(f).read_bytes()).hexdigest() if f else None
     return out
 
-def key_hash(key:dict) -> str:
-    "SHA-256 of the canonical JSON of a key document."
-    return hashlib.sha256(_canon(key).encode()).hexdigest()
+# %% ../nbs/03_evaluation.ipynb #9a4b0a08
+def _package_imports(module:str) -> set:
+    "The `ephys2tx` modules that `module`'s source imports (read from the source, not from `sys.modules`)."
+    import ast, importlib
+    f = getattr(importlib.import_module(module), '__file__', None)
+    if not f or not f.endswith('.py'): return set()
+    out = set()
+    for node in ast.walk(ast.parse(Path(f).read_text(encoding='utf-8'))):
+        if isinstance(node, ast.ImportFrom):
+            base = 'ephys2tx' if node.level == 1 else (node.module or '')
+            name = f"ephys2tx.{node.module}" if node.level == 1 and node.module else base
+            if name.startswith('ephys2tx.'): out.add(name)
+            elif name == 'ephys2tx': out |= {f'ephys2tx.{a.name}' for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith('ephys2tx.')}
+    return {m for m in out if importlib.util.find_spec(m) is not None}
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a0a
+def module_closure(modules) -> tuple:
+    "`modules` and every package module they import, directly or not; sorted."
+    seen, todo = set(), [m for m in modules if m != '__main__']
+    while todo:
+        m = todo.pop()
+        if m in seen: continue
+        seen.add(m)
+        todo += sorted(_package_imports(m) - seen)
+    return tuple(sorted(seen))
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a0c
+def model_code() -> tuple:
+    "The modules the runs of the registered models depend on: their factories' modules and what those import."
+    load_plugins()
+    return module_closure({'ephys2tx.evaluation'} | {f.__module__ for f, _ in MODELS.values()})
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a0f
+def runs_dir(out,                           # the folder the stores live under
+             species:str,                   # the task's species
+             protocol:Protocol=Protocol(),  # the protocol the runs follow (only `store_key` enters the key)
+            ) -> Path:                      # `<out>/runs_<species>/<key>`
+    "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`model_code`) and protocol."
+    import ephys2tx
+    key = dict(species=species, version=ephys2tx.__version__, code=code_checksums(model_code()),
+               data=data_checksums(tuple(sp.dataset for sp in SPECIES.values() if sp.dataset)),
+               **protocol.store_key())
+    return Path(out) / f'runs_{species}' / key_hash(key)[:16]
 
 # %% ../nbs/03_evaluation.ipynb #bf0069cd
 def _parse_sets(items) -> dict:
+    "`['rf.n_estimators=5', ...]` as `{'rf': {'n_estimators': 5}}`."
     out = {}
     for s in items or []:
         if '=' not in s or '.' not in s.split('=')[0]:
@@ -887,6 +1031,21 @@ def _parse_sets(items) -> dict:
         out.setdefault(m, {})[p] = v
     return out
 
+# %% ../nbs/03_evaluation.ipynb #9a4b0a14
+def _model_names(items) -> list:
+    "The model names of `--model` options ('all': every registered model; 'baselines': `BASELINES`), checked."
+    names = []
+    for m in items:
+        if m == 'all': names += list(load_plugins())
+        elif m == 'baselines': names += BASELINES
+        else: names.append(m)
+    names = list(dict.fromkeys(names))
+    for n in names:
+        if n not in MODELS: load_plugins()
+        if n not in MODELS: raise ValueError(f"unknown model {n!r}; registered: {sorted(MODELS)}")
+    return names
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a17
 def register_cli(sub):
     "Add the `evaluate` command to an argparse subparsers object."
     p = sub.add_parser('evaluate', help='run models under the evaluation protocol; write the results table')
@@ -897,9 +1056,9 @@ def register_cli(sub):
     g = p.add_mutually_exclusive_group()
     g.add_argument('--grouped', action='store_true', help='donor-grouped folds (same as --protocol grouped)')
     g.add_argument('--protocol', choices=['stratified', 'grouped', 'both'], default=None)
-    options_from(p, run_experiment, ['repeats', 'folds', 'val_frac', 'random_state', 'n_jobs', 'scheduler', 'sizes',
-                                     'threads', 'progress'],
-                 flags=dict(random_state='--seed', n_jobs=('--n-jobs', '--n-workers')))
+    options_from(p, Protocol, ['repeats', 'folds', 'val_frac', 'random_state', 'sizes'],
+                 flags=dict(random_state='--seed'))
+    options_from(p, Executor, ['n_workers', 'scheduler', 'threads', 'progress'])
     p.add_argument('--set', action='append', default=[], metavar='MODEL.PARAM=VALUE', help='override a model parameter')
     p.add_argument('--out', default='results', help='output folder (default results/); finished runs are kept in '
                    '<out>/runs_<species>/<key>/parts (the key names the code, data and folds) and skipped when the '
@@ -910,16 +1069,7 @@ def register_cli(sub):
                         '<out>/evaluate_<species>_<protocol>_compare.csv')
     p.set_defaults(func=_cli_evaluate)
 
-EVALUATE_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
-                 'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record', 'ephys2tx.transfer')
-
-def runs_dir(out, species:str, **splits) -> Path:
-    "`<out>/runs_<species>/<key>`: finished runs of this version, data, model code (`EVALUATE_CODE`) and `splits`."
-    import ephys2tx
-    key = dict(species=species, version=ephys2tx.__version__, code=code_checksums(EVALUATE_CODE),
-               data=data_checksums(tuple(sp.dataset for sp in SPECIES.values() if sp.dataset)), **splits)
-    return Path(out) / f'runs_{species}' / key_hash(key)[:16]
-
+# %% ../nbs/03_evaluation.ipynb #9a4b0a19
 def _source_for(names, task, sets, data_dir):
     "The mouse cells in the human feature space when a model of the human task takes `source` (transfer strategies)."
     takes = [n for n in names if fit_accepts(make_model(n, task.schema, **sets.get(n, {})), 'source')]
@@ -930,18 +1080,27 @@ def _source_for(names, task, sets, data_dir):
     print(f"source cells for {takes}: the QC-passed mouse cells in the human feature space")
     return source_cells(data_dir)
 
+# %% ../nbs/03_evaluation.ipynb #9a4b0a1b
+def _print_results(res:pd.DataFrame, args, proto:str, paths:dict):
+    "The command's report of one protocol: summary, own metrics, comparison (written beside the results)."
+    print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
+    by = ['model', 'size'] if args.sizes else 'model'
+    print(summarize(res, by=by, wide=True).to_string(index=False))
+    own = own_metrics(res, by)
+    if len(own): print(f"\nmetrics of the models' own (mean ± SD):\n{own.T.to_string(header=False)}")
+    print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
+    if not args.compare_to: return
+    cmp = compare_all(res, args.compare_to, by='size' if args.sizes else None)
+    cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'
+    cmp.to_csv(cp, index=False)
+    print(f"\npaired comparison with {args.compare_to} on the same folds (macro-F1 difference, "
+          f"corrected resampled t-test, bootstrap 95% CI):")
+    print(cmp.round(4).to_string(index=False))
+    print(f"comparison: {cp}")
+
+# %% ../nbs/03_evaluation.ipynb #9a4b0a1c
 def _cli_evaluate(args):
-    names = []
-    for m in args.model:
-        if m == 'all':
-            _load_plugins()
-            names += list(MODELS)
-        elif m == 'baselines': names += BASELINES
-        else: names.append(m)
-    names = list(dict.fromkeys(names))
-    for n in names:
-        if n not in MODELS: _load_plugins()
-        if n not in MODELS: raise ValueError(f"unknown model {n!r}; registered: {sorted(MODELS)}")
+    names = _model_names(args.model)
     protos = (['grouped'] if args.grouped else ['stratified', 'grouped'] if args.protocol == 'both'
               else [args.protocol or 'stratified'])
     task = load_task(args.species, data_dir=args.data_dir)
@@ -950,25 +1109,8 @@ def _cli_evaluate(args):
     sets = _parse_sets(args.set)
     source = _source_for(names, task, sets, args.data_dir)
     for proto in protos:
-        res = run_experiment(task, names, [proto], args.repeats, args.folds, args.val_frac, args.random_state,
-                             params=sets, progress=args.progress, n_jobs=args.n_jobs,
-                             threads=args.threads or None, sizes=args.sizes,
-                             out=runs_dir(args.out, args.species, folds=args.folds, val_frac=args.val_frac),
-                             scheduler=args.scheduler,
-                             source=source)
-        paths = write_results(res, args.out, f'evaluate_{args.species}_{proto}')
-        print(f"\n== {args.species}, {proto} protocol (mean ± SD over {args.repeats} x {args.folds} folds)")
-        by = ['model', 'size'] if args.sizes else 'model'
-        print(summarize(res, by=by, wide=True).to_string(index=False))
-        own = own_metrics(res, by)
-        if len(own): print(f"\nmetrics of the models' own (mean ± SD):\n{own.T.to_string(header=False)}")
-        print(f"results: {paths['parquet']} and {paths['csv']}; summary: {paths['summary']}")
-        if args.compare_to:
-            cmp = compare_all(res, args.compare_to, by='size' if args.sizes else None)
-            cp = Path(args.out) / f'evaluate_{args.species}_{proto}_compare.csv'
-            cmp.to_csv(cp, index=False)
-            print(f"\npaired comparison with {args.compare_to} on the same folds (macro-F1 difference, "
-                  f"corrected resampled t-test, bootstrap 95% CI):")
-            print(cmp.round(4).to_string(index=False))
-            print(f"comparison: {cp}")
+        protocol = from_args(Protocol, args, grouped=proto == 'grouped')
+        executor = from_args(Executor, args, out=runs_dir(args.out, args.species, protocol))
+        res = run_experiment(task, names, protocol, executor, params=sets, source=source)
+        _print_results(res, args, proto, write_results(res, args.out, f'evaluate_{args.species}_{proto}'))
     return 0

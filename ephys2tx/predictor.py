@@ -8,7 +8,7 @@ import copy, json, os, shutil, sys, tempfile
 from pathlib import Path
 import pandas as pd
 from .data import DataError, SPECIES, cache_dir, load_cells, read_table, write_table
-from .evaluation import (EVALUATE_CODE, code_checksums, data_checksums, fit_accepts, key_hash, make_model,
+from .evaluation import (code_checksums, model_code, data_checksums, fit_accepts, key_hash, make_model,
                                  list_models)
 from .bundles import expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
 from .commands import options_from
@@ -28,7 +28,7 @@ def named_key(name:str,             # a named model (`NAMED_MODELS`)
         raise ValueError(f"unknown model {name!r}: not a bundle folder, nor one of the named models "
                          f"{sorted(NAMED_MODELS)}")
     spec = NAMED_MODELS[name]
-    return dict(name=name, **spec, version=ephys2tx.__version__, code=code_checksums(EVALUATE_CODE),
+    return dict(name=name, **spec, version=ephys2tx.__version__, code=code_checksums(model_code()),
                 data=data_checksums((SPECIES[spec['species']].dataset,)))
 
 def named_path(name:str,    # a named model (`NAMED_MODELS`)
