@@ -80,6 +80,7 @@ def warnings_summary(counts:dict) -> str:
     n, k = sum(counts.values()), len(counts)
     return f"{n} expected warning{'s' * (n != 1)} ({k} kind{'s' * (k != 1)})"
 
+# %% ../nbs/00a_console.ipynb #2f1a967a
 def log_lines(records:list) -> list:
     "The run log's lines for `records` (read by `WarningLog`): per kind, its count, first occurrence, messages."
     counts = dict(Counter(r['kind'] for r in records))
@@ -95,13 +96,15 @@ def log_lines(records:list) -> list:
 _ACTIVE: list = []   # the open WarningLogs of this process, innermost last
 _SAVED: dict = {}    # the showwarning the hook replaced; the loggers that carry the filter
 
+# %% ../nbs/00a_console.ipynb #55e71955
 def _showwarning(message, category, filename, lineno, file=None, line=None):
     "`warnings.showwarning` while a `WarningLog` is open: record the expected, show the rest as before."
     wl = _ACTIVE[-1] if _ACTIVE else None
     kind = None if wl is None else expected_kind(category, message, wl.expected)
     if kind is not None and wl.add(kind, f'{category.__name__}: {message}', f'{filename}:{lineno}'): return
-    _SAVED.get('show', warnings._showwarning_orig)(message, category, filename, lineno, file, line)
+    _SAVED.get('show', warnings._showwarning_orig)(message, category, filename, lineno, file=file, line=line)
 
+# %% ../nbs/00a_console.ipynb #cbf02571
 class _LogFilter(logging.Filter):
     "On a logger named in the expected warnings: its expected WARNING records are recorded, not emitted."
     def filter(self, record):
@@ -111,8 +114,10 @@ class _LogFilter(logging.Filter):
         return kind is None or not wl.add(kind, f'{record.levelname} {record.name}: {record.getMessage()}',
                                           f'{record.pathname}:{record.lineno}')
 
+# %% ../nbs/00a_console.ipynb #dd383765
 _FILTER = _LogFilter()
 
+# %% ../nbs/00a_console.ipynb #4f9c4dd3
 def _push(wl:WarningLog):
     "Open `wl`: the first one installs the hook and the filters."
     if not _ACTIVE:
@@ -123,6 +128,7 @@ def _push(wl:WarningLog):
         logging.getLogger(cat).addFilter(_FILTER)
         _SAVED['loggers'].add(cat)
 
+# %% ../nbs/00a_console.ipynb #f83c9520
 def _pop(wl:WarningLog):
     "Close `wl`: the last one puts back the `showwarning` it found and removes the filters."
     _ACTIVE.remove(wl)
@@ -132,15 +138,21 @@ def _pop(wl:WarningLog):
 
 # %% ../nbs/00a_console.ipynb #8b6f251a
 RECORDS_ENV = 'EPHYS2TX_WARNINGS_DIR'               # the record folder of the open run, for child processes
+
+# %% ../nbs/00a_console.ipynb #9f97eea5
 PRELOAD_ENV = 'DASK_DISTRIBUTED__WORKER__PRELOAD'   # Dask's `distributed.worker.preload`, from the environment
+
+# %% ../nbs/00a_console.ipynb #8c68848a
 PRELOAD_MODULE = 'ephys2tx.console'                 # the module the workers preload: this one (its `dask_setup`)
 
+# %% ../nbs/00a_console.ipynb #eeb67b77
 def dask_setup(worker=None, # the Dask worker (unused: the hook is for the whole process)
               ):
     "Dask's preload hook: a worker started inside `quiet_warnings` records its expected warnings into the run's."
     d = os.environ.get(RECORDS_ENV)
     if d and Path(d).is_dir() and not _ACTIVE: _push(WarningLog(d))
 
+# %% ../nbs/00a_console.ipynb #18817cfa
 def _preloads(value, add:str|None=None) -> list:
     "The preload modules of Dask's setting `value` (a list, one name, or the environment's Python literal), + `add`."
     if isinstance(value, str):
@@ -149,6 +161,7 @@ def _preloads(value, add:str|None=None) -> list:
     mods = [value] if isinstance(value, str) else list(value or [])
     return [m for m in mods if m != add] + ([add] if add else [])
 
+# %% ../nbs/00a_console.ipynb #fc6dd28d
 @contextmanager
 def _children(d:Path):
     "Child processes started meanwhile find the record folder `d`; the Dask workers preload this module."
@@ -181,6 +194,7 @@ def _report(wl:WarningLog, log, stream):
     except OSError as e: where = f'not written to the log ({e})'
     print(f'{warnings_summary(wl.counts)} {where}', file=stream or sys.stderr)
 
+# %% ../nbs/00a_console.ipynb #7b620f5a
 @contextmanager
 def quiet_warnings(log=None,            # the run log to append the records to: a path, a callable -> path, or None
                    expected=None,       # (category, regex, kind) entries (None: `EXPECTED_WARNINGS`)

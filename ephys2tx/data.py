@@ -24,6 +24,7 @@ __all__ = ['DATASETS', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES
 class DataError(ValueError):
     "A problem with an input data file; the message names the file and the field."
 
+# %% ../nbs/01_data.ipynb #48508634
 class ChecksumError(DataError):
     "A file whose SHA-256 does not match the registry."
 
@@ -36,6 +37,7 @@ class DataFile:
     sha256: str
     description: str = ''
 
+# %% ../nbs/01_data.ipynb #4dd6e716
 @dataclass(frozen=True)
 class Dataset:
     "A released dataset: files plus citation and license note."
@@ -54,6 +56,7 @@ class Dataset:
 # %% ../nbs/01_data.ipynb #7dd3465c
 _HUMAN_BASE = 'https://raw.githubusercontent.com/AllenInstitute/human_patchseq_gaba/main/data/'
 
+# %% ../nbs/01_data.ipynb #25254505
 DATASETS = {
  'mouse_gouwens2020': Dataset(
     name='mouse_gouwens2020', species='mouse',
@@ -74,7 +77,10 @@ DATASETS = {
                'f29b5687dbe6dae5a47f9f3d9b7def77d30495c7c013ca82ab88ff785b8977fd',
                'Allen Brain Map Patch-seq metadata: specimen, session, donor, structure, T-type and MET-type labels'),
     )),
- 'human_leedalley2023': Dataset(
+}
+
+# %% ../nbs/01_data.ipynb #236fcc06
+DATASETS['human_leedalley2023'] = Dataset(
     name='human_leedalley2023', species='human',
     title='Human neocortex GABAergic interneurons, Patch-seq (Lee, Dalley et al. 2023)',
     citation=('Lee BR, Dalley R, Miller JA, et al. Signature morphoelectric properties of diverse GABAergic '
@@ -98,14 +104,15 @@ DATASETS = {
       DataFile('LICENSE_human_patchseq_gaba.txt', _HUMAN_BASE+'LICENSE_human_patchseq_gaba.txt',
                '7a4fead601f1c659e8327ed8de88ac537a995f772bf1a0ea14114a9267f1ef83',
                'license of the human release'),
-    )),
-}
+    ))
 
+# %% ../nbs/01_data.ipynb #acfaa642
 def get_dataset(name:str) -> Dataset:
     "The registry entry `name`, with a clear error listing the known datasets."
     if name not in DATASETS: raise DataError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name]
 
+# %% ../nbs/01_data.ipynb #90fc3605
 def list_datasets() -> pd.DataFrame:
     "One row per registered file: dataset, species, file, URL, SHA-256."
     return pd.DataFrame([dict(dataset=d.name, species=d.species, file=f.name, url=f.url, sha256=f.sha256)
@@ -117,6 +124,7 @@ def mirror_dir(data_dir=None) -> Path|None:
     d = data_dir if data_dir is not None else os.environ.get('EPHYS2TX_DATA') or None
     return None if d is None else Path(d).expanduser()
 
+# %% ../nbs/01_data.ipynb #f6f9b2e6
 def cache_dir(cache=None) -> Path:
     "The download cache: `cache` if given, else `$EPHYS2TX_CACHE`, else `~/.cache/ephys2tx`."
     c = cache if cache is not None else os.environ.get('EPHYS2TX_CACHE') or '~/.cache/ephys2tx'
@@ -130,6 +138,7 @@ def sha256sum(path, chunk:int=1<<20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/01_data.ipynb #165cd1f7
 _verified = {}
 def verify_file(path, sha256:str) -> Path:
     "Check `path` against `sha256`; raise `ChecksumError` naming the file on mismatch."
@@ -149,10 +158,12 @@ def verify_file(path, sha256:str) -> Path:
 _OFFLINE_HELP = ("Either point ephys2tx at a local mirror of the files (set EPHYS2TX_DATA=/path/to/mirror "
                  "or pass --data-dir / data_dir=), or run where the canonical URL can be reached.")
 
+# %% ../nbs/01_data.ipynb #011fd49b
 def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, unit='B', unit_scale=True, desc=desc, disable=not enabled, leave=False)
 
+# %% ../nbs/01_data.ipynb #6ac5c0f4
 def _request(url:str, name:str, pos:int, timeout:float):
     "The response for `url` from byte `pos` on (a `Range` request); None when that range is past the file's end."
     headers = {'User-Agent': 'ephys2tx'} | ({'Range': f'bytes={pos}-'} if pos else {})
@@ -163,6 +174,7 @@ def _request(url:str, name:str, pos:int, timeout:float):
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
         raise DataError(f"{name}: cannot reach {url} ({getattr(e, 'reason', e)}). {_OFFLINE_HELP}") from e
 
+# %% ../nbs/01_data.ipynb #937290a1
 def _receive(resp, part:Path, pos:int, name:str, url:str, progress:bool, chunk:int) -> tuple:
     "Write the body of `resp` to `part`, appended when the server resumed at `pos`; (bytes held, expected total)."
     resumed = pos > 0 and resp.status == 206
@@ -181,6 +193,7 @@ def _receive(resp, part:Path, pos:int, name:str, url:str, progress:bool, chunk:i
                         f"({type(e).__name__}); the partial file {part} is kept and the next attempt resumes it") from e
     return got, total
 
+# %% ../nbs/01_data.ipynb #5688a214
 def download(url:str, # the file's URL
              dest, # the path to install it at
              sha256:str|None=None, # its expected SHA-256 (None: not checked)
@@ -196,8 +209,8 @@ def download(url:str, # the file's URL
     resp = _request(url, dest.name, pos, timeout)
     if resp is None:   # nothing left to send from `pos`: start again
         part.unlink()
-        return download(url, dest, sha256, progress, timeout, chunk)
-    with resp: got, total = _receive(resp, part, pos, dest.name, url, progress, chunk)
+        return download(url, dest, sha256, progress=progress, timeout=timeout, chunk=chunk)
+    with resp: got, total = _receive(resp, part, pos, name=dest.name, url=url, progress=progress, chunk=chunk)
     if total is not None and got < total:
         raise DataError(f"{dest.name}: transfer from {url} interrupted after {got} of {total} bytes; "
                         f"the partial file {part} is kept and the next attempt resumes it")
@@ -254,9 +267,14 @@ def fetch(dataset:str,             # a registered dataset (`DATASETS`)
 
 # %% ../nbs/01_data.ipynb #149de185
 _SEPARATORS = (',', ';', '\t')   # the separators `read_table` tells apart, the first one winning ties
+
+# %% ../nbs/01_data.ipynb #fdfd3e50
 _COMMA_NUMBER = re.compile(r'^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$')               # 1,5  -0,03  ,5  2,1e-3
+
+# %% ../nbs/01_data.ipynb #67b29fee
 _POINT_NUMBER = re.compile(r'^[+-]?(?:\d+\.\d*|\.\d+)(?:[eE][+-]?\d+)?$')    # 1.5  -0.03  .5  2.1e-3
 
+# %% ../nbs/01_data.ipynb #de7b7859
 def _sniff_table(text:str, # the first lines of a delimited text file
                 ) -> tuple: # (separator, decimal mark)
     "The separator that splits the header into most fields (then: the most rows alike), and the decimal mark."
@@ -268,6 +286,7 @@ def _sniff_table(text:str, # the first lines of a delimited text file
     comma, point = sum(bool(_COMMA_NUMBER.match(v)) for v in fields), sum(bool(_POINT_NUMBER.match(v)) for v in fields)
     return sep, (',' if comma > point else '.')
 
+# %% ../nbs/01_data.ipynb #d2996d27
 def _read_delimited(path:Path, lines:int=1000) -> pd.DataFrame:
     "Delimited text file `path`, its separator and decimal mark detected from its first `lines` lines."
     try:
@@ -285,6 +304,7 @@ def _h5_text(v) -> str:
     "An HDF5 attribute value as text."
     return v.decode() if isinstance(v, bytes) else str(v)
 
+# %% ../nbs/01_data.ipynb #35622975
 def _h5ad_column(elem, where:str) -> np.ndarray|pd.api.extensions.ExtensionArray:
     "The values of one `obs`/`var` element: array, string-array, categorical or nullable-*; `where` names it."
     import h5py
@@ -306,6 +326,7 @@ def _h5ad_column(elem, where:str) -> np.ndarray|pd.api.extensions.ExtensionArray
                     f"{enc or 'none'!r}, shape {getattr(elem, 'shape', None)}); read: 1-D array, string-array, "
                     "categorical, nullable-integer/boolean/string-array")
 
+# %% ../nbs/01_data.ipynb #bb12d582
 def _h5ad_frame(g, where:str) -> tuple:
     "(index name, index values, {column: values}) of the AnnData dataframe group `g` (`obs` or `var`)."
     import h5py
@@ -320,6 +341,7 @@ def _h5ad_frame(g, where:str) -> tuple:
     if missing: raise DataError(f"{where}: column-order names absent elements {missing}")
     return name, _h5ad_column(g[name], f"{where}/{name}"), {c: _h5ad_column(g[c], f"{where}/{c}") for c in order}
 
+# %% ../nbs/01_data.ipynb #ec734027
 def _h5ad_matrix(f, shape:tuple, where:str) -> np.ndarray:
     "The dense `X` of the open file `f` (dense, or CSR/CSC with data/indices/indptr), checked against `shape`."
     import h5py
@@ -345,6 +367,7 @@ def _h5ad_matrix(f, shape:tuple, where:str) -> np.ndarray:
     if M.shape != shape: raise DataError(f"{where}/X: shape {M.shape}, but obs and var give {shape}")
     return M
 
+# %% ../nbs/01_data.ipynb #858747ae
 def _h5ad_parts(f, where:str) -> tuple:
     "(obs index name, obs index, {obs column: values}, var names, dense X) of the open AnnData file `f`."
     for k in ('obs', 'var'):
@@ -353,6 +376,7 @@ def _h5ad_parts(f, where:str) -> tuple:
     _, feats, _ = _h5ad_frame(f['var'], f"{where}: var")
     return iname, ids, obs, feats, _h5ad_matrix(f, (len(ids), len(feats)), where)
 
+# %% ../nbs/01_data.ipynb #d8ce88b2
 def _read_h5ad(path:Path) -> pd.DataFrame:
     "AnnData file `path` as a table: the obs index (unless only row numbers), the obs columns, then X by var name."
     import h5py
@@ -374,6 +398,7 @@ def _read_h5ad(path:Path) -> pd.DataFrame:
 # %% ../nbs/01_data.ipynb #e64071b7
 _READERS = {'.csv': 'text', '.tsv': 'text', '.txt': 'text', '.parquet': 'parquet', '.pq': 'parquet', '.h5ad': 'h5ad'}
 
+# %% ../nbs/01_data.ipynb #af7e6c95
 def _read_any(path:Path) -> pd.DataFrame:
     "The table in `path` by its suffix: Parquet, AnnData, else delimited text."
     kind = _READERS.get(path.suffix.lower(), 'text')
@@ -383,6 +408,7 @@ def _read_any(path:Path) -> pd.DataFrame:
     except Exception as e: raise DataError(f"{path}: cannot be read as Parquet ({type(e).__name__}: {e})") from None
     return df.reset_index() if any(n is not None for n in df.index.names) else df.reset_index(drop=True)
 
+# %% ../nbs/01_data.ipynb #5eb75727
 def read_table(path,                  # a delimited text file (`,` `;` or tab; decimal comma), `.parquet`/`.pq`, `.h5ad`
                required=(),           # columns that must be present
                numeric=(),            # columns whose values must parse as numbers (converted, absent ones skipped)
@@ -418,6 +444,7 @@ def _h5_attrs(elem, kind:str, version:str='0.2.0', **extra):
     elem.attrs.update({'encoding-type': kind, 'encoding-version': version} | extra)
     return elem
 
+# %% ../nbs/01_data.ipynb #0ed8772f
 def _h5ad_write_column(g, name:str, s:pd.Series, where:str):
     "Column `s` as the element `name` of group `g`: array, string-array, categorical or nullable-integer/boolean."
     import h5py
@@ -443,11 +470,13 @@ def _h5ad_write_column(g, name:str, s:pd.Series, where:str):
     data = np.asarray(s.tolist(), dtype=object)
     return _h5_attrs(g.create_dataset(name, data=data, dtype=h5py.string_dtype()), 'string-array')
 
+# %% ../nbs/01_data.ipynb #4e09ae8a
 def _h5ad_order(g, names:list):
     "Set the `column-order` attribute of the dataframe group `g` to `names`."
     import h5py
     g.attrs.create('column-order', np.array(names, dtype=object), dtype=h5py.string_dtype())
 
+# %% ../nbs/01_data.ipynb #1fac26ab
 def _h5ad_checked_names(df:pd.DataFrame, where:str, taken=()) -> list:
     "The column names of `df` as text; a name with '/', a repeated one, or one in `taken` is a `DataError`."
     names = [str(c) for c in df.columns]
@@ -456,6 +485,7 @@ def _h5ad_checked_names(df:pd.DataFrame, where:str, taken=()) -> list:
                             f"or the obs index name)")
     return names
 
+# %% ../nbs/01_data.ipynb #5ec06539
 def _write_h5ad_new(df:pd.DataFrame, dest:Path, where:str):
     "A new AnnData file `dest`: `obs` = `df`, `X` of shape (cells, 0), an empty `var`."
     import h5py
@@ -474,6 +504,7 @@ def _write_h5ad_new(df:pd.DataFrame, dest:Path, where:str):
         _h5ad_order(var, [])
         for k in ('obsm', 'obsp', 'varm', 'varp', 'layers', 'uns'): _h5_attrs(f.create_group(k), 'dict', '0.1.0')
 
+# %% ../nbs/01_data.ipynb #a5097fb1
 def _write_h5ad_into(df:pd.DataFrame, dest:Path, source:Path, where:str):
     "`dest` = a copy of the AnnData file `source` with the columns of `df` (one row per obs row) added to its `obs`."
     import h5py
@@ -503,11 +534,13 @@ def _write_h5ad_into(df:pd.DataFrame, dest:Path, source:Path, where:str):
 # %% ../nbs/01_data.ipynb #c572c418
 _WRITERS = {'.csv': 'CSV (comma-separated, no index)', '.parquet': 'Parquet', '.h5ad': 'AnnData (HDF5)'}
 
+# %% ../nbs/01_data.ipynb #41ac9262
 def _same_file(a:Path, b:Path) -> bool:
     "Whether `a` and `b` name one file (an existing one by its inode, else by the resolved path)."
     try: return os.path.samefile(a, b)
     except OSError: return a.resolve() == b.resolve()
 
+# %% ../nbs/01_data.ipynb #7a838648
 def _write_any(df:pd.DataFrame, dest:Path, kind:str, source:Path|None, where:str):
     "Write `df` to `dest` in the format of suffix `kind`."
     if kind == '.csv': df.to_csv(dest, index=False)
@@ -515,6 +548,7 @@ def _write_any(df:pd.DataFrame, dest:Path, kind:str, source:Path|None, where:str
     elif source is not None and source.suffix.lower() == '.h5ad': _write_h5ad_into(df, dest, source, where)
     else: _write_h5ad_new(df, dest, where)
 
+# %% ../nbs/01_data.ipynb #874b4889
 def write_table(df:pd.DataFrame, # the table to write
                 path,            # the file to write: `.csv`, `.parquet` or `.h5ad`, by its suffix
                 source=None,     # the file `df` was read from: never overwritten; an `.h5ad` one is copied into `.h5ad`
@@ -550,6 +584,7 @@ def mouse_subclass(ttype:pd.Series, file='metadata') -> pd.Series:
     if bad: raise DataError(f"{file}: column 'T-type Label' has unknown subclass(es) {bad}; known: {sorted(known)}")
     return sub.astype(object).where(sub.notna(), np.nan)
 
+# %% ../nbs/01_data.ipynb #36f647a9
 def human_subclass(label:pd.Series, file='metadata') -> pd.Series:
     "Map `Revised_subclass_label` to the subclass names; unknown labels raise `DataError`."
     lab = label.astype('string').str.strip()
@@ -564,6 +599,7 @@ def feature_columns(df:pd.DataFrame) -> list:
     "The feature columns of a cell table (everything that is not metadata)."
     return list(df.attrs.get('features') or [c for c in df.columns if c not in META_COLS])
 
+# %% ../nbs/01_data.ipynb #ff6bd35b
 def tidy_table(df:pd.DataFrame, # the metadata columns (`META_COLS`) and the feature columns, one row per cell
                feats:list, # the feature columns, in the file's order
                species:str, # the species the rows belong to
@@ -581,6 +617,7 @@ def tidy_table(df:pd.DataFrame, # the metadata columns (`META_COLS`) and the fea
 # %% ../nbs/01_data.ipynb #9718a610
 MOUSE_FEATURES_FILE, MOUSE_META_FILE = 'efeature.csv', '20200711_patchseq_metadata_mouse.csv'
 
+# %% ../nbs/01_data.ipynb #59319499
 def load_mouse(data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
                progress:bool=True,  # download progress bars
@@ -615,10 +652,11 @@ def load_mouse(data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, 
     out['label4'] = out['subclass'].map(MOUSE_TO_LABEL4)
     return tidy_table(pd.concat([out, j[feats]], axis=1), feats, 'mouse', where=fpath.name)
 
-# %% ../nbs/01_data.ipynb #fade6ba2
+# %% ../nbs/01_data.ipynb #eedd857a
 HUMAN_FEATURES_FILE, HUMAN_META_FILE, HUMAN_DONOR_FILE = ('LeeDalley_ephys_fx.csv',
     'LeeDalley_manuscript_metadata_v2.csv', 'DataS1_Donor_table.csv')
 
+# %% ../nbs/01_data.ipynb #68dc7f1b
 def load_human(data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
                progress:bool=True,  # download progress bars
@@ -657,8 +695,10 @@ class Species:
     loader: Callable       # (data_dir, cache, progress, verify) -> tidy pre-QC table (`tidy_table`)
     subclasses: tuple = ()
 
+# %% ../nbs/01_data.ipynb #07ee8c5c
 SPECIES = {}
 
+# %% ../nbs/01_data.ipynb #e330da2f
 def register_species(sp:Species) -> Species:
     "Add `sp` to `SPECIES`; its schema must be registered and its dataset (if any) in `DATASETS`."
     if sp.schema not in SCHEMAS: raise ValueError(f"species {sp.name!r}: unknown feature schema {sp.schema!r}")
@@ -667,9 +707,11 @@ def register_species(sp:Species) -> Species:
     SPECIES[sp.name] = sp
     return sp
 
+# %% ../nbs/01_data.ipynb #8d7b6367
 register_species(Species('mouse', 'mouse_gouwens2020', 'mouse', load_mouse, tuple(SUBCLASSES['mouse'])))
 register_species(Species('human', 'human_leedalley2023', 'human', load_human, tuple(SUBCLASSES['human'])))
 
+# %% ../nbs/01_data.ipynb #436b8170
 def load_raw(species:str,         # a registered species (`SPECIES`): 'mouse', 'human', ...
              data_dir=None,       # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
              cache=None,          # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
@@ -691,10 +733,12 @@ IMPOSSIBLE_RULES = [  # (feature-name pattern, sign the value must have, why)
     (r'^downstroke_(ramp|short_square|rheo|hero|long_square)$', '<0', 'a downstroke falls'),
 ]
 
+# %% ../nbs/01_data.ipynb #c0239c9e
 def impossible_rule(feature:str):
     "The `(sign, why)` rule of `IMPOSSIBLE_RULES` that applies to `feature`, or None."
     return next(((sign, why) for pat, sign, why in IMPOSSIBLE_RULES if re.search(pat, feature)), None)
 
+# %% ../nbs/01_data.ipynb #affb51c2
 def impossible_mask(df:pd.DataFrame, feats=None) -> pd.DataFrame:
     "True where a value of `df` breaks its rule in `IMPOSSIBLE_RULES` (never where missing); one column per feature."
     feats = [c for c in (feature_columns(df) if feats is None else feats) if c in df.columns]
@@ -706,6 +750,7 @@ def impossible_mask(df:pd.DataFrame, feats=None) -> pd.DataFrame:
         out[c] = (v <= 0) if rule[0] == '>0' else (v >= 0)
     return pd.DataFrame(out, index=df.index, dtype=bool)
 
+# %% ../nbs/01_data.ipynb #29c94fd5
 def impossible_values(df:pd.DataFrame, feats=None) -> pd.Series:
     "Per row of `df`: its impossible values as `feature = value (must be >0: why)`, joined by '; ' ('' if none)."
     m = impossible_mask(df, feats)
@@ -727,9 +772,33 @@ class QCResult:
     report: pd.DataFrame
     max_missing: float = 0.5
 
+# %% ../nbs/01_data.ipynb #c2f760d1
 QC_REASONS = ['no features', 'no label', 'excluded t-type', 'duplicate ID', 'impossible value',
               'too many missing features']
 
+# %% ../nbs/01_data.ipynb #f446514b
+def _duplicates(cur:pd.DataFrame) -> tuple:
+    "(mask, detail) of the rows of `cur` QC drops as duplicate IDs: conflicting copies, identical copies but the first."
+    dup = cur['specimen_id'].duplicated(keep=False)
+    if not dup.any(): return dup, lambda x: []
+    g = cur[dup].groupby('specimen_id')
+    same = g.apply(lambda x: len(x.drop(columns=['source_id']).astype(str).drop_duplicates()) == 1)
+    conflicting = cur['specimen_id'].isin(same.index[~same])
+    extra = cur['specimen_id'].isin(same.index[same]) & cur['specimen_id'].duplicated(keep='first')
+    def detail(x): return ['conflicting copies, all dropped' if s in set(same.index[~same])
+                           else 'identical copy of a kept row' for s in x['specimen_id']]
+    return conflicting | extra, detail
+
+# %% ../nbs/01_data.ipynb #4d6ff5c4
+def _qc_report(species:str, n_in:int, dropped:pd.DataFrame) -> pd.DataFrame:
+    "Per reason of `QC_REASONS`, in order: the cells it dropped (rows of `dropped`) and those remaining of `n_in`."
+    counts = dropped['reason'].value_counts()
+    rep = pd.DataFrame({'species': species, 'reason': QC_REASONS,
+                        'cells dropped': [int(counts.get(r, 0)) for r in QC_REASONS]})
+    rep['cells remaining'] = n_in - rep['cells dropped'].cumsum()
+    return rep
+
+# %% ../nbs/01_data.ipynb #4204fff8
 def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
     "Apply the QC steps to a tidy table; return kept cells, dropped cells and a report."
     species = df.attrs.get('species') or df['species'].iloc[0]
@@ -745,30 +814,20 @@ def qc(df:pd.DataFrame, max_missing:float=0.5) -> QCResult:
     drop(cur[feats].isna().all(axis=1), 'no features', lambda x: ['all features missing'] * len(x))
     drop(cur['subclass'].isna(), 'no label', lambda x: ['no t-type label'] * len(x))
     drop(~cur['subclass'].isin(allowed), 'excluded t-type', lambda x: x['ttype'].astype(str).tolist())
-    dup = cur['specimen_id'].duplicated(keep=False)
-    if dup.any():
-        g = cur[dup].groupby('specimen_id')
-        same = g.apply(lambda x: len(x.drop(columns=['source_id']).astype(str).drop_duplicates()) == 1)
-        conflicting = cur['specimen_id'].isin(same.index[~same])
-        extra = cur['specimen_id'].isin(same.index[same]) & cur['specimen_id'].duplicated(keep='first')
-        drop(conflicting | extra, 'duplicate ID',
-             lambda x: ['conflicting copies, all dropped' if s in set(same.index[~same])
-                        else 'identical copy of a kept row' for s in x['specimen_id']])
-    else: drop(dup, 'duplicate ID', lambda x: [])
+    mask, detail = _duplicates(cur)
+    drop(mask, 'duplicate ID', detail)
     bad = impossible_values(cur, feats)
     drop(bad != '', 'impossible value', lambda x: bad[x.index].tolist())
     frac = cur[feats].isna().mean(axis=1)
     drop(frac > max_missing, 'too many missing features', lambda x: [f'{v:.0%} missing' for v in frac[x.index]])
     dropped = pd.concat(drops, ignore_index=True)
-    counts = dropped['reason'].value_counts()
-    rep = pd.DataFrame({'species': species, 'reason': QC_REASONS,
-                        'cells dropped': [int(counts.get(r, 0)) for r in QC_REASONS]})
-    rep['cells remaining'] = len(df) - rep['cells dropped'].cumsum()
+    rep = _qc_report(species, len(df), dropped)
     assert len(df) == len(cur) + len(dropped), 'QC lost cells without recording them'
     cells = cur.reset_index(drop=True)
     cells.attrs.update(df.attrs)
     return QCResult(cells, dropped, rep, max_missing)
 
+# %% ../nbs/01_data.ipynb #67d6112b
 def load_cells(species:str,            # a registered species (`SPECIES`): 'mouse', 'human', ...
                data_dir=None,          # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                cache=None,             # the download cache (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
@@ -802,19 +861,7 @@ def summary(data_dir=None,          # the data mirror (default: $EPHYS2TX_DATA, 
     return dict(subclass=counts, label4=l4, qc=pd.concat([r.report for r in res.values()], ignore_index=True),
                 missing=pd.DataFrame(miss), results=res)
 
-# %% ../nbs/01_data.ipynb #5abf654d
-def register_cli(sub):
-    "Add the `data` command group to an argparse subparsers object."
-    p = sub.add_parser('data', help='list, fetch and summarize the datasets')
-    dsub = p.add_subparsers(dest='data_cmd', required=True)
-    dsub.add_parser('list', help='registered datasets and files')
-    f = dsub.add_parser('fetch', help='download (or verify a mirror of) the datasets')
-    f.add_argument('--dataset', action='append', choices=sorted(DATASETS), help='dataset (default: all)')
-    f.add_argument('--base-url', default=None, help='serve files from this base URL instead of the canonical ones')
-    sm = dsub.add_parser('summary', help='class counts after QC, QC report, missingness')
-    sm.add_argument('--max-missing', type=float, default=0.5, help='QC: max fraction of missing features per cell')
-    p.set_defaults(func=_cli_data)
-
+# %% ../nbs/01_data.ipynb #2f498679
 def _cli_data(args):
     if args.data_cmd == 'list':
         for d in DATASETS.values():
@@ -838,12 +885,26 @@ def _cli_data(args):
           s['missing'].set_index(['species', 'family']).round(3).to_string())
     return 0
 
+# %% ../nbs/01_data.ipynb #5abf654d
+def register_cli(sub):
+    "Add the `data` command group to an argparse subparsers object."
+    p = sub.add_parser('data', help='list, fetch and summarize the datasets')
+    dsub = p.add_subparsers(dest='data_cmd', required=True)
+    dsub.add_parser('list', help='registered datasets and files')
+    f = dsub.add_parser('fetch', help='download (or verify a mirror of) the datasets')
+    f.add_argument('--dataset', action='append', choices=sorted(DATASETS), help='dataset (default: all)')
+    f.add_argument('--base-url', default=None, help='serve files from this base URL instead of the canonical ones')
+    sm = dsub.add_parser('summary', help='class counts after QC, QC report, missingness')
+    sm.add_argument('--max-missing', type=float, default=0.5, help='QC: max fraction of missing features per cell')
+    p.set_defaults(func=_cli_data)
+
 # %% ../nbs/01_data.ipynb #864661bb
 def _family_or_other(feature:str, species:str) -> str:
     "Feature family of a column in the species' schema, 'other' where none is known."
     try: return family_of(feature, species)
     except ValueError: return 'other'
 
+# %% ../nbs/01_data.ipynb #d885cb7e
 def _missing_features(results:dict) -> pd.DataFrame:
     "One row per species and feature: its family, unit and missing fraction among the cells after QC."
     rows = []
@@ -854,6 +915,7 @@ def _missing_features(results:dict) -> pd.DataFrame:
                              n_cells=len(r.cells)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/01_data.ipynb #b83e53bc
 def _run_data_stage(ctx):
     "The data stage: the tables of `summary` in the stage folder `ctx.dir` (`ctx`: a reproduce `StageContext`)."
     s = summary(data_dir=ctx.run.data_dir, max_missing=ctx.config['max_missing'], progress=ctx.progress)
@@ -873,6 +935,7 @@ def _data_headline(d:Path, run) -> pd.DataFrame:
     c = pd.read_csv(d/'class_counts.csv', index_col=0)
     return pd.DataFrame([dict(result=sp, cells=int(c.loc['total', sp])) for sp in ['mouse', 'human']])
 
+# %% ../nbs/01_data.ipynb #11f342fb
 def _data_markdown(d:Path) -> list:
     "The data stage's part of `results.md`: cells after QC, drops per reason, impossible values (lines, tables)."
     if not (d/'class_counts.csv').is_file(): return []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 import numpy as np, pandas as pd
+from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
 from .data import DataError, SPECIES
 from .schema import (ALIGN_RULES, ALIGNED_UNITS, EXCLUDED, LABEL4, META_COLS, SCHEMAS, Family, Feature,
@@ -33,9 +34,11 @@ def check_columns(df:pd.DataFrame,     # the cell table
     bad = [c for c in names if not pd.api.types.is_numeric_dtype(df[c])]
     if bad: raise DataError(f"{where}: feature column(s) {bad[:10]} are not numeric")
 
+# %% ../nbs/02_features.ipynb #7cc97d39
 SCALED_UNITS = {'s': ('ks', 'ms'), 'ms': ('s', 'µs'), 'mV': ('V', 'µV'), 'pA': ('nA', 'fA'), 'MOhm': ('GOhm', 'kOhm'),
                 'GOhm': ('TOhm', 'MOhm'), 'Hz': ('kHz', 'mHz'), 'Hz/pA': ('Hz/fA', 'Hz/nA'), 'pF': ('nF', 'fF')}
 
+# %% ../nbs/02_features.ipynb #dcd35667
 def unit_hint(f:Feature, median:float) -> str:
     "Why a median lies outside `f`'s range: the likely unit when a factor of 1000 (or a million) puts it inside."
     for k in (1e3, 1e-3, 1e6, 1e-6):
@@ -47,6 +50,7 @@ def unit_hint(f:Feature, median:float) -> str:
                     (f": given in {alt}?" if alt else "?"))
     return "wrong unit or scale?"
 
+# %% ../nbs/02_features.ipynb #de3a2aa1
 def check_ranges(df:pd.DataFrame,      # the cell table (checked per species where it has a 'species' column)
                  schema,               # a `get_schema` name ('human', 'mouse', 'aligned', ...) or a list of `Family`
                  where='cell table',   # what `df` is, for warnings and error messages
@@ -85,6 +89,7 @@ def _align_mouse(df, where):
         out[r.name] = x
     return pd.DataFrame(out, index=df.index)
 
+# %% ../nbs/02_features.ipynb #4599428a
 def to_aligned(cells_df:pd.DataFrame,   # a tidy mouse, human or mixed cell table with a 'species' column
                check:bool=True,         # check the feature ranges before and after aligning (`check_ranges`)
                where:str='cell table',  # what the table is, for error messages
@@ -149,32 +154,44 @@ class FamilyTensors:
     def __len__(self): return self.values.shape[0]
     @property
     def shape(self): return self.values.shape
-    def _flat_idx(self):
-        f = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths)]).astype(int)
-        p = np.concatenate([np.arange(w) for w in self.widths]).astype(int)
-        return f, p
-    def flat(self) -> np.ndarray:
-        "Non-padded positions concatenated in family order: float32 (N, D); missing = 0.0."
-        f, p = self._flat_idx()
-        return self.values[:, f, p]
-    def flat_mask(self) -> np.ndarray:
-        "obs_mask in the layout of `flat()`: bool (N, D)."
-        f, p = self._flat_idx()
-        return self.obs_mask[:, f, p]
     def __getitem__(self, idx):
         "Subset rows by position (int array, bool mask or slice)."
         if isinstance(idx, (int, np.integer)): idx = [idx]
         idx = np.asarray(idx) if not isinstance(idx, slice) else idx
         return FamilyTensors(self.values[idx], self.obs_mask[idx], self.fam_mask[idx], self.families,
-                             self.features, self.widths, self.index[idx],
-                             None if self.species is None else self.species[idx])
-    def to_torch(self):
-        "values, obs_mask, fam_mask as torch tensors."
-        import torch
-        return torch.from_numpy(self.values), torch.from_numpy(self.obs_mask), torch.from_numpy(self.fam_mask)
+                             features=self.features, widths=self.widths, index=self.index[idx],
+                             species=None if self.species is None else self.species[idx])
     def __repr__(self):
         return (f"FamilyTensors(N={len(self)}, families={len(self.families)}, Dmax={self.values.shape[2]}, "
                 f"D={sum(self.widths)})")
+
+# %% ../nbs/02_features.ipynb #e1c1190f
+@patch
+def _flat_idx(self:FamilyTensors):
+    f = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths)]).astype(int)
+    p = np.concatenate([np.arange(w) for w in self.widths]).astype(int)
+    return f, p
+
+# %% ../nbs/02_features.ipynb #139b12f4
+@patch
+def flat(self:FamilyTensors) -> np.ndarray:
+    "Non-padded positions concatenated in family order: float32 (N, D); missing = 0.0."
+    f, p = self._flat_idx()
+    return self.values[:, f, p]
+
+# %% ../nbs/02_features.ipynb #69695854
+@patch
+def flat_mask(self:FamilyTensors) -> np.ndarray:
+    "obs_mask in the layout of `flat()`: bool (N, D)."
+    f, p = self._flat_idx()
+    return self.obs_mask[:, f, p]
+
+# %% ../nbs/02_features.ipynb #b0c6c851
+@patch
+def to_torch(self:FamilyTensors):
+    "values, obs_mask, fam_mask as torch tensors."
+    import torch
+    return torch.from_numpy(self.values), torch.from_numpy(self.obs_mask), torch.from_numpy(self.fam_mask)
 
 # %% ../nbs/02_features.ipynb #4e015833
 def _nanskew(M):
@@ -187,6 +204,7 @@ def _nanskew(M):
         s = m3 / m2 ** 1.5
     return np.where((n >= 3) & (m2 > 0), s, np.nan)
 
+# %% ../nbs/02_features.ipynb #0d21d65b
 class FamilyTransform(TransformerMixin, BaseEstimator):
     "Cell table -> FamilyTensors: log of skewed positive features, robust standardization, masks."
     def __init__(self,
@@ -201,143 +219,164 @@ class FamilyTransform(TransformerMixin, BaseEstimator):
 
     def _schema_name(self): return self.schema if isinstance(self.schema, str) else 'custom'
 
-    def _prepare(self, X):
-        if not isinstance(X, pd.DataFrame):
-            raise DataError(f"FamilyTransform expects a DataFrame of cells, got {type(X).__name__}")
-        if self._schema_name() == 'aligned' and X.attrs.get('schema') != 'aligned' and 'vrest' in X.columns:
-            X = to_aligned(X, check=self.check_ranges)
-        return X
+# %% ../nbs/02_features.ipynb #2531a091
+@patch
+def _prepare(self:FamilyTransform, X):
+    if not isinstance(X, pd.DataFrame):
+        raise DataError(f"FamilyTransform expects a DataFrame of cells, got {type(X).__name__}")
+    if self._schema_name() == 'aligned' and X.attrs.get('schema') != 'aligned' and 'vrest' in X.columns:
+        X = to_aligned(X, check=self.check_ranges)
+    return X
 
-    def _matrix(self, X):
-        names = self.flat_feature_names_
-        check_columns(X, names, 'cell table', self._schema_name())
-        M = X[names].to_numpy(np.float64)
-        inf = np.isinf(M).any(0)
-        if inf.any(): raise DataError(f"cell table: infinite values in feature(s) {list(np.array(names)[inf])}")
-        return M
+# %% ../nbs/02_features.ipynb #243c1fd1
+@patch
+def _matrix(self:FamilyTransform, X):
+    names = self.flat_feature_names_
+    check_columns(X, names, 'cell table', self._schema_name())
+    M = X[names].to_numpy(np.float64)
+    inf = np.isinf(M).any(0)
+    if inf.any(): raise DataError(f"cell table: infinite values in feature(s) {list(np.array(names)[inf])}")
+    return M
 
-    def _groups(self, X):
-        if not self.per_species: return np.array(['all'] * len(X), dtype=object)
-        if 'species' not in X.columns: raise DataError("cell table: per_species=True needs a 'species' column")
-        g = X['species'].to_numpy(object)
-        if pd.isna(g).any(): raise DataError("cell table: column 'species' has missing values")
-        return g
+# %% ../nbs/02_features.ipynb #63950da9
+@patch
+def _groups(self:FamilyTransform, X):
+    if not self.per_species: return np.array(['all'] * len(X), dtype=object)
+    if 'species' not in X.columns: raise DataError("cell table: per_species=True needs a 'species' column")
+    g = X['species'].to_numpy(object)
+    if pd.isna(g).any(): raise DataError("cell table: column 'species' has missing values")
+    return g
 
-    def _log(self, M, warn=False):
-        L = M.copy()
-        if not self.log_features_.any(): return L
-        sub = L[:, self.log_features_]
-        floor = self.log_floor_[self.log_features_]
-        low = sub <= 0
-        if warn and low.any():
-            names = [str(n) for n in np.array(self.flat_feature_names_)[self.log_features_][low.any(0)]]
-            warnings.warn(f"non-positive values of log feature(s) {names} (positive in every training cell) "
-                          "were set to the training minimum before the log", stacklevel=3)
-        L[:, self.log_features_] = np.log(np.where(low, floor, sub))
-        return L
+# %% ../nbs/02_features.ipynb #55a44266
+@patch
+def _log(self:FamilyTransform, M, warn=False):
+    L = M.copy()
+    if not self.log_features_.any(): return L
+    sub = L[:, self.log_features_]
+    floor = self.log_floor_[self.log_features_]
+    low = sub <= 0
+    if warn and low.any():
+        names = [str(n) for n in np.array(self.flat_feature_names_)[self.log_features_][low.any(0)]]
+        warnings.warn(f"non-positive values of log feature(s) {names} (positive in every training cell) "
+                      "were set to the training minimum before the log", stacklevel=3)
+    L[:, self.log_features_] = np.log(np.where(low, floor, sub))
+    return L
 
-    def _fit_logs(self, M, n_obs):
-        "Which features are logged (skewed, positive, observed in 3 cells or more), and each one's floor."
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)
-            mins = np.nanmin(np.where(np.isnan(M), np.inf, M), 0)
-        self.skew_ = _nanskew(M)
-        skewed = np.nan_to_num(self.skew_ > self.skew_threshold)
-        self.log_features_ = np.asarray(bool(self.log_skewed) & (n_obs >= 3) & (mins > 0) & skewed, bool)
-        self.log_feature_names_ = [n for n, l in zip(self.flat_feature_names_, self.log_features_) if l]
-        self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
+# %% ../nbs/02_features.ipynb #94251126
+@patch
+def _fit_logs(self:FamilyTransform, M, n_obs):
+    "Which features are logged (skewed, positive, observed in 3 cells or more), and each one's floor."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        mins = np.nanmin(np.where(np.isnan(M), np.inf, M), 0)
+    self.skew_ = _nanskew(M)
+    skewed = np.nan_to_num(self.skew_ > self.skew_threshold)
+    self.log_features_ = np.asarray(bool(self.log_skewed) & (n_obs >= 3) & (mins > 0) & skewed, bool)
+    self.log_feature_names_ = [n for n, l in zip(self.flat_feature_names_, self.log_features_) if l]
+    self.log_floor_ = np.where(np.isfinite(mins), mins, 0.)
 
-    def _fit_scales(self, L, g, w=None):
-        "Median and IQR of each feature in each group `g`, weighted by `w` if given (else the SD, else 1)."
-        self.groups_ = sorted(set(g))
-        self.center_, self.scale_ = {}, {}
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', RuntimeWarning)
-            for k in self.groups_:
-                Lk = L[g == k]
-                if w is not None:
-                    wk = w[g == k]
-                    q25, med, q75 = weighted_quantile(Lk, wk, [0.25, 0.5, 0.75])
-                    sd = np.sqrt(_wmean((Lk - _wmean(Lk, wk)) ** 2, wk))
-                    sc = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), q75 - q25,
-                                  np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
-                    self.center_[k], self.scale_[k] = med, sc
-                    continue
-                sc = np.nanpercentile(Lk, 75, 0) - np.nanpercentile(Lk, 25, 0)
-                sd = np.nanstd(Lk, 0)
-                sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
-                self.center_[k], self.scale_[k] = np.nanmedian(Lk, 0), sc
-
-    def fit(self, X, y=None,
-            sample_weight=None):  # weight of each row in the medians and IQRs (e.g. `mix_weights`); None: equal
-        "Learn log decisions, medians and IQRs from these rows (the training cells) only."
-        self.families_ = get_schema(self.schema)
-        self.flat_feature_names_ = [f.name for fam in self.families_ for f in fam.features]
-        X = self._prepare(X)
-        if self.check_ranges: check_ranges(X, self.families_, 'cell table (fit)')
-        M = self._matrix(X)
-        n_obs = (~np.isnan(M)).sum(0)
-        self.all_missing_ = [n for n, k in zip(self.flat_feature_names_, n_obs) if k == 0]
-        if self.all_missing_:
-            msg = (f"feature(s) {self.all_missing_} are missing in every training cell: they stay unobserved "
-                   "(obs_mask False, value 0) in every transform")
-            if self.on_all_missing == 'raise': raise DataError(f"cell table (fit): {msg}")
-            warnings.warn(msg, stacklevel=2)
-        self._fit_logs(M, n_obs)
-        w = None if sample_weight is None else check_weights(sample_weight, len(M), 'FamilyTransform.fit')
-        self._fit_scales(self._log(M), self._groups(X), w)
-        self.group_missing_ = {k: [n for n, c in zip(self.flat_feature_names_, self.center_[k]) if np.isnan(c)
-                                   and n not in self.all_missing_] for k in self.groups_}
-        for k, v in self.group_missing_.items():
-            if v:
-                warnings.warn(f"feature(s) {v} are missing in every training cell of species {k!r}: unobserved there",
-                              stacklevel=2)
-        self._layout()
-        return self
-
-    def _layout(self):
-        "Family widths and the (family, position) of each flat feature, from the schema's families."
-        self.widths_ = [f.width for f in self.families_]
-        self._fi = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths_)]).astype(int)
-        self._pi = np.concatenate([np.arange(w) for w in self.widths_]).astype(int)
-        self.n_features_in_ = len(self.flat_feature_names_)
-
-    @property
-    def flat_feature_names(self) -> list:
-        "Names of the D columns of `flat()`."
-        return list(self.flat_feature_names_)
-
-    def stats(self) -> pd.DataFrame:
-        "The fitted statistics: per feature (and species) log flag, center, scale."
-        per_group = {k: pd.DataFrame({'log': self.log_features_, 'center': self.center_[k], 'scale': self.scale_[k]},
-                                     index=self.flat_feature_names_) for k in self.groups_}
-        return pd.concat(per_group, names=['group', 'feature'])
-
-    def transform(self, X) -> FamilyTensors:
-        "Cells -> FamilyTensors with the statistics learnt in `fit`."
-        if not hasattr(self, 'center_'):
-            raise ValueError("FamilyTransform is not fitted: call fit(training cells) first")
-        X = self._prepare(X)
-        M = self._matrix(X)
-        L = self._log(M, warn=True)
-        g = self._groups(X)
-        unknown = sorted(set(g) - set(self.groups_))
-        if unknown: raise DataError(f"cell table: species {unknown} were not in the training cells (per_species=True)")
-        Z = np.empty_like(L)
+# %% ../nbs/02_features.ipynb #fc0b951a
+@patch
+def _fit_scales(self:FamilyTransform, L, g, w=None):
+    "Median and IQR of each feature in each group `g`, weighted by `w` if given (else the SD, else 1)."
+    self.groups_ = sorted(set(g))
+    self.center_, self.scale_ = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
         for k in self.groups_:
-            r = g == k
-            Z[r] = (L[r] - self.center_[k]) / self.scale_[k]
-        obs = ~np.isnan(Z)
-        Z[~obs] = 0.
-        N, F, Dmax = len(X), len(self.families_), max(self.widths_)
-        values = np.zeros((N, F, Dmax), np.float32)
-        mask = np.zeros((N, F, Dmax), bool)
-        values[:, self._fi, self._pi] = Z
-        mask[:, self._fi, self._pi] = obs
-        idx = pd.Index(X['specimen_id'], name='specimen_id') if 'specimen_id' in X.columns else X.index
-        sp = X['species'].to_numpy(object) if 'species' in X.columns else None
-        return FamilyTensors(values, mask, mask.any(2), [f.name for f in self.families_],
-                             [f.names for f in self.families_], list(self.widths_), idx, sp)
+            Lk = L[g == k]
+            if w is not None:
+                wk = w[g == k]
+                q25, med, q75 = weighted_quantile(Lk, wk, [0.25, 0.5, 0.75])
+                sd = np.sqrt(_wmean((Lk - _wmean(Lk, wk)) ** 2, wk))
+                sc = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), q75 - q25,
+                              np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
+                self.center_[k], self.scale_[k] = med, sc
+                continue
+            sc = np.nanpercentile(Lk, 75, 0) - np.nanpercentile(Lk, 25, 0)
+            sd = np.nanstd(Lk, 0)
+            sc = np.where(np.isfinite(sc) & (sc > 0), sc, np.where(np.isfinite(sd) & (sd > 0), sd, 1.))
+            self.center_[k], self.scale_[k] = np.nanmedian(Lk, 0), sc
+
+# %% ../nbs/02_features.ipynb #9d4a6642
+@patch
+def fit(self:FamilyTransform, X, y=None,
+        sample_weight=None):  # weight of each row in the medians and IQRs (e.g. `mix_weights`); None: equal
+    "Learn log decisions, medians and IQRs from these rows (the training cells) only."
+    self.families_ = get_schema(self.schema)
+    self.flat_feature_names_ = [f.name for fam in self.families_ for f in fam.features]
+    X = self._prepare(X)
+    if self.check_ranges: check_ranges(X, self.families_, 'cell table (fit)')
+    M = self._matrix(X)
+    n_obs = (~np.isnan(M)).sum(0)
+    self.all_missing_ = [n for n, k in zip(self.flat_feature_names_, n_obs) if k == 0]
+    if self.all_missing_:
+        msg = (f"feature(s) {self.all_missing_} are missing in every training cell: they stay unobserved "
+               "(obs_mask False, value 0) in every transform")
+        if self.on_all_missing == 'raise': raise DataError(f"cell table (fit): {msg}")
+        warnings.warn(msg, stacklevel=2)
+    self._fit_logs(M, n_obs)
+    w = None if sample_weight is None else check_weights(sample_weight, len(M), 'FamilyTransform.fit')
+    self._fit_scales(self._log(M), self._groups(X), w)
+    self.group_missing_ = {k: [n for n, c in zip(self.flat_feature_names_, self.center_[k]) if np.isnan(c)
+                               and n not in self.all_missing_] for k in self.groups_}
+    for k, v in self.group_missing_.items():
+        if v:
+            warnings.warn(f"feature(s) {v} are missing in every training cell of species {k!r}: unobserved there",
+                          stacklevel=2)
+    self._layout()
+    return self
+
+# %% ../nbs/02_features.ipynb #51e6a5e0
+@patch
+def _layout(self:FamilyTransform):
+    "Family widths and the (family, position) of each flat feature, from the schema's families."
+    self.widths_ = [f.width for f in self.families_]
+    self._fi = np.concatenate([np.full(w, i) for i, w in enumerate(self.widths_)]).astype(int)
+    self._pi = np.concatenate([np.arange(w) for w in self.widths_]).astype(int)
+    self.n_features_in_ = len(self.flat_feature_names_)
+
+# %% ../nbs/02_features.ipynb #85d6cc08
+@patch(as_prop=True)
+def flat_feature_names(self:FamilyTransform) -> list:
+    "Names of the D columns of `flat()`."
+    return list(self.flat_feature_names_)
+
+# %% ../nbs/02_features.ipynb #8d0bf62f
+@patch
+def stats(self:FamilyTransform) -> pd.DataFrame:
+    "The fitted statistics: per feature (and species) log flag, center, scale."
+    per_group = {k: pd.DataFrame({'log': self.log_features_, 'center': self.center_[k], 'scale': self.scale_[k]},
+                                 index=self.flat_feature_names_) for k in self.groups_}
+    return pd.concat(per_group, names=['group', 'feature'])
+
+# %% ../nbs/02_features.ipynb #386af057
+@patch
+def transform(self:FamilyTransform, X) -> FamilyTensors:
+    "Cells -> FamilyTensors with the statistics learnt in `fit`."
+    if not hasattr(self, 'center_'):
+        raise ValueError("FamilyTransform is not fitted: call fit(training cells) first")
+    X = self._prepare(X)
+    M = self._matrix(X)
+    L = self._log(M, warn=True)
+    g = self._groups(X)
+    unknown = sorted(set(g) - set(self.groups_))
+    if unknown: raise DataError(f"cell table: species {unknown} were not in the training cells (per_species=True)")
+    Z = np.empty_like(L)
+    for k in self.groups_:
+        r = g == k
+        Z[r] = (L[r] - self.center_[k]) / self.scale_[k]
+    obs = ~np.isnan(Z)
+    Z[~obs] = 0.
+    N, F, Dmax = len(X), len(self.families_), max(self.widths_)
+    values = np.zeros((N, F, Dmax), np.float32)
+    mask = np.zeros((N, F, Dmax), bool)
+    values[:, self._fi, self._pi] = Z
+    mask[:, self._fi, self._pi] = obs
+    idx = pd.Index(X['specimen_id'], name='specimen_id') if 'specimen_id' in X.columns else X.index
+    sp = X['species'].to_numpy(object) if 'species' in X.columns else None
+    return FamilyTensors(values, mask, mask.any(2), [f.name for f in self.families_],
+                         features=[f.names for f in self.families_], widths=list(self.widths_), index=idx, species=sp)
 
 # %% ../nbs/02_features.ipynb #42a745f8
 def missingness(T:FamilyTensors) -> pd.DataFrame:
@@ -358,6 +397,7 @@ def check_weights(w,                   # one weight per row
         raise ValueError(f"{where}: weights must be finite, non-negative and not all zero")
     return w
 
+# %% ../nbs/02_features.ipynb #560e7d85
 def _wmean(M, w):
     "Weighted mean of each column of `M`, ignoring NaN."
     ok = ~np.isnan(M)
@@ -431,10 +471,12 @@ def em_class_mix(proba,             # posterior class probabilities of the targe
 # %% ../nbs/02_features.ipynb #d2d85884
 TRANSFORM_STATE_VERSION = 1
 
+# %% ../nbs/02_features.ipynb #5abf197f
 def _nums(a) -> list:
     "A float array as JSON numbers, NaN and infinities as null."
     return [float(v) if np.isfinite(v) else None for v in np.asarray(a, float)]
 
+# %% ../nbs/02_features.ipynb #9a715481
 def transform_state(ft:FamilyTransform) -> dict:
     "The fitted state of `ft` as JSON-ready data: settings, feature names, log flags and per-group statistics."
     if not hasattr(ft, 'center_'): raise ValueError("FamilyTransform is not fitted: call fit(training cells) first")
@@ -445,6 +487,7 @@ def transform_state(ft:FamilyTransform) -> dict:
                 center={k: _nums(v) for k, v in ft.center_.items()}, scale={k: _nums(v) for k, v in ft.scale_.items()},
                 group_missing={k: list(v) for k, v in ft.group_missing_.items()})
 
+# %% ../nbs/02_features.ipynb #b313f2cd
 def _field(state:dict, key:str, where:str, n:int|None=None):
     "Field `key` of a transform state; a list of `n` entries when `n` is given."
     if key not in state: raise DataError(f"{where}: field {key!r} is missing")
@@ -453,10 +496,12 @@ def _field(state:dict, key:str, where:str, n:int|None=None):
         raise DataError(f"{where}: field {key!r} should list {n} values, one per feature")
     return v
 
+# %% ../nbs/02_features.ipynb #d454135d
 def _floats(v, where:str, key:str) -> np.ndarray:
     try: return np.array([np.nan if x is None else x for x in v], float)
     except (TypeError, ValueError): raise DataError(f"{where}: field {key!r} holds values that are not numbers")
 
+# %% ../nbs/02_features.ipynb #3ced2dc5
 def transform_from_state(state:dict, where:str='transform state') -> FamilyTransform:
     "The fitted `FamilyTransform` that `transform_state` described; a state that does not fit is a `DataError`."
     if not isinstance(state, dict): raise DataError(f"{where}: expected an object, got {type(state).__name__}")
@@ -504,25 +549,31 @@ class FlatFeatures(TransformerMixin, BaseEstimator):
         self.per_species, self.skew_threshold = per_species, skew_threshold
         self.check_ranges, self.on_all_missing = check_ranges, on_all_missing
 
-    def fit(self, X, y=None):
-        "Fit the underlying FamilyTransform on these cells; choose indicator columns from their missingness."
-        self.ft_ = FamilyTransform(self.schema, self.log_skewed, self.per_species, self.skew_threshold,
-                                   self.check_ranges, self.on_all_missing).fit(X)
-        m = self.ft_.transform(X).flat_mask()
-        some = np.flatnonzero((~m).any(0) & m.any(0))   # features missing in some training cells, not in all
-        self.indicator_idx_ = some if self.add_missing_indicators else np.array([], int)
-        return self
+# %% ../nbs/02_features.ipynb #655800bf
+@patch
+def fit(self:FlatFeatures, X, y=None):
+    "Fit the underlying FamilyTransform on these cells; choose indicator columns from their missingness."
+    self.ft_ = FamilyTransform(self.schema, self.log_skewed, self.per_species, self.skew_threshold,
+                               check_ranges=self.check_ranges, on_all_missing=self.on_all_missing).fit(X)
+    m = self.ft_.transform(X).flat_mask()
+    some = np.flatnonzero((~m).any(0) & m.any(0))   # features missing in some training cells, not in all
+    self.indicator_idx_ = some if self.add_missing_indicators else np.array([], int)
+    return self
 
-    def transform(self, X) -> np.ndarray:
-        "float32 (N, D [+ indicators])."
-        T = self.ft_.transform(X)
-        F = T.flat()
-        if len(self.indicator_idx_): F = np.hstack([F, (~T.flat_mask()[:, self.indicator_idx_]).astype(np.float32)])
-        return F
+# %% ../nbs/02_features.ipynb #a7f60fb2
+@patch
+def transform(self:FlatFeatures, X) -> np.ndarray:
+    "float32 (N, D [+ indicators])."
+    T = self.ft_.transform(X)
+    F = T.flat()
+    if len(self.indicator_idx_): F = np.hstack([F, (~T.flat_mask()[:, self.indicator_idx_]).astype(np.float32)])
+    return F
 
-    def get_feature_names_out(self, input_features=None):
-        names = self.ft_.flat_feature_names
-        return np.array(names + [f'missing_{names[i]}' for i in self.indicator_idx_], dtype=object)
+# %% ../nbs/02_features.ipynb #ad9f2594
+@patch
+def get_feature_names_out(self:FlatFeatures, input_features=None):
+    names = self.ft_.flat_feature_names
+    return np.array(names + [f'missing_{names[i]}' for i in self.indicator_idx_], dtype=object)
 
 # %% ../nbs/02_features.ipynb #dshift01
 from scipy.stats import ks_2samp, kstwobign
@@ -544,6 +595,7 @@ def kish_n(w) -> float: # Kish's effective sample size; 0 for no weight
     w = np.asarray(w, dtype=np.float64).ravel()
     return float(w.sum() ** 2 / (w ** 2).sum()) if (w > 0).any() else 0.
 
+# %% ../nbs/02_features.ipynb #1629a640
 def _wsample(x, w, where:str):
     "Finite values of `x` with their weights (default 1), zero-weight cells dropped."
     x = np.asarray(x, dtype=np.float64).ravel()
@@ -551,6 +603,7 @@ def _wsample(x, w, where:str):
     ok = np.isfinite(x) & (w > 0)
     return x[ok], w[ok]
 
+# %% ../nbs/02_features.ipynb #7bda7084
 def _wmoments(x, w):
     "Weighted mean, reliability-weighted variance and effective size of a sample with >= 2 cells."
     v1, v2 = w.sum(), (w ** 2).sum()
@@ -580,6 +633,7 @@ def _wecdf(x, w, at):
     i = np.searchsorted(x[o], at, side='right')
     return np.where(i > 0, c[np.maximum(i - 1, 0)], 0.)
 
+# %% ../nbs/02_features.ipynb #5357eca9
 def weighted_ks(x, # the first sample (e.g. mouse cells); NaN dropped
                 y, # the second sample (e.g. human cells); NaN dropped
                 wx=None, # a weight per value of x (default: 1 each)
@@ -597,6 +651,7 @@ def weighted_ks(x, # the first sample (e.g. mouse cells); NaN dropped
 # %% ../nbs/02_features.ipynb #dshift03
 MIX_MATCHED = 'all (mix-matched)'
 
+# %% ../nbs/02_features.ipynb #e79bbb00
 def _mix_matched(lm, lh, fm, fh):
     "Masks of the mouse and human cells compared at the human mix (classes both have) and the mouse weights."
     om, oh = fm & pd.notna(lm), fh & pd.notna(lh)
@@ -604,6 +659,7 @@ def _mix_matched(lm, lh, fm, fh):
     om, oh = om & np.isin(lm, shared), oh & np.isin(lh, shared)
     return om, oh, mix_weights(lm[om], class_mix(lh[oh])) if oh.any() else np.ones(om.sum())
 
+# %% ../nbs/02_features.ipynb #82b523cc
 def domain_shift(mouse:pd.DataFrame, # aligned mouse cells, e.g. `to_aligned(load_cells('mouse'))`
                  human:pd.DataFrame, # aligned human cells, e.g. `to_aligned(load_cells('human'))`
                  by:str='label4', # column with the subclass labels shared by both species
@@ -724,6 +780,7 @@ def register_cli(sub):
                         'comparison also at the human class mix')
     p.set_defaults(func=_cli_features)
 
+# %% ../nbs/02_features.ipynb #2cecca39
 def features_report(species:str, data_dir=None) -> dict:
     "Families, the tensors of the QC-passed cells and their missingness for `species`."
     from ephys2tx.data import load_cells
@@ -737,6 +794,7 @@ def features_report(species:str, data_dir=None) -> dict:
         T = FamilyTransform(schema, per_species=species == 'aligned').fit(df).transform(df)
     return dict(schema=schema_overview(schema), tensors=T, missing=missingness(T))
 
+# %% ../nbs/02_features.ipynb #4a4b3b20
 def _cli_domain_shift(args):
     from pathlib import Path
     from ephys2tx.data import load_cells
@@ -759,6 +817,7 @@ def _cli_domain_shift(args):
     print(f"\n-> {out/'domain_shift.csv'}, {out/'shift_summary.csv'}, {out/'domain_shift.png'}")
     return 0
 
+# %% ../nbs/02_features.ipynb #5be4a064
 def _cli_features(args):
     if getattr(args, 'domain_shift', None): return _cli_domain_shift(args)
     for sp in [args.species] if args.species else [*SPECIES, 'aligned']:

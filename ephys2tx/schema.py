@@ -24,6 +24,7 @@ class Feature:
     lo: float|None = None
     hi: float|None = None
 
+# %% ../nbs/00_schema.ipynb #9e8127d2
 @dataclass(frozen=True)
 class Family:
     "A named, ordered group of features measured on the same protocol / sweep."
@@ -35,11 +36,13 @@ class Family:
     @property
     def names(self) -> list: return [f.name for f in self.features]
 
+# %% ../nbs/00_schema.ipynb #fd895cb9
 # plausible range of a feature's median, by unit (used when a Feature gives none)
 UNIT_RANGES = {'mV': (-150., 150.), 'MOhm': (5., 5000.), 'GOhm': (0.005, 20.), 'pA': (0.5, 5000.),
                'ms': (0.05, 2000.), 'Hz': (0., 1000.), 'Hz/pA': (-1., 10.), 'mV*s': (0., 100.),
                'rad': (-3.5, 3.5)}
 
+# %% ../nbs/00_schema.ipynb #e8b0f194
 def _F(name, unit, meaning, lo=None, hi=None) -> Feature:
     "A Feature with the unit's default range where none is given."
     d = UNIT_RANGES.get(unit, (None, None))
@@ -60,6 +63,7 @@ def _spike(suffix, what, deltas=('peak', 'fast_trough', 'trough'), slopes=True, 
                _F(f'width_suprathresh_{suffix}', 's', f'spike width above threshold, {what}', 5e-5, 5e-3)]
     return fs
 
+# %% ../nbs/00_schema.ipynb #6d15bfda
 HUMAN_FAMILIES = [
  Family('subthreshold', tuple([
     _F('v_baseline', 'mV', 'resting / baseline membrane potential', -100, -30),
@@ -86,6 +90,10 @@ HUMAN_FAMILIES = [
     _F('fast_trough_v_last_rheo', 'mV', 'fast trough (absolute) of the last spike at rheobase', -120, 0),
     _F('adp_v_last_rheo', 'mV', 'afterdepolarization (absolute) after the last spike at rheobase', -120, 0)]),
     'rheobase sweep: first spike shape and the sparse firing at rheobase'),
+]
+
+# %% ../nbs/00_schema.ipynb #a67a94c9
+HUMAN_FAMILIES += [
  Family('hero_spike', tuple(_spike('hero', 'first spike of the hero sweep') + [
     _F('trough_slowdeltav_hero', 'mV', 'slow trough minus trough, hero sweep')]),
     'first spike of the hero sweep (rheobase + ~40 pA)'),
@@ -106,6 +114,10 @@ HUMAN_FAMILIES = [
     _F('isi_norm_sq_var_mean', '1', 'normalized squared ISI variation, mean over sweeps'),
     _F('isi_norm_sq_var_max', '1', 'normalized squared ISI variation, max over sweeps')),
     'firing pattern of the hero sweep and over all suprathreshold long squares'),
+]
+
+# %% ../nbs/00_schema.ipynb #0a48ccf1
+HUMAN_FAMILIES += [
  Family('ramp', tuple(_spike('ramp', 'first spike of the ramp') + [
     _F('threshold_i_ramp', 'pA', 'ramp current at the first spike')]), 'first spike of the current ramp'),
  Family('short_square', tuple(_spike('short_square', 'spike of the 3 ms short square', deltas=('peak', 'fast_trough'))),
@@ -138,6 +150,7 @@ def _mouse_spike(suffix, what):
             _F(f'slow_trough_v_{suffix}', 'mV', f'slow trough (absolute), {what}', -120, 0),
             _F(f'upstroke_downstroke_ratio_{suffix}', '1', f'upstroke / |downstroke|, {what}', 0.2, 20)]
 
+# %% ../nbs/00_schema.ipynb #d62b1862
 MOUSE_FAMILIES = [
  Family('subthreshold', (
     _F('vrest', 'mV', 'resting membrane potential (long-square baseline)', -100, -30),
@@ -161,6 +174,7 @@ MOUSE_FAMILIES = [
     'spike evoked by the 3 ms short square pulse'),
 ]
 
+# %% ../nbs/00_schema.ipynb #45e35b98
 # columns of the tables that no family holds: their unit, and the reason they are left out
 EXCLUDED_FEATURES = {
  'mouse': (Feature('rheobase_sweep_num', 'index', 'sweep number (bookkeeping, not a cell property)'),
@@ -188,6 +202,8 @@ GOUWENS_VECTORS = [
  ('subthresh_norm', 140, '1', 'largest hyperpolarizing response normalized to baseline and peak deflection'),
  ('psth', 120, 'Hz', 'firing rate histogram, 50 ms bins x 6 sweeps rheobase..+100 pA'),
 ]
+
+# %% ../nbs/00_schema.ipynb #ec4535e7
 GOUWENS_FAMILIES = [Family(n, tuple(Feature(f'{n}_{i}', u, f'{m} [{i}]') for i in range(w)), m)
                     for n, w, u, m in GOUWENS_VECTORS]
 
@@ -201,10 +217,12 @@ class AlignRule:
     op: str = 'copy'        # 'copy', 'ms_to_s' or 'minus_threshold'
     ref: str|None = None    # for 'minus_threshold': the mouse threshold column
 
+# %% ../nbs/00_schema.ipynb #95c9b838
 def _deltas(hs, ms, kinds):
     return [AlignRule(f'{k}_deltav_{hs}', f'{k}_deltav_{hs}', f'{k}_v_{ms}', 'minus_threshold', f'threshold_v_{ms}')
             for k in kinds]
 
+# %% ../nbs/00_schema.ipynb #cda42a4a
 ALIGN_RULES = [
  AlignRule('v_baseline', 'v_baseline', 'vrest'), AlignRule('input_resistance', 'input_resistance', 'ri'),
  AlignRule('tau', 'tau', 'tau', 'ms_to_s'), AlignRule('sag', 'sag', 'sag'),
@@ -226,6 +244,7 @@ ALIGN_RULES = [
            'upstroke_downstroke_ratio_short_square'),
 ]
 
+# %% ../nbs/00_schema.ipynb #1e0279ad
 _ALIGNED_GROUPS = [  # aligned family -> the human family its features come from
  ('subthreshold', 'subthreshold', 'passive properties and sag (long squares)'),
  ('fi', 'fi', 'rheobase and f-I slope'),
@@ -234,13 +253,18 @@ _ALIGNED_GROUPS = [  # aligned family -> the human family its features come from
  ('ramp', 'ramp', 'first spike of the ramp'),
  ('short_square', 'short_square', 'spike of the short square')]
 
+# %% ../nbs/00_schema.ipynb #624f8b94
 def _aligned_families():
+    "The aligned families: per group of `_ALIGNED_GROUPS`, the human features of the rules, in rule order."
     hfeat = {f.name: f for fam in HUMAN_FAMILIES for f in fam.features}
     hfam = {f.name: fam.name for fam in HUMAN_FAMILIES for f in fam.features}
     names = [r.name for r in ALIGN_RULES]
     return [Family(a, tuple(hfeat[n] for n in names if hfam[n] == h), d) for a, h, d in _ALIGNED_GROUPS]
 
+# %% ../nbs/00_schema.ipynb #64188cc0
 ALIGNED_FAMILIES = _aligned_families()
+
+# %% ../nbs/00_schema.ipynb #b63380a8
 SCHEMAS = {'human': HUMAN_FAMILIES, 'mouse': MOUSE_FAMILIES, 'aligned': ALIGNED_FAMILIES, 'gouwens': GOUWENS_FAMILIES}
 
 # %% ../nbs/00_schema.ipynb #cd15fd8b
@@ -250,10 +274,12 @@ def get_schema(name) -> list:
     if name not in SCHEMAS: raise ValueError(f"unknown feature schema {name!r}; known: {sorted(SCHEMAS)}")
     return list(SCHEMAS[name])
 
+# %% ../nbs/00_schema.ipynb #e0273c7f
 def schema_features(schema) -> list:
     "All Feature objects of a schema, in family order."
     return [f for fam in get_schema(schema) for f in fam.features]
 
+# %% ../nbs/00_schema.ipynb #bf640dd3
 def family_of(feature:str, schema='human') -> str:
     "Name of the family holding `feature` in `schema`; 'excluded' for an excluded column; ValueError otherwise."
     for fam in get_schema(schema):
@@ -262,6 +288,7 @@ def family_of(feature:str, schema='human') -> str:
     name = schema if isinstance(schema, str) else 'given'
     raise ValueError(f"feature {feature!r} is in no family of schema {name!r}")
 
+# %% ../nbs/00_schema.ipynb #45126f8e
 ALIGNED_UNITS = {f.name: f.unit for f in schema_features('aligned')}
 
 # %% ../nbs/00_schema.ipynb #c15eec6a
@@ -279,6 +306,7 @@ def family_table(schema) -> pd.DataFrame:
     return pd.DataFrame([dict(family=fam.name, feature=f.name, unit=f.unit, meaning=f.meaning, lo=f.lo, hi=f.hi)
                          for fam in get_schema(schema) for f in fam.features])
 
+# %% ../nbs/00_schema.ipynb #1b5a1517
 def schema_overview(schema) -> pd.DataFrame:
     "One row per family: name, width, description."
     return pd.DataFrame([dict(family=f.name, width=f.width, description=f.description) for f in get_schema(schema)])
@@ -298,9 +326,17 @@ def register_schema(name:str, # the schema's name, e.g. the species it describes
 
 # %% ../nbs/00_schema.ipynb #03bb6a33
 SUBCLASSES = {'mouse': ['Lamp5', 'Pvalb', 'Sncg', 'Sst', 'Vip'], 'human': ['Lamp5', 'Pvalb', 'Sst', 'Vip']}
+
+# %% ../nbs/00_schema.ipynb #7927c011
 LABEL4 = ['Lamp5', 'Pvalb', 'Sst', 'Vip']
+
+# %% ../nbs/00_schema.ipynb #23c335f3
 MOUSE_TO_LABEL4 = {'Lamp5': 'Lamp5', 'Pvalb': 'Pvalb', 'Sncg': 'Vip', 'Sst': 'Sst', 'Vip': 'Vip'}
+
+# %% ../nbs/00_schema.ipynb #10e5f206
 HUMAN_SUBCLASS = {'PVALB': 'Pvalb', 'SST': 'Sst', 'VIP': 'Vip', 'LAMP5/PAX6/Other': 'Lamp5'}
+
+# %% ../nbs/00_schema.ipynb #622caa8d
 # t-types the study excludes: GABAergic outliers and non-GABAergic subclasses of the Tasic taxonomy
 MOUSE_EXCLUDED = ['Serpinf1', 'Meis2', 'L2/3', 'L4', 'L5', 'L6', 'L6b', 'NP', 'CR', 'Astro', 'Oligo',
                   'OPC', 'Endo', 'Peri', 'SMC', 'VLMC', 'Macrophage']
