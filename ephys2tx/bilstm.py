@@ -13,13 +13,13 @@ from sklearn.model_selection import train_test_split
 from .features import FamilyTransform
 from .nets import VARIANTS, FamilySeqNet, check_families
 from .training import FamilyMasking, inverse_frequency_weights, resolve_device, smote_families, train_net
-from .evaluation import BASELINES
+from .evaluation import BASELINES, Executor, Protocol
 from .gouwens import GOUWENS_QUICK
-from .reproduce import Stage, best_row, evaluation_config, register_stage, run_evaluation, unregistered_models
+from .stages import Stage, best_row, evaluation_config, register_stage, run_evaluation, unregistered_models
 
 # %% auto #0
-__all__ = ['BILSTM_RECIPE', 'BILSTM_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'MODELS_CODE', 'BiLSTMClassifier',
-           'register_models', 'bilstm_results']
+__all__ = ['BILSTM_RECIPE', 'BILSTM_MODELS', 'MODEL_COMPARISON', 'QUICK_PARAMS', 'BiLSTMClassifier', 'register_models',
+           'bilstm_results']
 
 # %% ../nbs/05_bilstm.ipynb #d2a67a8e
 class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
@@ -121,9 +121,10 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         with torch.random.fork_rng(devices=devs):
             torch.manual_seed(self.random_state)
             self.net_ = self._new_net()
-            self.history_ = train_net(self.net_, tr, va, self.class_weight_, self.epochs, self.batch_size, self.lr,
-                                      self.weight_decay, self.patience, self.device_, self.amp, self.random_state,
-                                      self.progress, augment=aug)
+            self.history_ = train_net(self.net_, tr, va, self.class_weight_, epochs=self.epochs,
+                                      batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                                      patience=self.patience, device=self.device_, amp=self.amp,
+                                      random_state=self.random_state, progress=self.progress, augment=aug)
         self.fit_seconds_ = time.perf_counter() - t0
         self.best_epoch_ = int(self.history_.loc[self.history_.best, 'epoch'].iloc[0])
 
@@ -215,13 +216,9 @@ def bilstm_results(task,                         # a `Task`, or a species for `l
                    models=tuple(BILSTM_MODELS),  # the BiLSTM variants to run
                    baselines=('rf',),            # registered models run beside them on the same splits
                    reference:str='rf',           # the model every other one is tested against
-                   repeats:int=10,               # repeats of the cross-validation
-                   folds:int=5,                  # folds per repeat
-                   protocols=('stratified',),    # split protocols of the evaluation chapter
+                   protocols=Protocol(),         # a `Protocol` of the evaluation chapter, or several
+                   executor=Executor(),          # workers, threads, scheduler, progress
                    params:dict|None=None,        # settings per model, `{model: {parameter: value}}`
-                   random_state:int=0,           # seed of the splits
-                   progress:bool=True,           # progress bars
-                   n_jobs:int=1,                 # parallel fits
                    out=None,                     # folder for the result tables (None: not written)
                    data_dir=None,                # the data mirror of `load_task`
                   ) -> dict:                     # results, summary and paired tests
@@ -229,11 +226,10 @@ def bilstm_results(task,                         # a `Task`, or a species for `l
     from ephys2tx.evaluation import load_task, run_experiment, summarize, compare, write_results
     if isinstance(task, str): task = load_task(task, data_dir=data_dir)
     names = list(dict.fromkeys(list(baselines) + list(models)))
-    res = run_experiment(task, names, protocols, repeats, folds, random_state=random_state, params=params,
-                         progress=progress, n_jobs=n_jobs)
+    res = run_experiment(task, names, protocols, executor, params=params)
     summary = summarize(res, by=['protocol', 'model'], wide=True)
     vs = pd.DataFrame([compare(res[res.protocol == p], m, reference) | dict(protocol=p)
-                       for p in protocols for m in names if m != reference])
+                       for p in res.protocol.unique() for m in names if m != reference])
     if out is not None:
         write_results(res, out, f'bilstm_{task.species}')
         vs.to_csv(Path(out) / f'bilstm_{task.species}_vs_{reference}.csv', index=False)
@@ -295,12 +291,9 @@ def _models_markdown(d:Path) -> list:
     return ['## Models', ''] + [p for sp in ('mouse', 'human') for p in _models_species_md(d, sp)]
 
 # %% ../nbs/05_bilstm.ipynb #c8aaa6f5
-MODELS_CODE = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
-               'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record')   # the comparison's code
-
 register_stage(Stage(
     'models', 'Baselines, BiLSTM and the model of record', order=30,
     run=lambda ctx: run_evaluation(ctx, ['mouse', 'human']),
-    report='models.ipynb', requires=MODELS_CODE, datasets=('mouse_gouwens2020', 'human_leedalley2023'),
+    report='models.ipynb', datasets=('mouse_gouwens2020', 'human_leedalley2023'),
     config=_models_config, check=lambda: unregistered_models(MODEL_COMPARISON), outputs=('results.parquet',),
     headline=_models_headline, markdown=_models_markdown))

@@ -9,9 +9,9 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import SparsePCA
 from .features import FamilyTransform, get_schema
-from .evaluation import register_model, evaluate
-from .reproduce import (Stage, StageContext, evaluation_config, register_stage, run_evaluation,
-                                unregistered_models)
+from .evaluation import Executor, Protocol, evaluate, register_model
+from .stages import (Stage, StageContext, evaluation_config, register_stage, run_evaluation,
+                             unregistered_models)
 
 # %% auto #0
 __all__ = ['SUBCLASS_COLORS', 'GOUWENS_MODELS', 'GOUWENS_QUICK', 'r2', 'explained_gains', 'FamilySparsePCA', 'embed', 'subsample',
@@ -183,8 +183,9 @@ def separation(task, # an `ephys2tx.evaluation.load_task` task
     n_sil = None if sample_size is None or sample_size >= len(Zs) else sample_size
     sil = silhouette_score(Zs, task.y, sample_size=n_sil, random_state=random_state)
     knn = make_pipeline(FamilySparsePCA(**kw), KNeighborsClassifier(n_neighbors))
-    r = evaluate({'knn': knn}, task.X, task.y, repeats=1, folds=folds, val_frac=0, random_state=random_state,
-                 progress=False)
+    r = evaluate({'knn': knn}, task.X, task.y, protocol=Protocol(repeats=1, folds=folds, val_frac=0,
+                                                                 random_state=random_state),
+                 executor=Executor(progress=False))
     sub = subsample(task.y, cluster_n_max, random_state)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1): cl, k, bic = gmm_clusters(Zs[sub], k_range, random_state)
@@ -215,6 +216,5 @@ def _run_gouwens(ctx:StageContext):
 
 register_stage(Stage(
     'gouwens', 'Gouwens 2020 reproduction', run=_run_gouwens, order=20, report='gouwens.ipynb', species='mouse',
-    requires=('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens'),
     datasets=('mouse_gouwens2020',), config=lambda run: evaluation_config(GOUWENS_MODELS, run, GOUWENS_QUICK),
     check=lambda: unregistered_models(GOUWENS_MODELS), outputs=('results.parquet',)))

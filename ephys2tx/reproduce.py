@@ -11,188 +11,19 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import ephys2tx
-from .commands import options_from
+from fastcore.meta import delegates
+from .commands import from_args, options_from
 from .console import QUIET_KERNEL_ARGS
 from .data import DataError
-from .evaluation import code_checksums, data_checksums, key_hash
+from .evaluation import key_hash
+from .stages import (MissingResultsError, RunConfig, SharedCluster, Stage, StageContext, StageError, _SHARED,
+                             load_stages, select_stages, stage_dir, stage_key)
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_PLUGINS', 'KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'REPRODUCE_OPTIONS',
-           'StageError', 'MissingResultsError', 'RunConfig', 'StageContext', 'Stage', 'register_stage', 'load_stages',
-           'select_stages', 'stage_key', 'stage_dir', 'read_result', 'mean_sd', 'best_row', 'ensure_kernel',
-           'execute_report', 'rel_path', 'params_table', 'to_html', 'SharedCluster', 'scheduler_for', 'runs_store',
-           'unregistered_models', 'evaluation_config', 'run_evaluation', 'damaged_outputs', 'run_stage',
-           'headline_table', 'write_index', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'md_table',
-           'results_markdown', 'write_results_markdown', 'register_cli']
-
-# %% ../nbs/08_reproduce.ipynb #60beb517
-class StageError(RuntimeError):
-    "A reproduce stage failed; the message names the stage (the notebook and cell for a report) and how to resume."
-    exit_status = 1    # the exit status of `ephys2tx reproduce` (read by `ephys2tx.cli.exit_status`)
-    hint = '(finished stages are kept; fix the problem and rerun to resume)'
-    @property
-    def message(self) -> str:
-        "The message without the hint (for the log and the index page)."
-        return super().__str__()
-    def __str__(self): return f'{self.message}\n{self.hint}'
-
-# %% ../nbs/08_reproduce.ipynb #f0938a98
-class MissingResultsError(FileNotFoundError):
-    "A report asked for a results table that has not been written; the message names the file."
-
-# %% ../nbs/08_reproduce.ipynb #a9e2a7bf
-@dataclass
-class RunConfig:
-    "Settings of one reproduce run (what the stages and report notebooks receive)."
-    out: str = 'reports_out'
-    quick: bool = False
-    repeats: int|None = None     # None: 1 with quick, else 5
-    folds: int|None = None       # None: 3 with quick, else 5
-    seed: int = 0
-    device: str = 'auto'
-    data_dir: str|None = None
-    n_workers: int = 2           # processes the stages fan their fits out to (results do not depend on it)
-    def __post_init__(self):
-        if self.repeats is None: self.repeats = 1 if self.quick else 5
-        if self.folds is None: self.folds = 3 if self.quick else 5
-        if self.repeats < 1: raise ValueError(f'repeats must be >= 1, got {self.repeats}')
-        if self.folds < 2: raise ValueError(f'folds must be >= 2, got {self.folds}')
-        if self.n_workers < 1: raise ValueError(f'n_workers must be >= 1, got {self.n_workers}')
-        from ephys2tx.training import resolve_device   # one device rule for the whole package
-        self.device = str(resolve_device(self.device))
-        if self.data_dir is None: self.data_dir = os.environ.get('EPHYS2TX_DATA') or None
-        if self.data_dir is not None: self.data_dir = str(Path(self.data_dir).expanduser().resolve())
-        self.out = str(Path(self.out).expanduser().resolve())
-
-    def params(self, species:str='both') -> dict:
-        "The papermill parameters of a report notebook."
-        return dict(species=species, repeats=self.repeats, folds=self.folds, seed=self.seed, device=self.device,
-                    data_dir=self.data_dir, out_dir=self.out, quick=self.quick)
-
-# %% ../nbs/08_reproduce.ipynb #53ee56ae
-@dataclass
-class StageContext:
-    "What a stage's `run` receives: its output folder, its own config and the run's config."
-    name: str
-    dir: Path
-    config: dict
-    run: RunConfig
-    progress: bool = True
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger('ephys2tx.reproduce'))
-
-# %% ../nbs/08_reproduce.ipynb #3fa18dd7
-@dataclass
-class Stage:
-    "One step of the reproduce job: a computation writing results tables, and the report that draws them."
-    name: str
-    title: str
-    run: Callable[[StageContext], None]|None = None   # None: the stage only renders its report
-    outputs: tuple = ()                                # files (relative to out/<name>/) the run must write
-    report: str|None = None                            # report notebook in the reports folder
-    requires: tuple = ()                               # modules whose code the results depend on (must import)
-    datasets: tuple = ()                               # registry datasets whose checksums enter the key
-    config: Callable[[RunConfig], dict] = lambda run: {}
-    species: str = 'both'                              # the report's `species` parameter
-    headline: Callable|None = None                     # (stage_dir, run) -> DataFrame of headline rows
-    check: Callable[[], list]|None = None              # further prerequisites: () -> list of what is missing
-    order: float = 100                                 # place in the pipeline (ties: registration order)
-    markdown: Callable|None = None                     # stage_dir -> its part of results.md (lines, DataFrames)
-
-    def missing(self) -> list:
-        "What the stage needs and does not find (modules that do not import, `check`'s list): why it is skipped."
-        miss = []
-        for m in self.requires:
-            try: importlib.import_module(m)
-            except ImportError as e: miss.append(f'{m} ({e})')
-        if not miss and self.check is not None: miss += list(self.check())
-        return miss
-
-# %% ../nbs/08_reproduce.ipynb #6d0b5e5d
-STAGES: dict[str, Stage] = {}
-
-def register_stage(stage:Stage, replace:bool=True) -> Stage:
-    "Add `stage` to the registry, which stays in pipeline order (`stage.order`; ties: registration order)."
-    if stage.name in STAGES and not replace: raise ValueError(f'stage {stage.name!r} is already registered')
-    if not stage.name.isidentifier(): raise ValueError(f'stage name {stage.name!r}: use letters, digits and _')
-    STAGES[stage.name] = stage
-    ordered = sorted(STAGES.items(), key=lambda kv: kv[1].order)   # a stable sort: ties keep their order
-    STAGES.clear()
-    STAGES.update(ordered)
-    return stage
-
-# %% ../nbs/08_reproduce.ipynb #edd826b6
-STAGE_PLUGINS = ('ephys2tx.data', 'ephys2tx.gouwens', 'ephys2tx.bilstm', 'ephys2tx.interpret', 'ephys2tx.transfer')
-
-def load_stages() -> dict[str, Stage]:
-    "The stage registry, after importing the modules of `STAGE_PLUGINS` (each registers its stages)."
-    for m in STAGE_PLUGINS:
-        try: mod = importlib.import_module(m)
-        except ModuleNotFoundError as e:
-            if e.name != m: raise
-            continue
-        for spec in getattr(mod, 'REPRODUCE_STAGES', ()):
-            if spec['name'] not in STAGES: register_stage(Stage(**spec))
-    return STAGES
-
-# %% ../nbs/08_reproduce.ipynb #756d01d9
-def select_stages(names=None) -> list[Stage]:
-    "Stages named in `names` (comma-separated or list; None = all), in pipeline order."
-    stages = load_stages()
-    if names is None: return list(stages.values())
-    if isinstance(names, str): names = [n.strip() for n in names.split(',') if n.strip()]
-    bad = [n for n in names if n not in stages]
-    if bad: raise ValueError(f"unknown stage(s) {bad}; stages: {list(stages)}")
-    return [s for s in stages.values() if s.name in names]
-
-# %% ../nbs/08_reproduce.ipynb #1ccdd211
-def stage_key(stage:Stage, run:RunConfig) -> dict:
-    "The document whose hash (`key_hash`) decides whether `stage` must be recomputed."
-    return dict(stage=stage.name, config=stage.config(run), data=data_checksums(stage.datasets),
-                version=ephys2tx.__version__, code=code_checksums(stage.requires))
-
-# %% ../nbs/08_reproduce.ipynb #d9da67fb
-def stage_dir(out, stage:str) -> Path:
-    "Folder of `stage`'s results tables under the run folder `out`."
-    return Path(out) / stage
-
-# %% ../nbs/08_reproduce.ipynb #6110dbb4
-def read_result(out_dir,           # the reproduce run folder
-                stage:str,         # the stage whose folder (`out_dir/<stage>/`) holds the table
-                name:str,          # file name of the table: .csv or .parquet
-                **kw,              # keywords for `pd.read_csv` or `pd.read_parquet`
-               ) -> pd.DataFrame:  # the table
-    "Read results table `name` (.csv or .parquet) of `stage` under `out_dir`; clear error if it is missing."
-    p = stage_dir(out_dir, stage) / name
-    if not p.is_file():
-        raise MissingResultsError(f"results file {p} not found: it is written by the reproduce stage {stage!r}; "
-                                  f"run `ephys2tx reproduce --out {out_dir}` (add --quick for a fast run) first")
-    return pd.read_parquet(p, **kw) if p.suffix == '.parquet' else pd.read_csv(p, **kw)
-
-# %% ../nbs/08_reproduce.ipynb #75478073
-def mean_sd(df:pd.DataFrame,        # results table, one row per fit (as `run_experiment` returns)
-            by='model',             # column (or list of columns) whose values form the groups
-            metric:str='macro_f1',  # column to summarize
-           ) -> pd.DataFrame:       # per group: mean, sd, n and the 'mean ± SD' text, best mean first
-    "Mean, SD and count of `metric` per `by` group, sorted best first, with a 'mean ± SD' text column."
-    if metric not in df.columns: raise DataError(f"results table has no column {metric!r}; columns: {list(df.columns)}")
-    g = df.groupby(by, dropna=False)[metric].agg(['mean', 'std', 'count']).rename(columns={'std': 'sd', 'count': 'n'})
-    g['sd'] = g['sd'].fillna(0.0)
-    g = g.sort_values('mean', ascending=False).reset_index()
-    g[f'{metric} (mean ± SD)'] = [f'{m:.3f} ± {s:.3f}' for m, s in zip(g['mean'], g['sd'])]
-    return g
-
-# %% ../nbs/08_reproduce.ipynb #bad4badb
-def best_row(df:pd.DataFrame,        # results table, one row per fit
-             result:str,             # name of the result (the row's `result` column)
-             by='model',             # column (or list of columns) of the models compared
-             metric:str='macro_f1',  # column whose mean ranks the groups
-             **extra,                # more columns of the row (e.g. species, cells)
-            ) -> dict:               # result, `extra`, model, mean, sd, n and the 'mean ± SD' text
-    "The headline row of `result`: the best `by` group of `df` by mean `metric`."
-    top = mean_sd(df, by, metric).iloc[0]
-    return dict(result=result, **extra, model=top[by] if isinstance(by, str) else ' / '.join(map(str, top[list(by)])),
-                mean=float(top['mean']), sd=float(top['sd']), n=int(top['n']),
-                macro_f1=f"{top['mean']:.3f} ± {top['sd']:.3f}")
+__all__ = ['KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'RUN_OPTIONS', 'REPRODUCE_OPTIONS', 'ensure_kernel',
+           'execute_report', 'rel_path', 'params_table', 'to_html', 'damaged_outputs', 'run_stage', 'headline_table',
+           'write_index', 'reproduce', 'headline_markdown', 'refresh_docs_index', 'md_table', 'results_markdown',
+           'write_results_markdown', 'register_cli']
 
 # %% ../nbs/08_reproduce.ipynb #d6c7e658
 KERNEL = 'ephys2tx'
@@ -350,75 +181,6 @@ def _reports_dir() -> Path:
 
 REPORTS_DIR = _reports_dir()
 
-# %% ../nbs/08_reproduce.ipynb #51eb747d
-class SharedCluster:
-    "One local Dask cluster for the stages of a run: started when a stage first asks for it, closed by `close`."
-    def __init__(self, n_workers:int=2): self.n_workers, self.cluster = n_workers, None
-    def address(self) -> str:
-        "The scheduler's address ('sync' with one worker: in-process); the cluster starts on the first call."
-        if self.n_workers <= 1: return 'sync'
-        if self.cluster is None:
-            from dask.distributed import LocalCluster
-            self.cluster = LocalCluster(n_workers=self.n_workers, processes=True, threads_per_worker=1,
-                                        dashboard_address=None)
-        return self.cluster.scheduler_address
-    def close(self):
-        if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
-
-_SHARED: dict = {}          # run folder -> its SharedCluster while `reproduce` runs
-
-# %% ../nbs/08_reproduce.ipynb #c46ef991
-def scheduler_for(run:RunConfig) -> str|None:
-    "The scheduler a stage of `run` fans out to: the run's shared cluster inside `reproduce`, else None (its own)."
-    c = _SHARED.get(run.out)
-    return None if c is None else c.address()
-
-# %% ../nbs/08_reproduce.ipynb #cf0ed573
-def runs_store(run:RunConfig, species:str) -> Path:
-    "The store of evaluation runs that stages share: a model fitted on a fold for one stage serves every stage."
-    from ephys2tx.evaluation import runs_dir     # the store of `ephys2tx evaluate`, under the run folder
-    return runs_dir(Path(run.out) / '_runs', species, repeats=run.repeats, folds=run.folds, seed=run.seed)
-
-# %% ../nbs/08_reproduce.ipynb #99889301
-def unregistered_models(models) -> list:
-    "Models of `models` that no module has registered with `ephys2tx.evaluation` (after loading its plugins)."
-    from ephys2tx.evaluation import list_models
-    known = set(list_models().model)
-    return [f'model {m!r} registered in ephys2tx.evaluation (registered: {sorted(known)})'
-            for m in models if m not in known]
-
-# %% ../nbs/08_reproduce.ipynb #b0344638
-def evaluation_config(models,                # registered model names (`ephys2tx.evaluation`)
-                      run:RunConfig,         # the run's settings (quick, repeats, folds, seed)
-                      quick:dict|None=None,  # model name -> settings used with `--quick` (None: the defaults)
-                     ) -> dict:              # models, protocols, params, repeats, folds, seed (enters the cache key)
-    "Config of a stage running the protocol on `models`; `--quick`: their `quick` budgets, the stratified folds only."
-    params = {m: dict((quick or {}).get(m, {})) if run.quick else {} for m in models}
-    return dict(models=list(models), protocols=['stratified'] if run.quick else ['stratified', 'grouped'],
-                params=params, repeats=run.repeats, folds=run.folds, seed=run.seed)
-
-# %% ../nbs/08_reproduce.ipynb #b12972ae
-def run_evaluation(ctx:StageContext, species):
-    "The evaluation protocol (`ephys2tx.evaluation.run_experiment`) for the configured models x `species`."
-    from ephys2tx.evaluation import load_task, run_experiment, write_results
-    cfg, parts = ctx.config, []
-    for sp in species:
-        task = load_task(sp, data_dir=ctx.run.data_dir)
-        ctx.log.info('  %s: %s on %d cells, %s, %d x %d folds, %d workers', sp, ', '.join(cfg['models']), len(task.X),
-                     '+'.join(cfg['protocols']), ctx.run.repeats, ctx.run.folds, ctx.run.n_workers)
-        r = run_experiment(task, cfg['models'], cfg['protocols'], ctx.run.repeats, ctx.run.folds,
-                           random_state=ctx.run.seed, params=cfg['params'], progress=ctx.progress,
-                           n_jobs=ctx.run.n_workers, out=runs_store(ctx.run, sp), scheduler=scheduler_for(ctx.run))
-        done = len(r.attrs['computed'])
-        ctx.log.info('  %s: %d runs fitted, %d read from the shared run store', sp, done, r.attrs['planned'] - done)
-        write_results(r, ctx.dir, f'evaluate_{sp}')
-        parts.append(r)
-    res = pd.concat(parts, ignore_index=True)
-    res.to_parquet(ctx.dir/'results.parquet', index=False)
-    res.to_csv(ctx.dir/'results.csv', index=False)
-
 # %% ../nbs/08_reproduce.ipynb #1877136f
 def _sha_file(p:Path) -> str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
@@ -453,8 +215,9 @@ def _cached(stage:Stage, d:Path, h:str, force:bool, log) -> bool:
         cached = False
     return cached
 
-def _compute(stage:Stage, run:RunConfig, d:Path, key:dict, h:str, progress:bool, log, t0:float):
-    "Run `stage` into `d` (cleared, unless it holds an interrupted run of key `h`), check its outputs, mark it done."
+def _compute(stage:Stage, run:RunConfig, d:Path, keyed:tuple, progress:bool, log, t0:float):
+    "Run `stage` into `d` (cleared, unless it holds an interrupted run of its key), check its outputs, mark it done."
+    key, h = keyed       # the key document and its hash
     log.info('[%s] computing (key %s…)', stage.name, h[:12])
     started = _read_json(d/'started.json')
     if d.exists() and (started is None or started.get('key') != h):
@@ -463,7 +226,7 @@ def _compute(stage:Stage, run:RunConfig, d:Path, key:dict, h:str, progress:bool,
     d.mkdir(parents=True, exist_ok=True)
     (d/'stage.json').unlink(missing_ok=True)
     _write_json(d/'started.json', dict(key=h))
-    ctx = StageContext(stage.name, d, stage.config(run), run, progress, log)
+    ctx = StageContext(stage.name, d, stage.config(run), run, progress=progress, log=log)
     try: stage.run(ctx)
     except StageError: raise
     except Exception as e:
@@ -496,11 +259,11 @@ def run_stage(stage:Stage,                   # the stage to run
     if stage.run is None: log.info('[%s] no computation (report only)', stage.name)
     elif cached: log.info('[%s] cached: key %s… unchanged, outputs present; not recomputed', stage.name, h[:12])
     else:
-        _compute(stage, run, d, key, h, progress, log, t0)
+        _compute(stage, run, d, (key, h), progress=progress, log=log, t0=t0)
         rec['computed'] = True
     rec['seconds'] = time.time() - t0
     if stage.report:
-        job = lambda: _stage_report(stage, run, h, rec, reports_dir, force, log)
+        job = lambda: _stage_report(stage, run, h, rec, reports_dir=reports_dir, force=force, log=log)
         if defer_report: rec['report_job'] = job
         else: job()
     return rec
@@ -593,7 +356,7 @@ def write_index(out,                  # the run folder
                  'p': 'p (corrected)'})
     shown['p (corrected)'] = [f'{p:.3g}' if p == p else '' for p in shown['p (corrected)'].astype(float)]
     err = f'<p class="failed"><b>The run stopped:</b> {html.escape(error)}</p>' if error else ''
-    params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds, seed=run.seed,
+    params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds, random_state=run.random_state,
                                          device=run.device, n_workers=run.n_workers, cpus=os.cpu_count(),
                                          version=ephys2tx.__version__)))
     folds = f'{run.repeats} repeat(s) × {run.folds} fold(s)'
@@ -712,36 +475,31 @@ def _run_stages(todo:list, run:RunConfig, t0:float, log, progress:bool, **kw) ->
         error = _drain_reports(reports, error)   # never leave a report running; an earlier error keeps the message
         pool.shutdown()
         _SHARED.pop(run.out).close()
-        _close_run(run, records, time.time() - t0, ok, error, log)
+        _close_run(run, records, time.time() - t0, ok, error=error, log=log)
     return records
 
 # %% ../nbs/08_reproduce.ipynb #ef9e572c
-def reproduce(out='reports_out', # run folder: results tables, reports, index.html, run.log
-              quick:bool=False, # small settings for a fast check (minutes on a CPU)
+@delegates(RunConfig)
+def reproduce(run:RunConfig|None=None, # the run's settings (None: a `RunConfig` of the keywords)
               stages=None, # comma-separated subset of the stages (default: all)
-              repeats:int|None=None, # CV repeats (default 1 with --quick, else 5)
-              folds:int|None=None, # CV folds (default 3 with --quick, else 5)
-              seed:int=0, # seed of the folds, subsamples and models
-              device:str='auto', # 'auto' (GPU if torch sees one), 'cpu' or 'cuda'
-              data_dir=None, # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
               reports_dir=None, # folder of the report notebooks (default: the package's, `REPORTS_DIR`)
               force:bool=False, # recompute every selected stage, ignoring the cache
               strict:bool=False, # fail instead of skipping stages whose modules are missing
               progress:bool=True, # progress bars
               echo:bool=True, # log to the terminal too (always to run.log)
-              n_workers:int=2, # worker processes the stages fan their fits out to
+              **kwargs, # fields of `RunConfig` when `run` is None (out, quick, repeats, folds, ...)
              ) -> list[dict]:
-    "Run (or resume) the reproduce job into `out`; raises `StageError` at the first failing stage."
-    run = RunConfig(out=out, quick=quick, repeats=repeats, folds=folds, seed=seed, device=device, data_dir=data_dir,
-                    n_workers=n_workers)
+    "Run (or resume) the reproduce job of `run` into its folder; raises `StageError` at the first failing stage."
+    if run is not None and kwargs: raise TypeError("give the run's settings as `run` or as keywords, not both")
+    run = run if run is not None else RunConfig(**kwargs)
     outp = Path(run.out)
     outp.mkdir(parents=True, exist_ok=True)
     log = _logger(outp, echo)
     todo = select_stages(stages)
     t0 = time.time()
-    log.info('=== ephys2tx %s reproduce into %s (quick=%s, repeats=%d, folds=%d, seed=%d, device=%s); stages: %s',
-             ephys2tx.__version__, outp, run.quick, run.repeats, run.folds, run.seed, run.device,
-             ', '.join(s.name for s in todo))
+    log.info(f"=== ephys2tx {ephys2tx.__version__} reproduce into {outp} (quick={run.quick}, repeats={run.repeats}, "
+             f"folds={run.folds}, seed={run.random_state}, device={run.device}); stages: "
+             f"{', '.join(s.name for s in todo)}")
     threads = _cpu_threads(run.device)
     try: return _run_stages(todo, run, t0, log, progress, strict=strict, reports_dir=reports_dir, force=force)
     finally: _cpu_threads(run.device, threads)
@@ -817,12 +575,13 @@ def write_results_markdown(out='reports_out') -> Path:
     return p
 
 # %% ../nbs/08_reproduce.ipynb #2f92193a
-REPRODUCE_OPTIONS = ['out', 'quick', 'stages', 'repeats', 'folds', 'seed', 'device', 'n_workers', 'reports_dir',
-                     'force', 'strict', 'progress']   # the parameters of `reproduce` that are options of the command
+RUN_OPTIONS = ['out', 'quick', 'repeats', 'folds', 'random_state', 'device', 'n_workers']   # fields of `RunConfig`
+REPRODUCE_OPTIONS = ['stages', 'reports_dir', 'force', 'strict', 'progress']   # parameters of `reproduce`
 
 def register_cli(sub):
     "Add the `reproduce` command to an argparse subparsers object."
     p = sub.add_parser('reproduce', help='run the experiments (cached) and write the HTML reports with an index')
+    options_from(p, RunConfig, RUN_OPTIONS, flags=dict(random_state='--seed'))
     options_from(p, reproduce, REPRODUCE_OPTIONS,
                  stages=dict(help=f'comma-separated subset of: {",".join(load_stages())}'),
                  progress=dict(help='no progress bars'))
@@ -836,6 +595,7 @@ def _cli_reproduce(args):
             raise DataError(f"{args.out}: no run folder (run `ephys2tx reproduce --out {args.out}` first)")
         print(write_results_markdown(args.out))
         return 0
-    reproduce(**{n: getattr(args, n) for n in REPRODUCE_OPTIONS}, data_dir=args.data_dir)
+    run = from_args(RunConfig, args, data_dir=args.data_dir)
+    reproduce(run, **{n: getattr(args, n) for n in REPRODUCE_OPTIONS})
     print(f"reports: {Path(args.out).resolve()/'index.html'}")
     return 0

@@ -13,8 +13,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['NET_DEFAULTS', 'smote', 'smote_families', 'resolve_device', 'inverse_frequency_weights', 'TrainTask', 'train_net',
-           'FamilyMasking']
+__all__ = ['NET_DEFAULTS', 'smote', 'smote_families', 'inverse_frequency_weights', 'TrainTask', 'train_net', 'FamilyMasking']
 
 # %% ../nbs/04b_training.ipynb #ecfc68dc
 def _synthetic(Xc, Mc, need:int, k:int, rng) -> tuple:
@@ -74,13 +73,7 @@ def smote_families(values,           # (cells, families, Dmax) standardized valu
     return V, O, O.any(2), ys
 
 # %% ../nbs/04b_training.ipynb #da8669a5
-def resolve_device(device='auto') -> torch.device:
-    "`'auto'` -> CUDA if available else CPU; asking for CUDA without one is an error."
-    if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asked for, but CUDA is not available on this machine")
-    return dev
+from .stages import resolve_device   # the one device rule of the package, a setting of every run
 
 # %% ../nbs/04b_training.ipynb #cf3f2547
 def inverse_frequency_weights(y_idx, n_classes:int) -> np.ndarray:
@@ -244,7 +237,7 @@ def train_net(net:nn.Module,            # `forward(values, obs, fam[, head])` ->
               patience:int=15,          # epochs without improvement of the validation loss before stopping
               device='cpu',             # where to train
               amp:bool=True,            # mixed precision (CUDA only)
-              seed:int=0,               # seed of the batch order
+              random_state:int=0,       # seed of the batch order
               progress:bool=False,      # a progress bar over epochs
               clip:float=1.0,           # gradient-norm clip
               params=None,              # the parameters the optimizer moves (default: all of `net`)
@@ -260,9 +253,9 @@ def train_net(net:nn.Module,            # `forward(values, obs, fam[, head])` ->
     autocast, dtype = _amp_context(device, amp)
     scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
     loop = _Loop(net, tasks, _class_weights(net, tasks, class_weight, device),
-                 torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), params, autocast, scaler, clip, device,
-                 augment, aux_loss)
-    g, rng = torch.Generator().manual_seed(int(seed)), np.random.default_rng(int(seed))
+                 torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay), params, autocast=autocast, scaler=scaler,
+                 clip=clip, device=device, augment=augment, aux_loss=aux_loss)
+    g, rng = torch.Generator().manual_seed(int(random_state)), np.random.default_rng(int(random_state))
     stop, hist = _EarlyStop(patience), []
     for ep in tqdm(range(epochs), desc='epochs', disable=not progress, leave=False):
         row = dict(epoch=ep + 1, train_loss=loop.epoch(g, rng, batch_size), val_loss=np.nan, val_macro_f1=np.nan)
@@ -282,9 +275,10 @@ class FamilyMasking:
     def __init__(self,
                  family_p:float=0.25,   # chance to hide each present family of a cell
                  feature_p:float=0.1,   # chance to hide each remaining observed value
-                 seed:int=0):           # seed of the draws
+                 random_state:int=0):   # seed of the draws
         if not (0 <= family_p < 1 and 0 <= feature_p < 1): raise ValueError("masking probabilities must be in [0, 1)")
-        self.family_p, self.feature_p, self.g = family_p, feature_p, torch.Generator().manual_seed(int(seed))
+        self.family_p, self.feature_p = family_p, feature_p
+        self.g = torch.Generator().manual_seed(int(random_state))
 
     def __call__(self, values, obs, fam):
         "Masked copies of a batch (values, obs, fam); every cell keeps at least one of its families."
