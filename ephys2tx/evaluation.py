@@ -790,6 +790,7 @@ def _rf(schema='human', random_state=0, n_estimators:int=500, **kw):
     return Pipeline([('features', feature_step(schema)), ('clf', RandomForestClassifier(
         n_estimators=n_estimators, class_weight='balanced', random_state=random_state, n_jobs=1, **kw))])
 
+_rf.small_budget = dict(n_estimators=20)   # the settings of a quick run (`--tiny`, `reproduce --quick`)
 register_model('rf', _rf)
 
 # %% ../nbs/03_evaluation.ipynb #7c3d0a11
@@ -864,6 +865,7 @@ def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0
     return Pipeline([('features', feature_step(schema)), ('clf', SmallSampleHGB(
         max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **kw))])
 
+_hgb.small_budget = dict(max_iter=2)       # the settings of a quick run (`--tiny`, `reproduce --quick`)
 register_model('hgb', _hgb)
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_transfer.ipynb #315a5e2c
 from __future__ import annotations
-import copy, hashlib, json, os, time, warnings
+import copy, dataclasses, hashlib, inspect, json, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
@@ -15,27 +15,28 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.semi_supervised import SelfTrainingClassifier
 
 # %% auto #0
-__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'STRATEGIES', 'BASELINE',
-           'SAME_ARCH', 'SEMI_BASELINE', 'RECORD_STRATEGY', 'TINY', 'TRANSFER_QUICK', 'GAINS_FILES',
-           'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'NetStrategy', 'NetHuman', 'NetZeroShot',
-           'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest', 'SelfTrained',
-           'SelfTrainedHuman', 'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend', 'register_strategy',
-           'strategy_params', 'transfer_experiment', 'strategy_names', 'curve_of', 'gains_of', 'plot_curve',
-           'verdict_text', 'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'write_tables',
-           'register_cli']
+__all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'FACTS', 'STRATEGIES',
+           'BASELINE', 'SAME_ARCH', 'SEMI_BASELINE', 'RECORD_STRATEGY', 'TRANSFER_PROTOCOL', 'TRANSFER_QUICK',
+           'GAINS_FILES', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'Strategy', 'NetStrategy',
+           'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest',
+           'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend',
+           'strategy_facts', 'register_strategy', 'network_settings', 'strategy_settings', 'transfer_experiment',
+           'strategy_names', 'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline',
+           'train_final', 'to_bundle', 'write_tables', 'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
-from .commands import options_from
+from .commands import from_args, options_from
 from .data import DataError, sha256sum
 from .schema import ALIGN_RULES, LABEL4, get_schema, schema_features
 from .features import (FamilyTransform, FlatFeatures, check_columns, class_mix, em_class_mix, mix_weights,
                                source_cells)
 from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
-from .bilstm import BILSTM_RECIPE, MODELS_CODE
-from .evaluation import (aligned_proba, compare_all, fit_accepts, load_task, make_model, model_factory, register_model,
-                                 run_experiment, summarize, sizes_list)
-from .reproduce import Stage, register_stage, runs_store, scheduler_for
+from .bilstm import BILSTM_RECIPE
+from .evaluation import (MODELS, Executor, Protocol, aligned_proba, compare_all, fit_accepts, load_plugins,
+                                 load_task, make_model, model_factory, register_model, run_experiment, summarize,
+                                 sizes_list)
+from .stages import Stage, register_stage, runs_store, scheduler_for
 from .record import _log_loss
 
 # %% ../nbs/06_transfer.ipynb #dfd3501d
@@ -101,25 +102,26 @@ _MEMO = {}
 
 def pretrain_key(source:pd.DataFrame,  # the mouse cells of the pretraining
                  settings:dict,        # network and training settings; only the `PRETRAIN_KEYS` count
-                 seed:int,             # seed of the pretraining
+                 random_state:int,     # seed of the pretraining
                 ) -> str:              # 16 hexadecimal digits
     "Cache key: hash of the mouse cells, the pretraining settings and the seed."
     h = hashlib.sha256(pd.util.hash_pandas_object(source.reset_index(drop=True), index=False).values.tobytes())
-    h.update(json.dumps([{k: settings[k] for k in PRETRAIN_KEYS}, int(seed)], sort_keys=True).encode())
+    h.update(json.dumps([{k: settings[k] for k in PRETRAIN_KEYS}, int(random_state)], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 # %% ../nbs/06_transfer.ipynb #28b807ff
-def _pretrain(source, settings, seed, device):
+def _pretrain(source, settings, random_state, device):
     from sklearn.model_selection import train_test_split
     ft = species_transform(source)
     T = _tensors(ft, source)
     y = pd.Categorical(source['label4'], categories=LABEL4).codes
-    tr, va = train_test_split(np.arange(len(y)), test_size=0.15, stratify=y, random_state=int(seed))
-    torch.manual_seed(int(seed))
+    tr, va = train_test_split(np.arange(len(y)), test_size=0.15, stratify=y, random_state=int(random_state))
+    torch.manual_seed(int(random_state))
     net = TransferNet(T.widths, len(LABEL4), *(settings[k] for k in ('token_dim', 'hidden', 'attn_dim', 'dropout')))
     mk = lambda r: TrainTask.of(T.values[r], T.obs_mask[r], T.fam_mask[r], y[r], head='mouse', device=device)
     h = train_net(net, mk(tr), mk(va), epochs=settings['pretrain_epochs'], batch_size=settings['batch_size'],
-                  lr=settings['lr'], weight_decay=settings['weight_decay'], patience=10, device=device, seed=seed)
+                  lr=settings['lr'], weight_decay=settings['weight_decay'], patience=10, device=device,
+                  random_state=random_state)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     return state, list(T.widths), int(h.loc[h.best, 'epoch'].iloc[0])
 
@@ -145,12 +147,12 @@ def _load_pretrained(path:Path, key:str) -> dict:
 
 def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`source_cells`)
              settings:dict,        # network and training settings, with every one of `PRETRAIN_KEYS`
-             seed:int=0,           # seed of the validation split, the initialization and the batches
+             random_state:int=0,   # seed of the validation split, the initialization and the batches
              cache_dir=None,       # folder of the cached pretrainings (None: kept in this process only)
              device='cpu',         # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
             ) -> dict:             # `state` (CPU tensors), `widths`, `best_epoch`, `key`, `seconds`
     "The mouse-pretrained network (`state`, `widths`, `best_epoch`, `key`), from the cache when it was trained before."
-    key = pretrain_key(source, settings, seed)
+    key = pretrain_key(source, settings, random_state)
     path = Path(cache_dir) / f'pretrain_{key}.pt' if cache_dir is not None else None
     if key not in _MEMO and path is not None and path.is_file():
         try: _MEMO[key] = _load_pretrained(path, key)
@@ -159,7 +161,7 @@ def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`sou
             path.unlink()
     if key not in _MEMO:
         t0 = time.time()
-        state, widths, best = _pretrain(source, settings, seed, resolve_device(device))
+        state, widths, best = _pretrain(source, settings, random_state, resolve_device(device))
         _MEMO[key] = dict(state=state, widths=widths, best_epoch=best, key=key, seconds=time.time() - t0)
     if path is not None and not path.is_file(): _save_pretrained(_MEMO[key], path)
     return _MEMO[key]
@@ -172,10 +174,25 @@ _RATE = BILSTM_RECIPE['lr'] / NET_DEFAULTS['lr']
 TRANSFER_RECIPE = dict(hidden=BILSTM_RECIPE['hidden'], batch_size=BILSTM_RECIPE['batch_size'], lr=BILSTM_RECIPE['lr'],
                        finetune_lr=EARLIER_TRANSFER_RECIPE['finetune_lr'] * _RATE)
 
+# %% ../nbs/06_transfer.ipynb #4d5e0a02
+class Strategy:
+    "What a transfer strategy states about itself (class attributes), read by the registry and the experiment."
+    setting = 'labelled'          # 'labelled', or 'labelled + unlabelled' (its `fit` takes the unlabelled cells)
+    uses_mouse = False            # whether it reads the mouse cells (a dashed curve when not)
+    needs_pretraining = False     # whether the mouse network is pretrained once, before the runs fan out
+    small_budget = {}             # its settings of a quick run (`--tiny`, `reproduce --quick`): few epochs or trees
+    @classmethod
+    def experiment_params(cls, network:dict) -> dict:
+        "Its settings taken from the experiment's `network` settings (device, recipe, pretraining cache and seed)."
+        return {}
+
 # %% ../nbs/06_transfer.ipynb #2874f942
-class NetStrategy(ClassifierMixin, BaseEstimator):
+class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
     "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
-    needs_pretraining = True
+    uses_mouse, needs_pretraining = True, True
+    small_budget = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2)
+    @classmethod
+    def experiment_params(cls, network:dict) -> dict: return dict(network)
     def __init__(self,
                  epochs:int=60,                                     # epochs of fine-tuning or of joint training
                  warmup_epochs:int=20,                              # epochs of the human head alone, encoder frozen
@@ -188,7 +205,7 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
                  attn_dim:int=64,                                   # attention MLP size
                  dropout:float=0.4,                                 # dropout on the tokens and in the head
                  pretrain_epochs:int=60,                            # most epochs of the mouse pretraining
-                 pretrain_seed:int=0,                               # seed of the mouse pretraining
+                 pretrain_random_state:int=0,                       # seed of the mouse pretraining
                  source_weight:float=1.0,                           # loss weight of the mouse cells in joint training
                  adv_weight:float=0.3,                              # gradient-reversal strength of `nn_dann`
                  cache_dir=None,                                    # folder of cached pretrainings (None: memory only)
@@ -197,11 +214,13 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
         self.epochs, self.warmup_epochs, self.lr, self.finetune_lr = epochs, warmup_epochs, lr, finetune_lr
         self.batch_size, self.weight_decay, self.token_dim, self.hidden = batch_size, weight_decay, token_dim, hidden
         self.attn_dim, self.dropout = attn_dim, dropout
-        self.pretrain_epochs, self.pretrain_seed = pretrain_epochs, pretrain_seed
+        self.pretrain_epochs, self.pretrain_random_state = pretrain_epochs, pretrain_random_state
         self.source_weight, self.adv_weight, self.cache_dir = source_weight, adv_weight, cache_dir
         self.device, self.random_state = device, random_state
 
-    def _settings(self) -> dict: return {k: getattr(self, k) for k in PRETRAIN_KEYS}
+    def pretrain_settings(self) -> dict:
+        "The settings the mouse pretraining depends on (`PRETRAIN_KEYS`)."
+        return {k: getattr(self, k) for k in PRETRAIN_KEYS}
     def _dev(self): return resolve_device(self.device)
 
     def _task(self, T, y=None, head='human', weight=1.0) -> TrainTask:
@@ -212,13 +231,13 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
 
     def _train(self, tasks, params, epochs, lr, aux_loss=None):
         return train_net(self.net_, tasks, epochs=epochs, batch_size=self.batch_size, lr=lr,
-                         weight_decay=self.weight_decay, device=self._dev(), seed=self.random_state,
+                         weight_decay=self.weight_decay, device=self._dev(), random_state=self.random_state,
                          params=params, aux_loss=aux_loss)
 
     def _pretrained_net(self, source):
         if source is None:
             raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
-        pt = pretrain(source, self._settings(), self.pretrain_seed, self.cache_dir, self.device)
+        pt = pretrain(source, self.pretrain_settings(), self.pretrain_random_state, self.cache_dir, self.device)
         net = self._new_net(pt['widths'])
         net.load_state_dict(pt['state'])
         # same four classes: the human head starts from the mouse head
@@ -268,7 +287,7 @@ class NetStrategy(ClassifierMixin, BaseEstimator):
 # %% ../nbs/06_transfer.ipynb #602a681a
 class NetHuman(NetStrategy):
     "The network trained from scratch on the labelled human cells only (warm-up + fine-tune budget, one rate)."
-    needs_pretraining = False
+    uses_mouse, needs_pretraining = False, False
     def fit(self, X, y):
         y, T = self._begin(X, y)
         self.net_, self.head_ = self._new_net(T.widths), 'human'
@@ -317,12 +336,14 @@ class NetJoint(NetStrategy):
 
 class NetDANN(NetJoint):
     "Joint training plus a domain discriminator (gradient reversal) over mouse and labelled + unlabelled human cells."
+    setting = 'labelled + unlabelled'
     def fit(self, X, y, source=None, unlabelled=None):
         return self._joint(X, y, source, unlabelled, adversarial=self.adv_weight)
 
 # %% ../nbs/06_transfer.ipynb #ea435b3c
-class BestOfInnerCV(ClassifierMixin, BaseEstimator):
+class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
     "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
+    small_budget = dict(candidates=('rf', 'logreg'), params={'rf': dict(n_estimators=20)})
     def __init__(self,
                  candidates=('rf', 'hgb', 'logreg'),  # registered model names to choose from
                  folds:int=3,                         # inner stratified folds (fewer when a class has fewer cells)
@@ -361,9 +382,11 @@ def _zeroshot(net, X, y, source, random_state:int) -> 'NetZeroShot':
     zs = clone(net) if net is not None else NetZeroShot()
     return zs.set_params(random_state=random_state).fit(X, y, source=source)
 
-class MouseFeatureForest(ClassifierMixin, BaseEstimator):
+class MouseFeatureForest(Strategy, ClassifierMixin, BaseEstimator):
     "Random forest on the human features plus the class probabilities of the mouse-pretrained network."
-    needs_pretraining = True
+    uses_mouse, needs_pretraining, small_budget = True, True, dict(n_estimators=20)
+    @classmethod
+    def experiment_params(cls, network:dict) -> dict: return dict(net=NetZeroShot(**network))
     def __init__(self,
                  n_estimators:int=500,       # trees of the forest
                  net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
@@ -388,8 +411,9 @@ class MouseFeatureForest(ClassifierMixin, BaseEstimator):
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
 # %% ../nbs/06_transfer.ipynb #501259fc
-class SelfTrained(ClassifierMixin, BaseEstimator):
+class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
     "Self-training over the labelled + unlabelled cells of the training fold (a forest, or `rf_mouse` with `source`)."
+    setting, small_budget = 'labelled + unlabelled', dict(n_estimators=20)
     use_source = False  # whether the forest also reads the mouse network's class probabilities (fit with `source`)
     def __init__(self,
                  threshold:float=0.7,        # least predicted probability that makes a pseudo-label
@@ -436,13 +460,15 @@ class SelfTrainedHuman(SelfTrained):
 # %% ../nbs/06_transfer.ipynb #a338a53f
 class SelfTrainedMouse(SelfTrained):
     "Self-training of the forest on human features plus mouse-network probabilities."
-    needs_pretraining, use_source = True, True
+    uses_mouse, needs_pretraining, use_source = True, True, True
+    @classmethod
+    def experiment_params(cls, network:dict) -> dict: return dict(net=NetZeroShot(**network))
     def fit(self, X, y, source=None, unlabelled=None): return self._fit(X, y, source, unlabelled)
 
 # %% ../nbs/06_transfer.ipynb #cdb6509a
-class MixZeroShot(ClassifierMixin, BaseEstimator):
+class MixZeroShot(Strategy, ClassifierMixin, BaseEstimator):
     "Zero-shot: balanced logistic regression on mouse cells in the aligned space, mouse statistics at the human mix."
-    needs_pretraining = False
+    uses_mouse = True
     mixes = ('labelled', 'pooled')
     def __init__(self,
                  mix:str='labelled',  # 'labelled': mouse statistics at the labelled human cells' mix; 'pooled': own mix
@@ -506,7 +532,7 @@ def _aligned_table(X, species:str, X2=None, species2:str|None=None) -> pd.DataFr
 # %% ../nbs/06_transfer.ipynb #e04efdc2
 class EMZeroShot(MixZeroShot):
     "Zero-shot with the human mix estimated by EM on the labelled and unlabelled cells, statistics from all of them."
-    mixes = ('em',)
+    setting, mixes = 'labelled + unlabelled', ('em',)
     def __init__(self,
                  mix:str='em',        # the human mix by expectation–maximization (`em_class_mix`)
                  C:float=1.0,         # inverse L2 strength of the logistic regression
@@ -523,8 +549,10 @@ class EMZeroShot(MixZeroShot):
         return self
 
 # %% ../nbs/06_transfer.ipynb #7d681d4d
-class ExpertBlend(ClassifierMixin, BaseEstimator):
+class ExpertBlend(Strategy, ClassifierMixin, BaseEstimator):
     "Weighted average of a mouse expert and a human-only expert, the weight chosen by inner CV on the labelled cells."
+    uses_mouse = True
+    small_budget = dict(target_expert=BestOfInnerCV(**BestOfInnerCV.small_budget))
     def __init__(self,
                  source_expert=None,       # unfitted expert fitted with the mouse cells (None: `MixZeroShot()`)
                  target_expert=None,       # unfitted human-only expert (None: `BestOfInnerCV()`, `best_human`)
@@ -614,51 +642,61 @@ class _Fixed(ClassifierMixin, BaseEstimator):
     def __init__(self, P, classes): self.P, self.classes_ = P, np.asarray(classes)
     def predict_proba(self, X): return self.P
 
+# %% ../nbs/06_transfer.ipynb #4d5e0a04
+FACTS = ('setting', 'uses_mouse', 'needs_pretraining', 'small_budget')   # what a strategy states about itself
+
+def strategy_facts(source) -> dict:
+    "The facts (`FACTS`) a strategy class, or a registered model's factory, states; `Strategy`'s where it is silent."
+    facts = {k: getattr(source, k, getattr(Strategy, k)) for k in FACTS}
+    if facts['setting'] not in ('labelled', 'labelled + unlabelled'):
+        raise ValueError(f"{getattr(source, '__name__', source)}: unknown setting {facts['setting']!r}")
+    return facts
+
 # %% ../nbs/06_transfer.ipynb #2ece580e
-STRATEGIES = {}
+STRATEGIES = {}    # name -> the strategy's facts, its description and its class (None: a registered model)
 
-def register_strategy(name:str,                # the strategy's name, in `STRATEGIES` and the model registry
-                      factory,                 # `factory(schema, random_state, **params)` -> an unfitted estimator
-                      setting:str='labelled',  # 'labelled' or 'labelled + unlabelled' (unlabelled human cells too)
-                      uses_mouse:bool=True,    # the strategy reads the mouse cells (dashed curve when not)
-                      description:str='',      # one line for the tables (default: the factory's docstring)
-                     ):
-    "Register a transfer strategy: a model of the evaluation registry, listed in `STRATEGIES` with its setting."
-    if setting not in ('labelled', 'labelled + unlabelled'): raise ValueError(f"unknown setting {setting!r}")
-    register_model(name, factory, description)
-    STRATEGIES[name] = dict(setting=setting, uses_mouse=uses_mouse, description=description or (factory.__doc__ or ''))
-
-# %% ../nbs/06_transfer.ipynb #8f07713c
-def _strategy(cls):
-    "The registry's factory of strategy class `cls` (its docstring: the description)."
-    def factory(schema='human', random_state=0, **kw): return cls(random_state=random_state, **kw)
-    factory.__doc__ = cls.__doc__
+def _factory(cls, params:dict):
+    "The registry's factory of strategy class `cls` built with `params` (module and docstring: the class's)."
+    takes_schema = 'schema' in inspect.signature(cls).parameters
+    def factory(schema='human', random_state=0, **kw):
+        return cls(random_state=random_state, **(dict(schema=schema) if takes_schema else {}), **(params | kw))
+    factory.__doc__, factory.__module__ = cls.__doc__, cls.__module__   # its code enters the run stores' keys
     return factory
 
-def _zs_pooled(schema='human', random_state=0, **kw):
-    "Zero-shot logistic regression in the aligned space with each species' own pooled statistics (no reweighting)"
-    return MixZeroShot(mix='pooled', random_state=random_state, **kw)
+def register_strategy(name:str,             # the strategy's name, in `STRATEGIES` and the model registry
+                      cls=None,             # its class (None: `name` is a registered model, used as it is)
+                      description:str='',   # one line for the tables (default: the class's docstring)
+                      **params,             # constructor settings that make this strategy (e.g. `mix='pooled'`)
+                     ):
+    "Register a transfer strategy: its class in the evaluation registry, its facts (read from it) in `STRATEGIES`."
+    if cls is None:
+        if name not in MODELS: load_plugins()
+        source = MODELS[name][0]
+    else:
+        source = cls
+        register_model(name, _factory(cls, params), description)
+    desc = description or (cls.__doc__ if cls is not None else MODELS[name][1]) or ''
+    STRATEGIES[name] = dict(strategy_facts(source), description=desc, cls=cls)
 
-def _best(schema='human', random_state=0, **kw):
-    "Baseline of record: the best of rf / hgb / logreg by inner 3-fold CV on the labelled cells"
-    return BestOfInnerCV(schema=schema, random_state=random_state, **kw)
-
-for _n, _d in [('rf', 'random forest on all human features'), ('hgb', 'gradient boosting on all human features'),
-               ('logreg', 'logistic regression on all human features')]:
-    STRATEGIES[_n] = dict(setting='labelled', uses_mouse=False, description=_d)
-register_strategy('best_human', _best, 'labelled', False)
-register_strategy('nn_human', _strategy(NetHuman), 'labelled', False)
-register_strategy('nn_zeroshot', _strategy(NetZeroShot), 'labelled', True)
-register_strategy('nn_finetune', _strategy(NetFinetune), 'labelled', True)
-register_strategy('nn_joint', _strategy(NetJoint), 'labelled', True)
-register_strategy('rf_mouse', _strategy(MouseFeatureForest), 'labelled', True)
-register_strategy('selftrain', _strategy(SelfTrainedHuman), 'labelled + unlabelled', False)
-register_strategy('nn_dann', _strategy(NetDANN), 'labelled + unlabelled', True)
-register_strategy('selftrain_mouse', _strategy(SelfTrainedMouse), 'labelled + unlabelled', True)
-register_strategy('zs_pooled', _zs_pooled, 'labelled', True)
-register_strategy('zs_mix', _strategy(MixZeroShot), 'labelled', True)
-register_strategy('zs_em', _strategy(EMZeroShot), 'labelled + unlabelled', True)
-register_strategy('blend_mix', _strategy(ExpertBlend), 'labelled', True)
+# %% ../nbs/06_transfer.ipynb #8f07713c
+register_strategy('rf', description='random forest on all human features')
+register_strategy('hgb', description='gradient boosting on all human features')
+register_strategy('logreg', description='logistic regression on all human features')
+register_strategy('best_human', BestOfInnerCV,
+                  'Baseline of record: the best of rf / hgb / logreg by inner 3-fold CV on the labelled cells')
+register_strategy('nn_human', NetHuman)
+register_strategy('nn_zeroshot', NetZeroShot)
+register_strategy('nn_finetune', NetFinetune)
+register_strategy('nn_joint', NetJoint)
+register_strategy('rf_mouse', MouseFeatureForest)
+register_strategy('selftrain', SelfTrainedHuman)
+register_strategy('nn_dann', NetDANN)
+register_strategy('selftrain_mouse', SelfTrainedMouse)
+register_strategy('zs_pooled', MixZeroShot, 'Zero-shot logistic regression in the aligned space with each '
+                  "species' own pooled statistics (no reweighting)", mix='pooled')
+register_strategy('zs_mix', MixZeroShot)
+register_strategy('zs_em', EMZeroShot)
+register_strategy('blend_mix', ExpertBlend)
 
 # %% ../nbs/06_transfer.ipynb #9269db3f
 BASELINE = 'best_human'           # the baseline of record
@@ -667,69 +705,53 @@ SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + un
 RECORD_STRATEGY = 'blend_mix'     # the transfer strategy of record
 
 # %% ../nbs/06_transfer.ipynb #fcae6561
-TINY = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2, n_estimators=20, max_iter=2)
+def network_settings(cache_dir=None,         # folder of the cached mouse pretrainings (None: kept in memory only)
+                     random_state:int=0,     # seed of the mouse pretraining
+                     device='auto',          # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+                     tiny:bool=False,        # the networks' small budget (`NetStrategy.small_budget`)
+                     recipe:dict|None=None,  # network settings over the defaults (e.g. `EARLIER_TRANSFER_RECIPE`)
+                    ) -> dict:               # settings of every network of the experiment
+    "The experiment's settings of the networks: pretraining cache and seed, device, `recipe`, small budget."
+    net = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_random_state=random_state,
+               device=device, **(recipe or {}))
+    return net | (NetStrategy.small_budget if tiny else {})
 
 # %% ../nbs/06_transfer.ipynb #c1a3e759
-def strategy_params(names,                  # registered strategy names
-                    cache_dir=None,         # folder of the cached mouse pretrainings (None: kept in memory only)
-                    seed:int=0,             # seed of the mouse pretraining
-                    device='auto',          # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
-                    tiny:bool=False,        # tiny budgets: few epochs and trees (smoke test)
-                    recipe:dict|None=None,  # network settings over the defaults (e.g. `EARLIER_TRANSFER_RECIPE`)
-                   ) -> dict:               # strategy name -> its settings; strategies with none left out
-    "Per-strategy parameters of an experiment: pretraining cache and seed, device, tiny budgets, network `recipe`."
-    net_kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_seed=seed, device=device)
-    net_kw.update(recipe or {})
-    if tiny: net_kw.update({k: TINY[k] for k in ('epochs', 'warmup_epochs', 'pretrain_epochs')})
-    tree = dict(n_estimators=TINY['n_estimators']) if tiny else {}
-    out = {}
-    for n in names:
-        est = make_model(n)
-        keys = set(est.get_params())
-        if {'pretrain_seed', 'cache_dir'} <= keys: out[n] = dict(net_kw)      # a neural strategy
-        elif 'net' in keys: out[n] = dict(net=NetZeroShot(**net_kw), **{k: v for k, v in tree.items() if k in keys})
-        elif n == 'hgb' and tiny: out[n] = dict(max_iter=TINY['max_iter'])
-        elif n == 'rf' and tiny: out[n] = dict(tree)
-        elif n == 'best_human' and tiny: out[n] = dict(candidates=('rf', 'logreg'), params={'rf': dict(tree)})
-        elif 'target_expert' in keys and tiny:   # a blend: the human expert with tiny budgets
-            out[n] = dict(target_expert=BestOfInnerCV(candidates=('rf', 'logreg'), params={'rf': dict(tree)}))
-        else: out[n] = {}
-    return {k: v for k, v in out.items() if v}
+def strategy_settings(name:str,         # a registered strategy name
+                      network:dict,     # the experiment's network settings (`network_settings`)
+                      tiny:bool=False,  # its small budget too
+                     ) -> dict:         # its settings in the experiment
+    "A strategy's settings in an experiment: the network settings it takes (its class says), its small budget."
+    st = STRATEGIES[name]
+    kw = st['cls'].experiment_params(network) if st['cls'] is not None else {}
+    return kw | (copy.deepcopy(st['small_budget']) if tiny else {})
 
 # %% ../nbs/06_transfer.ipynb #da040a85
-def transfer_experiment(strategies='all', # strategy names: a list, comma-separated, or 'all'
-                        sizes:str='10,20,40,80,160,all', # labelled human training cells per run (comma-separated; all)
-                        repeats:int=5, # repeats of the outer cross-validation
-                        folds:int=5, # outer folds
-                        seed:int=1, # seed of the folds, the labelled subsamples and the mouse pretraining
-                        grouped:bool=False, # donor-grouped outer folds
-                        out:str='results/transfer', # output folder (resumes from its parts/)
-                        scheduler:str|None=None, # Dask scheduler address (default: a local cluster); 'sync': in-process
-                        n_workers:int=2, # local cluster worker processes (one thread each)
-                        tiny:bool=False, # tiny budgets (smoke test)
-                        device:str='auto', # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
-                        progress:bool=True, # show progress bars
-                        data=None, # (human task, source cells), when already loaded
-                        data_dir=None, # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
-                        reuse=(), # stores of earlier runs whose finished runs are read instead of refitted
-                        recipe:dict|None=None, # the networks' recipe (default `TRANSFER_RECIPE`)
+TRANSFER_PROTOCOL = Protocol(repeats=5, folds=5, val_frac=0.0, random_state=1, sizes='10,20,40,80,160,all')
+
+def transfer_experiment(strategies='all',                   # strategy names: a list, comma-separated, or 'all'
+                        protocol:Protocol=TRANSFER_PROTOCOL,  # repeats, folds, seed (also of the pretraining), sizes
+                        executor:Executor=Executor(n_workers=2, out='results/transfer'),  # workers, run folder, ...
+                        tiny:bool=False,                    # the strategies' small budgets (smoke test)
+                        device:str='auto',                  # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+                        data=None,                          # (human task, source cells), when already loaded
+                        data_dir=None,                      # the data mirror (default: $EPHYS2TX_DATA, else the cache)
+                        recipe:dict|None=None,              # the networks' recipe (default `TRANSFER_RECIPE`)
                        ) -> pd.DataFrame:
     "Every strategy x size x repeat x fold on the human cells (mouse cells as the source); resumable under `out`."
     names = strategy_names(strategies)
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
-    out = Path(out)
+    if executor.out is None: raise ValueError("the transfer experiment needs an output folder: Executor(out=...)")
+    out = Path(executor.out)
     out.mkdir(parents=True, exist_ok=True)
-    fit_device = 'cpu' if scheduler not in (None, 'sync') else device     # a named scheduler's workers: the CPU
-    params = strategy_params(names, out / 'pretrained', seed, fit_device, tiny, recipe)
-    needs = [n for n in names if getattr(make_model(n), 'needs_pretraining', False)]
-    if needs:   # once, here, before the fan-out: the workers load it from the cache
-        est = make_model(needs[0], 'human', 0, **params[needs[0]])
-        est = est.net if hasattr(est, 'net') and est.net is not None else est
-        pretrain(source, est._settings(), seed, out / 'pretrained', device)
-    (out / 'settings.json').write_text(json.dumps(dict(strategies=names, sizes=sizes_list(sizes), repeats=repeats,
-                                                       folds=folds, seed=seed, grouped=grouped, tiny=tiny), indent=1))
-    res = run_experiment(task, names, ['grouped' if grouped else 'stratified'], repeats, folds, 0.0, seed, params,
-                         progress, n_workers, 1, sizes, source, out, scheduler, reuse)
+    fit_device = 'cpu' if executor.scheduler not in (None, 'sync') else device   # a named scheduler's workers: CPU
+    network = network_settings(out / 'pretrained', protocol.random_state, fit_device, tiny, recipe)
+    if any(STRATEGIES[n]['needs_pretraining'] for n in names):   # once, here: the workers load it from the cache
+        pretrain(source, NetZeroShot(**network).pretrain_settings(), protocol.random_state, out / 'pretrained', device)
+    (out / 'settings.json').write_text(json.dumps(dict(strategies=names, **dataclasses.asdict(protocol), tiny=tiny),
+                                                  indent=1))
+    params = {n: p for n in names if (p := strategy_settings(n, network, tiny))}
+    res = run_experiment(task, names, protocol, executor, params=params, source=source)
     res.to_csv(out / 'results.csv', index=False)
     res.to_parquet(out / 'results.parquet', index=False)
     return res
@@ -816,20 +838,21 @@ def plot_curve(results:pd.DataFrame,   # one row per strategy x size x repeat x 
     return fig
 
 # %% ../nbs/06_transfer.ipynb #bb2a62a1
-def verdict_text(results:pd.DataFrame,    # one row per strategy x size x repeat x fold, `BASELINE` among them
+def verdict_text(results:pd.DataFrame,    # one row per strategy x size x repeat x fold, `baseline` among them
+                 baseline:str=BASELINE,   # the human-only strategy every finding is measured against
                  small_max:int=80,        # most labelled human cells that count as few
                  gain:float=0.05,         # the macro-F1 gain looked for at few labelled cells
                  tolerance:float=-0.005,  # with all labelled cells, the least mean difference that counts as no worse
                  alpha:float=0.05,        # significance level of that gain
                 ) -> str:                 # a Markdown list, one finding per line
     "Plain-language summary: where mouse-using strategies beat the baseline of record, and by how much."
-    g = gains_of(results, BASELINE)
+    g = gains_of(results, baseline)
     g = g[g.model.map(lambda m: STRATEGIES.get(m, {}).get('uses_mouse', False))]
-    if not len(g): return f'No strategy that uses mouse cells was compared with {BASELINE}.'
+    if not len(g): return f'No strategy that uses mouse cells was compared with {baseline}.'
     lines = []
     for v in ['helps', 'no significant difference', 'hurts']:
         items = [f"{r.model} at n={r.size} ({r.mean_diff:+.3f}, p={r.p:.2g})" for r in g[g.verdict == v].itertuples()]
-        lines.append(f"- {v} (vs {BASELINE}): " + ('; '.join(items) if items else 'none'))
+        lines.append(f"- {v} (vs {baseline}): " + ('; '.join(items) if items else 'none'))
     small = g[g['size'].map(lambda z: z != 'all' and int(z) <= small_max)]
     hit = small[(small.mean_diff >= gain) & (small.p < alpha)]
     best = small.loc[small.mean_diff.idxmax()] if len(small) else None
@@ -843,13 +866,13 @@ def verdict_text(results:pd.DataFrame,    # one row per strategy x size x repeat
         worse = [f"n={r.size} ({r.mean_diff:+.3f}, p={r.p:.2g})" for r in rec[rec.verdict == 'hurts'].itertuples()]
         lines.append(f"- the transfer strategy of record {RECORD_STRATEGY}: " + '; '.join(
             f"n={r.size} {r.mean_diff:+.3f} (p={r.p:.2g})" for r in rec.itertuples()) + '; significantly worse than '
-            f"{BASELINE} at: " + ('; '.join(worse) if worse else 'no size'))
+            f"{baseline} at: " + ('; '.join(worse) if worse else 'no size'))
     full = g[g['size'] == 'all']
     if len(full):
         b = full.loc[full.mean_diff.idxmax()]
         than = 'no worse than' if b.mean_diff >= tolerance else 'worse than'
         lines.append(f"- with all labelled cells the best mouse-using strategy is {b.model} "
-                     f"({b.mean_diff:+.3f}, p={b.p:.2g}): {than} {BASELINE} within {abs(tolerance)}")
+                     f"({b.mean_diff:+.3f}, p={b.p:.2g}): {than} {baseline} within {abs(tolerance)}")
     return '\n'.join(lines)
 
 # %% ../nbs/06_transfer.ipynb #972ac96a
@@ -860,22 +883,23 @@ def strongest_human_only(results:pd.DataFrame, size:str) -> str:
     return r.groupby('model').macro_f1.mean().idxmax()
 
 # %% ../nbs/06_transfer.ipynb #08380690
-def headline(results:pd.DataFrame,        # one row per strategy x size x repeat x fold, `BASELINE` among them
+def headline(results:pd.DataFrame,        # one row per strategy x size x repeat x fold, `baseline` among them
              sizes=('10', '20', '80', 'all'), # the sizes of the table (those run)
              record:str=RECORD_STRATEGY,  # the transfer strategy of record (the best mouse-using one if not run)
+             baseline:str=BASELINE,       # the human-only strategy it is measured against
             ) -> pd.DataFrame:            # one row per size
-    "Per size: the baseline of record against the transfer strategy of record (same folds), beside the post-hoc best."
-    rows, g = [], gains_of(results, BASELINE)
+    "Per size: the baseline against the transfer strategy of record (same folds), beside the post-hoc best."
+    rows, g = [], gains_of(results, baseline)
     means = results.groupby(['model', 'size'])['macro_f1'].agg(['mean', 'std'])
     fmt = lambda m, z: f"{means.loc[(m, z), 'mean']:.3f} ± {means.loc[(m, z), 'std']:.3f}"
     for z in [s for s in sizes if s in set(results['size'].astype(str))]:
         gz = g[(g['size'] == z) & g.model.map(lambda m: STRATEGIES.get(m, {}).get('uses_mouse', False))]
-        if not len(gz) or (BASELINE, z) not in means.index: continue
+        if not len(gz) or (baseline, z) not in means.index: continue
         b = gz.loc[gz.mean_a.idxmax()]
         t = gz[gz.model == record].iloc[0] if record in set(gz.model) else b
         s = strongest_human_only(results, z)
         c = compare_all(results[(results['size'].astype(str) == z) & results.model.isin([t.model, s])], s).iloc[0]
-        rows.append({'labelled human cells': z, 'human-only (best_human)': fmt(BASELINE, z), 'transfer': t.model,
+        rows.append({'labelled human cells': z, f'human-only ({baseline})': fmt(baseline, z), 'transfer': t.model,
                      'transfer macro-F1': fmt(t.model, z), 'gain': round(float(t.mean_diff), 3), 'p': float(t.p),
                      'folds': int(t.n_pairs), 'best transfer (post hoc)': f"{b.model} {b.mean_diff:+.3f} (p={b.p:.2g})",
                      'strongest human-only (post hoc)': f"{s} {fmt(s, z)}",
@@ -884,7 +908,7 @@ def headline(results:pd.DataFrame,        # one row per strategy x size x repeat
 
 # %% ../nbs/06_transfer.ipynb #f2488c7b
 def train_final(strategy:str='nn_finetune',  # a registered strategy name
-                seed:int=1,                  # seed of the fit and of the mouse pretraining
+                random_state:int=1,          # seed of the fit and of the mouse pretraining
                 data=None,                   # (labelled human cells, mouse cells), when already loaded
                 data_dir=None,               # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                 cache_dir=None,              # folder of the cached mouse pretrainings (None: kept in memory only)
@@ -893,8 +917,8 @@ def train_final(strategy:str='nn_finetune',  # a registered strategy name
                ):
     "Fit `strategy` on all human cells (mouse cells as the source); returns the fitted estimator."
     task, source = data if data is not None else (load_task('human', data_dir), source_cells(data_dir))
-    params = strategy_params([strategy], cache_dir, seed, device, tiny).get(strategy, {})
-    est = make_model(strategy, 'human', seed, **params)
+    params = strategy_settings(strategy, network_settings(cache_dir, random_state, device, tiny), tiny)
+    est = make_model(strategy, 'human', random_state, **params)
     kw = dict(source=source) if fit_accepts(est, 'source') else {}
     t0 = time.time()
     est.fit(task.X, task.y, **kw)
@@ -944,8 +968,8 @@ def write_tables(res:pd.DataFrame,       # the experiment's results (`transfer_e
         if b in set(res.model) and b != baseline:
             semi = [m for m in STRATEGIES if STRATEGIES[m]['setting'] != 'labelled'] if b == SEMI_BASELINE else None
             gains_of(res, b, models=semi).to_csv(out / f, index=False)
-    text = verdict_text(res) if BASELINE in set(res.model) else f'({BASELINE} not run: no verdict)'
-    hl = headline(res) if BASELINE in set(res.model) else pd.DataFrame()
+    text = verdict_text(res, baseline) if baseline in set(res.model) else f'({baseline} not run: no verdict)'
+    hl = headline(res, baseline=baseline) if baseline in set(res.model) else pd.DataFrame()
     hl.to_csv(out / 'headline.csv', index=False)
     import matplotlib
     matplotlib.use('Agg')
@@ -961,8 +985,13 @@ def register_cli(sub):
     p = sub.add_parser('transfer', help='mouse -> human transfer: label-efficiency experiment and transfer models')
     p.add_argument('--strategy', action='append', default=None,
                    help=f"strategy (repeatable, comma-separated, or 'all'); registered: {', '.join(STRATEGIES)}")
-    options_from(p, transfer_experiment, ['sizes', 'grouped', 'repeats', 'folds', 'seed', 'out', 'scheduler',
-                                          'n_workers', 'tiny', 'device', 'progress'], flags={'sizes': '--human-sizes'})
+    fields = ['sizes', 'grouped', 'repeats', 'folds', 'random_state']   # the protocol's, with the experiment's defaults
+    options_from(p, Protocol, fields, flags=dict(sizes='--human-sizes', random_state='--seed'),
+                 **{f: dict(default=getattr(TRANSFER_PROTOCOL, f)) for f in fields})
+    options_from(p, Executor, ['out', 'scheduler', 'n_workers', 'progress'],
+                 out=dict(default='results/transfer', help='output folder (resumes from its parts/)'),
+                 n_workers=dict(default=2))
+    options_from(p, transfer_experiment, ['tiny', 'device'])
     p.add_argument('--baseline', default=BASELINE,
                    help='strategy the gains are measured against (default: the baseline of record)')
     p.add_argument('--save-model', default=None,
@@ -976,15 +1005,16 @@ def _cli_transfer(args):
     out = Path(args.out)
     data = (load_task('human', args.data_dir), source_cells(args.data_dir))
     if args.repeats > 0:
-        res = transfer_experiment(names, args.sizes, args.repeats, args.folds, args.seed, args.grouped, out,
-                                  args.scheduler, args.n_workers, args.tiny, args.device, args.progress, data)
+        protocol = from_args(Protocol, args, val_frac=0.0)
+        res = transfer_experiment(names, protocol, from_args(Executor, args), tiny=args.tiny, device=args.device,
+                                  data=data)
         text = write_tables(res, out, args.baseline)
         print(curve_of(res).to_string())
         print('\n' + text)
         n_new = len(res.attrs['computed'])
         print(f"\n{len(res)} runs ({n_new} computed now) -> {out/'results.csv'}, {out/'curve.png'}")
     if args.save_model:
-        est = train_final(args.save_strategy, args.seed, data, cache_dir=out / 'pretrained', tiny=args.tiny,
+        est = train_final(args.save_strategy, args.random_state, data, cache_dir=out / 'pretrained', tiny=args.tiny,
                           device=args.device)
         to_bundle(est, args.save_model)
         print(f"saved {args.save_strategy} trained on {est.n_train_} human cells -> {args.save_model}")
@@ -994,11 +1024,14 @@ def _cli_transfer(args):
 TRANSFER_QUICK = dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse,zs_mix,blend_mix',   # --quick
                       sizes='20,all')
 
+def _transfer_protocol(run) -> Protocol:
+    "The stage's protocol: the run's repeats, folds and seed, every size (`--quick`: the quick ones), no inner split."
+    return run.protocol(val_frac=0.0, sizes=TRANSFER_QUICK['sizes'] if run.quick else TRANSFER_PROTOCOL.sizes)
+
 def _transfer_config(run) -> dict:
     "The transfer stage's settings (`run`: a reproduce `RunConfig`): every strategy and size, or the quick ones."
     return dict(strategies=TRANSFER_QUICK['strategies'] if run.quick else 'all',
-                sizes=TRANSFER_QUICK['sizes'] if run.quick else '10,20,40,80,160,all', repeats=run.repeats,
-                folds=run.folds, seed=run.seed, quick=run.quick)
+                **dataclasses.asdict(_transfer_protocol(run)), quick=run.quick)
 
 def _transfer_scheduler(run):
     "The run's shared cluster on CPU (on a GPU the experiment starts its own: a named scheduler's work runs on CPU)."
@@ -1009,12 +1042,13 @@ def _run_transfer(ctx):
     "The transfer stage: `transfer_experiment` on the run's folds, then its tables and figure (`write_tables`)."
     cfg = ctx.config
     # rf, hgb and logreg at size 'all' are the models stage's runs: taken over from the human run store
-    res = transfer_experiment(cfg['strategies'], cfg['sizes'], ctx.run.repeats, ctx.run.folds, ctx.run.seed,
-                              out=ctx.dir, scheduler=_transfer_scheduler(ctx.run), tiny=ctx.run.quick,
-                              n_workers=ctx.run.n_workers, device=ctx.run.device, progress=ctx.progress,
-                              data_dir=ctx.run.data_dir, reuse=[runs_store(ctx.run, 'human')])
-    ctx.log.info('  human: %d runs fitted, %d taken over from the models stage', len(res.attrs['computed']),
-                 len(res.attrs['reused']))
+    run = ctx.run
+    executor = run.executor(scheduler=_transfer_scheduler(run), progress=ctx.progress, out=ctx.dir,
+                            reuse=[runs_store(run, 'human')])
+    res = transfer_experiment(cfg['strategies'], _transfer_protocol(run), executor, tiny=run.quick, device=run.device,
+                              data_dir=run.data_dir)
+    ctx.log.info(f"  human: {len(res.attrs['computed'])} runs fitted, {len(res.attrs['reused'])} taken over from "
+                 f"the models stage")
     write_tables(res, ctx.dir)
 
 # %% ../nbs/06_transfer.ipynb #bc168689
@@ -1025,7 +1059,7 @@ def _transfer_headline(d:Path, run) -> pd.DataFrame:
         mean, sd = (float(v) for v in h['transfer macro-F1'].split(' ± '))
         rows.append(dict(result=f"transfer (n = {h['labelled human cells']})", species='human (mouse → human)',
                          model=h['transfer'], macro_f1=h['transfer macro-F1'], mean=mean, sd=sd, n=h['folds'],
-                         versus=f"{BASELINE} {h['human-only (best_human)']}", gain=h['gain'], p=h['p']))
+                         versus=f"{BASELINE} {h[f'human-only ({BASELINE})']}", gain=h['gain'], p=h['p']))
     return pd.DataFrame(rows)
 
 def _gains_table(path:Path, order=()) -> pd.DataFrame:
@@ -1064,6 +1098,6 @@ def _transfer_markdown(d:Path) -> list:
 # %% ../nbs/06_transfer.ipynb #d3b25604
 register_stage(Stage(
     'transfer', 'Mouse → human transfer', run=_run_transfer, order=50, report='transfer.ipynb', species='human',
-    requires=(*MODELS_CODE, 'ephys2tx.transfer'), datasets=('mouse_gouwens2020', 'human_leedalley2023'),
+    datasets=('mouse_gouwens2020', 'human_leedalley2023'),
     config=_transfer_config, outputs=('results.parquet', 'curve.csv', 'gains.csv', 'headline.csv', 'curve.png'),
     headline=_transfer_headline, markdown=_transfer_markdown))
