@@ -41,7 +41,7 @@ def choose(seed: int, n_jobs: int, progress: bool) -> tuple:
     for sp in ('mouse', 'human'):
         t = load_task(sp)
         s = inner_validation_sweep(t.X, t.y, sp, grid=grid, base=base, folds=3, random_state=seed + 1000,
-                                   n_jobs=n_jobs, progress=progress)
+                                   n_workers=n_jobs, progress=progress)
         parts.append(s.reset_index().assign(species=sp))
     sweep = pd.concat(parts, ignore_index=True)
     per = sweep.groupby('config', sort=False).agg(val_macro_f1=('val_macro_f1', 'mean'), fit_seconds=('fit_seconds', 'sum'))

@@ -15,11 +15,12 @@ from .reproduce import Stage, register_stage, scheduler_for
 # %% auto #0
 __all__ = ['family_permutation_importance', 'interpret_cv', 'plot_interpretation', 'attention_importance_agreement']
 
-# %% ../nbs/05d_interpret.ipynb #6b0eb520
+# %% ../nbs/05d_interpret.ipynb #877ebd29
 def _macro_f1(model:BiLSTMClassifier, y, values, obs, fam) -> float:
     "Macro-F1 of `model` on family tensors."
     return f1_score(y, model.classes_[model._run(values, obs, fam)[0].argmax(1)], average='macro', zero_division=0)
 
+# %% ../nbs/05d_interpret.ipynb #0ae08367
 def _permuted(T, f:int, p) -> tuple:
     "Copies of the tensors with family `f` permuted by `p` across cells (a cell left with no family keeps its own)."
     v, o, fm = T.values.copy(), T.obs_mask.copy(), T.fam_mask.copy()
@@ -28,6 +29,7 @@ def _permuted(T, f:int, p) -> tuple:
     v[lost, f], o[lost, f], fm[lost, f] = T.values[lost, f], T.obs_mask[lost, f], T.fam_mask[lost, f]
     return v, o, fm, lost
 
+# %% ../nbs/05d_interpret.ipynb #6b0eb520
 def family_permutation_importance(model:BiLSTMClassifier,  # a fitted model
                                   X,                       # held-out cells
                                   y,                       # their labels
@@ -50,7 +52,7 @@ def family_permutation_importance(model:BiLSTMClassifier,  # a fitted model
                          base_macro_f1=base, kept=kept))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05d_interpret.ipynb #248c65d9
+# %% ../nbs/05d_interpret.ipynb #5e37438c
 def _interpretation(att:list, imp:list, scores:list) -> dict:
     "The folds' tables gathered: attention per cell and by class, importance per fold, a per-family summary."
     att = pd.concat(att, ignore_index=True) if att else None
@@ -63,6 +65,7 @@ def _interpretation(att:list, imp:list, scores:list) -> dict:
     return dict(attention=att, attention_by_class=by_class, importance=imp, summary=summary,
                 scores=pd.DataFrame(scores))
 
+# %% ../nbs/05d_interpret.ipynb #248c65d9
 def interpret_cv(model:BiLSTMClassifier,  # an estimator; a clone of it is fitted per fold
                  X,                       # cells
                  y,                       # their labels
@@ -87,6 +90,28 @@ def interpret_cv(model:BiLSTMClassifier,  # an estimator; a clone of it is fitte
         scores.append(dict(fold=k, macro_f1=pi.base_macro_f1.iloc[0], best_epoch=m.best_epoch_))
     return _interpretation(att, imp, scores)
 
+# %% ../nbs/05d_interpret.ipynb #f7219a73
+def _attention_heatmap(fig, ax, by:pd.DataFrame):
+    "Heatmap of the per-class mean attention `by` (families x classes) on `ax`, each value written in its cell."
+    im = ax.imshow(by.values, aspect='auto', cmap='viridis')
+    ax.set_xticks(range(by.shape[1]), by.columns)
+    ax.set_yticks(range(len(by)), by.index)
+    for i in range(by.shape[0]):
+        for j in range(by.shape[1]):
+            v = by.values[i, j]
+            ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=8,
+                    color='k' if v > by.values.min() + 0.6 * np.ptp(by.values) else 'w')
+    fig.colorbar(im, ax=ax, fraction=0.05, label='mean attention (held-out cells)')
+    ax.set_title('attention by true class')
+
+# %% ../nbs/05d_interpret.ipynb #ade3a40a
+def _importance_bars(ax, s:pd.DataFrame):
+    "Horizontal bars of each family's permutation importance (error bars: `importance_sd`) on `ax`."
+    ax.barh(range(len(s)), s['importance'], xerr=s['importance_sd'].fillna(0), color='tab:orange')
+    ax.axvline(0, color='k', lw=0.8)
+    ax.set_xlabel('drop in macro-F1 when permuted')
+    ax.set_title('family permutation importance')
+
 # %% ../nbs/05d_interpret.ipynb #c46064b8
 def plot_interpretation(res:dict, title:str=''):
     "Per-class mean attention heatmap (families x classes) beside permutation importance per family."
@@ -94,20 +119,8 @@ def plot_interpretation(res:dict, title:str=''):
     by, s = res['attention_by_class'], res['summary']
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(s) + 1.8), sharey=True,
                                    gridspec_kw=dict(width_ratios=[1.3, 1]))
-    im = ax1.imshow(by.values, aspect='auto', cmap='viridis')
-    ax1.set_xticks(range(by.shape[1]), by.columns)
-    ax1.set_yticks(range(len(by)), by.index)
-    for i in range(by.shape[0]):
-        for j in range(by.shape[1]):
-            v = by.values[i, j]
-            ax1.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=8,
-                     color='k' if v > by.values.min() + 0.6 * np.ptp(by.values) else 'w')
-    fig.colorbar(im, ax=ax1, fraction=0.05, label='mean attention (held-out cells)')
-    ax1.set_title('attention by true class')
-    ax2.barh(range(len(s)), s['importance'], xerr=s['importance_sd'].fillna(0), color='tab:orange')
-    ax2.axvline(0, color='k', lw=0.8)
-    ax2.set_xlabel('drop in macro-F1 when permuted')
-    ax2.set_title('family permutation importance')
+    _attention_heatmap(fig, ax1, by)
+    _importance_bars(ax2, s)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -127,6 +140,7 @@ def _attention_config(run) -> dict:
     return dict(epochs=5 if run.quick else 100, n_repeats=2 if run.quick else 5, folds=run.folds, seed=run.seed,
                 label='subclass')
 
+# %% ../nbs/05d_interpret.ipynb #ccd78a4b
 def _interpret_species(cfg, run, sp):
     "One species of the attention stage (a fan-out job)."
     from ephys2tx.data import load_cells
@@ -136,6 +150,7 @@ def _interpret_species(cfg, run, sp):
     return interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=run.folds, n_repeats=cfg['n_repeats'],
                         random_state=run.seed, progress=False)
 
+# %% ../nbs/05d_interpret.ipynb #a6801f6d
 def _run_attention(ctx):
     "Held-out attention and family permutation importance of the BiLSTM, per species (`interpret_cv`), in parallel."
     from ephys2tx.evaluation import fan_out
@@ -170,6 +185,7 @@ def _attention_species_md(d:Path, sp:str) -> list:
                             [f'{a:.3f} ± {b:.3f}' for a, b in zip(t.importance, t.importance_sd)]})
     return [head, '', tab, '']
 
+# %% ../nbs/05d_interpret.ipynb #338e195f
 def _attention_markdown(d:Path) -> list:
     "The attention stage's part of `results.md` (lines and tables)."
     if not d.is_dir(): return []

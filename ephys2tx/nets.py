@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from fastcore.basics import patch
 from .data import DataError
 
 # %% auto #0
@@ -39,23 +40,27 @@ class FamilyEncoder(nn.Module):
         "Rows of the stacked (values, obs) input that a family of width `w` fills."
         return torch.cat([torch.arange(w), D + torch.arange(w)])
 
-    def forward(self, values, obs, fam):
-        "values, obs: (N, F, Dmax); fam: (N, F) bool -> tokens (N, F, token_dim)."
-        x = torch.cat([values, obs.to(values.dtype)], -1)
-        toks = nn.functional.gelu(torch.einsum('nfd,fdt->nft', x, self.weight * self.weight_mask) + self.bias)
-        toks = torch.where(fam.unsqueeze(-1), toks, self.absent_emb.to(toks.dtype))
-        return self.drop(toks + self.family_emb.to(toks.dtype))
+# %% ../nbs/04a_nets.ipynb #026c97cc
+@patch
+def forward(self:FamilyEncoder, values, obs, fam):
+    "values, obs: (N, F, Dmax); fam: (N, F) bool -> tokens (N, F, token_dim)."
+    x = torch.cat([values, obs.to(values.dtype)], -1)
+    toks = nn.functional.gelu(torch.einsum('nfd,fdt->nft', x, self.weight * self.weight_mask) + self.bias)
+    toks = torch.where(fam.unsqueeze(-1), toks, self.absent_emb.to(toks.dtype))
+    return self.drop(toks + self.family_emb.to(toks.dtype))
 
-    def _load_from_state_dict(self, sd, prefix, *args, **kw):
-        "Accept the per-family `proj.<f>.0` Linear layers of earlier bundles."
-        if f'{prefix}proj.0.0.weight' in sd:
-            F, D, T = len(self.widths), max(self.widths), self.family_emb.shape[1]
-            W, b = torch.zeros(F, 2 * D, T), torch.zeros(F, T)
-            for f, w in enumerate(self.widths):
-                W[f, self._rows(w, D)] = sd.pop(f'{prefix}proj.{f}.0.weight').T
-                b[f] = sd.pop(f'{prefix}proj.{f}.0.bias')
-            sd[f'{prefix}weight'], sd[f'{prefix}bias'] = W, b
-        super()._load_from_state_dict(sd, prefix, *args, **kw)
+# %% ../nbs/04a_nets.ipynb #cc6fbf82
+@patch
+def _load_from_state_dict(self:FamilyEncoder, sd, prefix, *args, **kw):
+    "Accept the per-family `proj.<f>.0` Linear layers of earlier bundles."
+    if f'{prefix}proj.0.0.weight' in sd:
+        F, D, T = len(self.widths), max(self.widths), self.family_emb.shape[1]
+        W, b = torch.zeros(F, 2 * D, T), torch.zeros(F, T)
+        for f, w in enumerate(self.widths):
+            W[f, self._rows(w, D)] = sd.pop(f'{prefix}proj.{f}.0.weight').T
+            b[f] = sd.pop(f'{prefix}proj.{f}.0.bias')
+        sd[f'{prefix}weight'], sd[f'{prefix}bias'] = W, b
+    super(FamilyEncoder, self)._load_from_state_dict(sd, prefix, *args, **kw)
 
 # %% ../nbs/04a_nets.ipynb #07bbaa79
 class AdditiveAttention(nn.Module):
@@ -64,17 +69,20 @@ class AdditiveAttention(nn.Module):
         super().__init__()
         self.W, self.v = nn.Linear(dim, attn_dim), nn.Linear(attn_dim, 1, bias=False)
 
-    def forward(self, h, mask=None):
-        "h: (N, F, dim), mask: (N, F) bool or None -> pooled (N, dim), weights (N, F)."
-        e = self.v(torch.tanh(self.W(h))).squeeze(-1).float()
-        if mask is not None: e = e.masked_fill(~mask, float('-inf'))
-        a = torch.softmax(e, dim=1)
-        return (a.unsqueeze(-1) * h.float()).sum(1), a
+# %% ../nbs/04a_nets.ipynb #ba5c2d9f
+@patch
+def forward(self:AdditiveAttention, h, mask=None):
+    "h: (N, F, dim), mask: (N, F) bool or None -> pooled (N, dim), weights (N, F)."
+    e = self.v(torch.tanh(self.W(h))).squeeze(-1).float()
+    if mask is not None: e = e.masked_fill(~mask, float('-inf'))
+    a = torch.softmax(e, dim=1)
+    return (a.unsqueeze(-1) * h.float()).sum(1), a
 
 # %% ../nbs/04a_nets.ipynb #51990387
 class NoFamilyError(DataError):
     "A cell with no observed feature family: nothing to attend to (a `DataError`, hence a `ValueError`)."
 
+# %% ../nbs/04a_nets.ipynb #ddc562c5
 def check_families(fam,          # (cells, families) bool mask, numpy or torch
                    index=None):  # labels of the cells for the message (default: row numbers)
     "Raise `NoFamilyError` naming the cells (rows or `index` labels) whose family mask is all False."
@@ -85,9 +93,10 @@ def check_families(fam,          # (cells, families) bool mask, numpy or torch
         raise NoFamilyError(f"{len(bad)} cell(s) have no observed feature family (e.g. {ids}): the model has "
                             "nothing to attend to; drop these cells or supply their features")
 
-# %% ../nbs/04a_nets.ipynb #5d0196fd
+# %% ../nbs/04a_nets.ipynb #9343660b
 VARIANTS = ('attention', 'mean', 'last', 'published')
 
+# %% ../nbs/04a_nets.ipynb #5d0196fd
 class FamilySeqNet(nn.Module):
     "Family tokens -> BiLSTM -> pooling (`variant`) -> classification head."
     def __init__(self,
@@ -112,15 +121,17 @@ class FamilySeqNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.GELU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
-    def forward(self, values, obs, fam):
-        "values, obs: (N, F, Dmax), fam: (N, F) -> logits (N, C), pooling weights (N, F) or None ('last')."
-        check_families(fam)
-        x = self.inp(values) if self.variant == 'published' else self.inp(values, obs, fam)
-        h, (hn, _) = self.lstm(x)
-        if self.variant == 'attention': pooled, a = self.attn(h, fam)
-        elif self.variant == 'published': pooled, a = self.attn(h, None)   # the recipe does not mask
-        elif self.variant == 'mean':
-            a = fam.float() / fam.float().sum(1, keepdim=True)
-            pooled = (a.unsqueeze(-1) * h.float()).sum(1)
-        else: pooled, a = torch.cat([hn[0], hn[1]], -1), None
-        return self.head(pooled.to(h.dtype)), a
+# %% ../nbs/04a_nets.ipynb #c30fe53d
+@patch
+def forward(self:FamilySeqNet, values, obs, fam):
+    "values, obs: (N, F, Dmax), fam: (N, F) -> logits (N, C), pooling weights (N, F) or None ('last')."
+    check_families(fam)
+    x = self.inp(values) if self.variant == 'published' else self.inp(values, obs, fam)
+    h, (hn, _) = self.lstm(x)
+    if self.variant == 'attention': pooled, a = self.attn(h, fam)
+    elif self.variant == 'published': pooled, a = self.attn(h, None)   # the recipe does not mask
+    elif self.variant == 'mean':
+        a = fam.float() / fam.float().sum(1, keepdim=True)
+        pooled = (a.unsqueeze(-1) * h.float()).sum(1)
+    else: pooled, a = torch.cat([hn[0], hn[1]], -1), None
+    return self.head(pooled.to(h.dtype)), a

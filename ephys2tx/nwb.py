@@ -22,11 +22,18 @@ GOUWENS_WIDTHS = {
     'first_ap_v': 450, 'first_ap_dv': 447, 'isi_shape': 100, 'inst_freq': 300,
     'spiking_threshold_v': 300, 'spiking_peak_v': 300, 'spiking_width': 300, 'spiking_fast_trough_v': 300,
     'spiking_upstroke_downstroke_ratio': 300, 'step_subthresh': 700, 'subthresh_norm': 140, 'psth': 120}
+
+# %% ../nbs/07a_nwb.ipynb #be032fcc
 GOUWENS_FAMILIES = list(GOUWENS_WIDTHS)
+
+# %% ../nbs/07a_nwb.ipynb #542ebc43
 AP_SOURCES = ('short_square', 'long_square', 'ramp')   # the three parts of first_ap_v / first_ap_dv
+
+# %% ../nbs/07a_nwb.ipynb #cee55bfc
 SUMMARY_FEATURES = ['v_baseline', 'input_resistance', 'tau', 'sag', 'vm_for_sag', 'rheobase_i', 'fi_fit_slope',
                     'threshold_i_short_square', 'threshold_i_ramp']
 
+# %% ../nbs/07a_nwb.ipynb #bb623559
 def _ipfx():
     "Import IPFX lazily, with a clear error if the optional dependency is missing."
     try:
@@ -42,10 +49,12 @@ def _ipfx():
 # %% ../nbs/07a_nwb.ipynb #6bc5a455
 def _finite(x): return np.asarray(x, float)
 
+# %% ../nbs/07a_nwb.ipynb #53ad45b9
 def _ids_from_name(name):
     m = re.search(r'sub-([^_]+)_ses-([^_.]+)', name)
     return (m.group(1), m.group(2)) if m else (None, None)
 
+# %% ../nbs/07a_nwb.ipynb #d43eefb7
 def extract_file(path, # an NWB 2 current-clamp recording (IPFX layout)
                  ap_window_length:float=0.003, # seconds of the first-AP window (IPFX's default)
                  target_sampling_rate:float=50000. # Hz the first AP is resampled at (IPFX's default)
@@ -84,32 +93,38 @@ def _readable_sweeps(ds, numbers):
         except Exception as e: dropped[int(n)] = f'{type(e).__name__}: {e}'
     return np.array(keep, int), dropped
 
+# %% ../nbs/07a_nwb.ipynb #d9812cb3
 def _protocol_sweeps(su, ds, names, protocol, rec):
     "The readable sweeps of `protocol` (IPFX's stimulus `names`); the dropped ones are listed in `rec`."
     keep, dropped = _readable_sweeps(ds, su.categorize_iclamp_sweeps(ds, names))
     if dropped: rec['dropped_sweeps'][protocol] = dropped
     return keep
 
+# %% ../nbs/07a_nwb.ipynb #38f737f9
 def _long_square(su, ds, rec):
     "IPFX's long-square analysis: (sweeps, features, stimulus start, stimulus end)."
     sweeps = _protocol_sweeps(su, ds, ds.ontology.long_square_names, 'long_square', rec)
     lsq_sweeps, lsq, _, start, end = su.preprocess_long_square_sweeps(ds, sweeps)
     return lsq_sweeps, lsq, start, end
 
+# %% ../nbs/07a_nwb.ipynb #9af36e40
 def _short_square(su, ds, rec):
     "IPFX's short-square analysis: (sweeps, features)."
     sweeps = _protocol_sweeps(su, ds, ds.ontology.short_square_names, 'short_square', rec)
     ssq_sweeps, ssq, _ = su.preprocess_short_square_sweeps(ds, sweeps)
     return ssq_sweeps, ssq
 
+# %% ../nbs/07a_nwb.ipynb #97a4a5c0
 def _ramp(su, ds, rec):
     "IPFX's ramp analysis: (sweeps, features)."
     sweeps = _protocol_sweeps(su, ds, ds.ontology.ramp_names, 'ramp', rec)
     ramp_sweeps, ramp, _ = su.preprocess_ramp_sweeps(ds, sweeps)
     return ramp_sweeps, ramp
 
+# %% ../nbs/07a_nwb.ipynb #e7ceeca5
 _PROTOCOLS = {'long_square': _long_square, 'short_square': _short_square, 'ramp': _ramp}
 
+# %% ../nbs/07a_nwb.ipynb #e1038f45
 def _protocols(su, ds, rec):
     "{protocol: analysis} of the protocols that succeed, {protocol: error} of the others; `stage` follows along."
     prot, errs = {}, {}
@@ -126,24 +141,29 @@ def _subthreshold(fv, sweeps, lsq, s0, s1):
     return (fv.step_subthreshold(hyp, [-90, -70, -50, -30, -10], s0, s1, amp_tolerance=5),
             fv.subthresh_norm(hyp, defl, s0, s1))
 
+# %% ../nbs/07a_nwb.ipynb #b772599b
 def _isi_shape(fv, sweeps, lsq, s0, s1):
     "isi_shape, from the sweep IPFX picks for it."
     sw, info = fv.identify_sweep_for_isi_shape(sweeps, lsq, s1 - s0)
     return fv.isi_shape(sw, info, s1)
 
+# %% ../nbs/07a_nwb.ipynb #a8ce040e
 _SPIKE_FEATURES = ['upstroke_downstroke_ratio', 'peak_v', 'fast_trough_v', 'threshold_v', 'width']
 
+# %% ../nbs/07a_nwb.ipynb #69c84d08
 def _spiking(fv, sweeps, lsq, s0, s1):
     "psth, inst_freq and the five spiking_* families, from the six suprathreshold levels."
     supra = fv.identify_suprathreshold_spike_info(lsq, np.arange(0, 120, 20), shift=10)
     return (fv.psth_vector(supra, s0, s1), fv.inst_freq_vector(supra, s0, s1),
             *[fv.spike_feature_vector(f, supra, s0, s1) for f in _SPIKE_FEATURES])
 
+# %% ../nbs/07a_nwb.ipynb #99585a95
 # the long-square families by group, in the order they are computed
 _LSQ_GROUPS = [(['step_subthresh', 'subthresh_norm'], _subthreshold), (['isi_shape'], _isi_shape),
                (['psth', 'inst_freq'] + [f'spiking_{f}' for f in _SPIKE_FEATURES], _spiking)]
 
-def _put_family(V, absent, names, fn, *args):
+# %% ../nbs/07a_nwb.ipynb #71f8eea0
+def _put_family(V, absent, names, fn, args):
     "The families `names` of one group from `fn(*args)` into `V`, width-checked; on an error all go to `absent`."
     try:
         out = fn(*args)
@@ -155,12 +175,13 @@ def _put_family(V, absent, names, fn, *args):
     except Exception as e:
         for n in names: absent[n] = f'{type(e).__name__}: {e}'.strip()[:300]
 
+# %% ../nbs/07a_nwb.ipynb #c4298d0a
 def _long_square_families(fv, prot, errs, V, absent):
     "The ten long-square families into `V` or `absent` (all absent when the long square failed)."
     if 'long_square' not in prot:
         for n in GOUWENS_FAMILIES[2:]: absent[n] = f"no usable long_square sweeps ({errs.get('long_square', '')})"
         return
-    for names, fn in _LSQ_GROUPS: _put_family(V, absent, names, fn, fv, *prot['long_square'])
+    for names, fn in _LSQ_GROUPS: _put_family(V, absent, names, fn, (fv, *prot['long_square']))
 
 # %% ../nbs/07a_nwb.ipynb #83edcadc
 def _first_ap(fv, sweeps, infos, tsr, apw, skip_clipped):
@@ -173,16 +194,19 @@ def _first_ap(fv, sweeps, infos, tsr, apw, skip_clipped):
     if not sweeps: return None, None
     return fv.first_ap_vectors(sweeps, infos, target_sampling_rate=tsr, window_length=apw)
 
+# %% ../nbs/07a_nwb.ipynb #51b00f6d
 def _first_ap_part(fv, prot, src, tsr, apw):
     "The first-AP waveform and its derivative from protocol `src`, or (None, None)."
     if src not in prot: return None, None
     sw, f = prot[src][:2]
     if src == 'long_square':
         i = f['rheobase_sweep'].name
-        return _first_ap(fv, [sw.sweeps[i]], [f['spikes_set'][i]], tsr, apw, False)
+        return _first_ap(fv, [sw.sweeps[i]], [f['spikes_set'][i]], tsr, apw=apw, skip_clipped=False)
     idx = f['common_amp_sweeps' if src == 'short_square' else 'spiking_sweeps'].index
-    return _first_ap(fv, [sw.sweeps[i] for i in idx], [f['spikes_set'][i] for i in idx], tsr, apw, True)
+    return _first_ap(fv, [sw.sweeps[i] for i in idx], [f['spikes_set'][i] for i in idx], tsr, apw=apw,
+                     skip_clipped=True)
 
+# %% ../nbs/07a_nwb.ipynb #d84f5ea9
 def _first_ap_families(fv, prot, tsr, apw, V, absent, notes):
     "first_ap_v and first_ap_dv into `V` (a part without spikes is NaN), or `absent` when no part has one."
     n_ap = int(tsr * apw)
@@ -209,14 +233,16 @@ def _to_schema_units(V, tsr):
     # first_ap_dv is np.diff of the waveform resampled at `tsr`: mV per sample -> mV/ms
     if 'first_ap_dv' in V: V['first_ap_dv'] = (V['first_ap_dv'] * (tsr / 1e3)).astype(np.float32)
 
+# %% ../nbs/07a_nwb.ipynb #e4faae43
 def _families(fv, prot, errs, tsr, apw, notes):
     "The 12 families of the protocol analyses: {family: vector} and {family: why absent}."
     V, absent = {}, {}
     _long_square_families(fv, prot, errs, V, absent)
-    _first_ap_families(fv, prot, tsr, apw, V, absent, notes)
+    _first_ap_families(fv, prot, tsr, apw, V, absent=absent, notes=notes)
     _to_schema_units(V, tsr)
     return V, absent
 
+# %% ../nbs/07a_nwb.ipynb #eaf67c55
 def _summary(prot) -> dict:
     "Cell-level summary features (IPFX names) from the protocol analyses; NaN where unavailable."
     out = {k: np.nan for k in SUMMARY_FEATURES}
@@ -238,6 +264,7 @@ def _summary(prot) -> dict:
         except Exception: pass
     return out
 
+# %% ../nbs/07a_nwb.ipynb #165b5a9c
 def _finish(rec, V, absent, prot, errs) -> dict:
     "The record completed: vectors, absent families (in family order), summary, protocol errors, status."
     rec['vectors'], rec['absent'] = V, {k: absent[k] for k in GOUWENS_WIDTHS if k in absent}
@@ -250,6 +277,7 @@ def _finish(rec, V, absent, prot, errs) -> dict:
     rec['status'], rec['stage'] = 'ok', 'done'
     return rec
 
+# %% ../nbs/07a_nwb.ipynb #70a7ad0a
 def _extract(path, rec, apw, tsr):
     "Open `path`, analyse its protocols and compute its families into `rec` (see `extract_file`)."
     fv, su, create, _ = _ipfx()
@@ -261,7 +289,7 @@ def _extract(path, rec, apw, tsr):
         rec['subject_id'] = rec['subject_id'] or (nwb.subject.subject_id if nwb.subject is not None else None)
     prot, errs = _protocols(su, ds, rec)
     rec['stage'] = 'features'
-    V, absent = _families(fv, prot, errs, tsr, apw, rec['notes'])
+    V, absent = _families(fv, prot, errs, tsr, apw, notes=rec['notes'])
     return _finish(rec, V, absent, prot, errs)
 
 # %% ../nbs/07a_nwb.ipynb #bd2818e3
@@ -269,6 +297,7 @@ def vector_columns() -> list:
     "The `<family>_<i>` column names of the 12 families, in family order."
     return [f'{f}_{i}' for f, w in GOUWENS_WIDTHS.items() for i in range(w)]
 
+# %% ../nbs/07a_nwb.ipynb #f1fe9112
 def gouwens_table(records,                          # record dicts of `extract_file` (those with status 'ok' are kept)
                   metadata:pd.DataFrame|None=None,  # labels to join (`join_metadata`) or None (IDs from the files only)
                   summary:bool=True,                # add the `SUMMARY_FEATURES` columns
@@ -300,6 +329,7 @@ def gouwens_table(records,                          # record dicts of `extract_f
     if summary: parts.append(pd.DataFrame([r['summary'] for r in recs], columns=SUMMARY_FEATURES).astype(float))
     return pd.concat(parts, axis=1)
 
+# %% ../nbs/07a_nwb.ipynb #78bd3041
 def family_mask(df:pd.DataFrame) -> pd.DataFrame:
     "(cells x 12) bool: True where the family has at least one observed value."
     out, off = {}, 0
@@ -338,8 +368,10 @@ def manifest(src) -> pd.DataFrame:
         raise DataError(f"{src}: duplicate NWB file names {out.file[out.file.duplicated()].tolist()[:3]}")
     return out
 
+# %% ../nbs/07a_nwb.ipynb #9faf8456
 DANDISETS = {'mouse': '000020', 'human': '000636'}   # species -> the DANDI dataset of its NWB files
 
+# %% ../nbs/07a_nwb.ipynb #7e2f3ba3
 def join_metadata(species:str,          # a species of `DANDISETS`
                   data_dir=None,        # the data mirror (default: $EPHYS2TX_DATA, else the download cache)
                   progress:bool=False,  # download progress bars
@@ -359,12 +391,14 @@ def join_metadata(species:str,          # a species of `DANDISETS`
     cells['source_id'] = 'ses-' + cells.specimen_id.map(key)
     return cells.reset_index(drop=True)
 
+# %% ../nbs/07a_nwb.ipynb #cccaeb5c
 def label_key(file_name:str, species:str) -> str:
     "The `source_id` key of `join_metadata(species)` for an NWB file name."
     if species == 'mouse': return file_name
     sub, ses = _ids_from_name(file_name)
     return f'ses-{ses}'
 
+# %% ../nbs/07a_nwb.ipynb #d254323d
 def download_dandiset(dandiset_id:str,      # '000020' (mouse) or '000636' (human)
                       out_dir,              # folder to download into (the DANDI paths are kept below it)
                       prefix:str='',        # only files whose path starts with this, e.g. 'sub-1001658946' ('': all)
@@ -395,6 +429,14 @@ def download_dandiset(dandiset_id:str,      # '000020' (mouse) or '000636' (huma
 # %% ../nbs/07a_nwb.ipynb #302550d2
 def _part_path(parts, file): return Path(parts) / (Path(file).name + '.npz')
 
+# %% ../nbs/07a_nwb.ipynb #db66a7bd
+def _jsonable(x):
+    if isinstance(x, (np.integer,)): return int(x)
+    if isinstance(x, (np.floating,)): return float(x)
+    if isinstance(x, np.ndarray): return x.tolist()
+    return str(x)
+
+# %% ../nbs/07a_nwb.ipynb #59efde07
 def _save_part(parts, rec):
     "Write one record to the state folder (vectors as arrays, the rest as JSON)."
     meta = {k: v for k, v in rec.items() if k != 'vectors'}
@@ -404,12 +446,7 @@ def _save_part(parts, rec):
         fh.write(json.dumps(dict(file=rec['file'], status=rec['status'], stage=rec['stage'],
                                  error=rec['error']), default=_jsonable) + '\n')
 
-def _jsonable(x):
-    if isinstance(x, (np.integer,)): return int(x)
-    if isinstance(x, (np.floating,)): return float(x)
-    if isinstance(x, np.ndarray): return x.tolist()
-    return str(x)
-
+# %% ../nbs/07a_nwb.ipynb #8ae529dc
 def load_part(parts, file) -> dict:
     "A record back from the state folder."
     with np.load(_part_path(parts, file)) as z:
@@ -417,6 +454,7 @@ def load_part(parts, file) -> dict:
         rec['vectors'] = {k: z[k] for k in z.files if k != '__meta__'}
     return rec
 
+# %% ../nbs/07a_nwb.ipynb #e72bf006
 def read_state(parts) -> dict:
     "file -> last state line (status, stage, error) of the state folder."
     p = Path(parts) / 'state.jsonl'
@@ -428,6 +466,7 @@ def read_state(parts) -> dict:
             if _part_path(parts, d['file']).is_file(): out[d['file']] = d
     return out
 
+# %% ../nbs/07a_nwb.ipynb #d4c04190
 def parts_dir(out) -> Path:
     "The state folder of output `out`: `<out without suffix>.parts` (shared by the three formats)."
     out = Path(out)
@@ -451,6 +490,7 @@ def _client(scheduler, n_workers, memory_limit):
         return Client(cluster), cluster
     return Client(scheduler), None
 
+# %% ../nbs/07a_nwb.ipynb #a5332caa
 def _run_sync(todo, parts, bar, kw) -> int:
     "Extract `todo` in this process, saving each record; how many were extracted."
     n_done = 0
@@ -460,6 +500,7 @@ def _run_sync(todo, parts, bar, kw) -> int:
         n_done += 1
     return n_done
 
+# %% ../nbs/07a_nwb.ipynb #19944f9b
 def _stream(client, todo, limit, parts, bar, kw) -> int:
     "Extract `todo` on `client`, at most `limit` tasks in flight, saving each record; how many were extracted."
     from dask.distributed import as_completed
@@ -476,12 +517,13 @@ def _stream(client, todo, limit, parts, bar, kw) -> int:
         if nxt is not None: ac.add(client.submit(extract_file, nxt, pure=False, **kw))
     return n_done
 
+# %% ../nbs/07a_nwb.ipynb #103cfb08
 def _run_dask(todo, parts, bar, kw, scheduler, n_workers, memory_limit, max_in_flight) -> int:
     "Extract `todo` through Dask (see `_client`); the cluster is closed whatever happens."
     client, cluster = _client(scheduler, n_workers, memory_limit)
     try:
         limit = max_in_flight or 2 * max(1, len(client.scheduler_info().get('workers', {})) or n_workers)
-        return _stream(client, todo, limit, parts, bar, kw)
+        return _stream(client, todo, limit, parts, bar=bar, kw=kw)
     finally:
         client.close()
         if cluster is not None: cluster.close()
@@ -496,11 +538,13 @@ def _records(man, parts) -> list:
         for r in recs: r['specimen_id'] = sid.get(r['file'], np.nan)
     return recs
 
+# %% ../nbs/07a_nwb.ipynb #93ab9e27
 def _failures(recs) -> pd.DataFrame:
     "The failure log: file, stage and error of the records that are not 'ok'."
     rows = [dict(file=r['file'], stage=r['stage'], error=r['error']) for r in recs if r['status'] != 'ok']
     return pd.DataFrame(rows, columns=['file', 'stage', 'error'])
 
+# %% ../nbs/07a_nwb.ipynb #19c39192
 def failure_log_path(out) -> Path:
     out = Path(out)
     return out.with_name(out.stem + '.failures.csv')
@@ -546,26 +590,30 @@ def extract_files(src, # folder of NWB files, CSV manifest (column path or file)
     t0 = time.time()
     if not todo: n_done = 0
     elif scheduler == 'sync': n_done = _run_sync(todo, parts, bar, kw)
-    else: n_done = _run_dask(todo, parts, bar, kw, scheduler, n_workers, memory_limit, max_in_flight)
+    else: n_done = _run_dask(todo, parts, bar, kw, scheduler=scheduler, n_workers=n_workers,
+                             memory_limit=memory_limit, max_in_flight=max_in_flight)
     bar.close()
     elapsed = time.time() - t0
     recs = _records(man, parts)
     table, fails = gouwens_table(recs, metadata), _failures(recs)
     WRITERS[out.suffix](table, out)
     fails.to_csv(failure_log_path(out), index=False)
-    return ExtractionResult(table, fails, recs, n_done, len(man) - len(todo), elapsed, out)
+    return ExtractionResult(table, fails, recs, n_done, len(man) - len(todo), seconds=elapsed, out=out)
 
 # %% ../nbs/07a_nwb.ipynb #ee6d14d7
 def _arrays(df):
     fams = {f: df[[f'{f}_{i}' for i in range(w)]].to_numpy(np.float32) for f, w in GOUWENS_WIDTHS.items()}
     return fams, family_mask(df).to_numpy(), df[SUMMARY_FEATURES].to_numpy(float), df[META_COLS].to_json(orient='split')
 
+# %% ../nbs/07a_nwb.ipynb #c5bab2e9
 def write_parquet(df, out): df.to_parquet(out, index=False)
 
+# %% ../nbs/07a_nwb.ipynb #8936d273
 def write_npz(df, out):
     fams, mask, summ, meta = _arrays(df)
     np.savez_compressed(out, family_mask=mask, summary=summ, meta=np.array(meta), **fams)
 
+# %% ../nbs/07a_nwb.ipynb #c496a8a1
 def write_h5(df, out):
     import h5py
     fams, mask, summ, meta = _arrays(df)
@@ -577,8 +625,10 @@ def write_h5(df, out):
         h.attrs['meta'] = meta
         h.attrs['families'] = json.dumps(list(GOUWENS_WIDTHS))
 
+# %% ../nbs/07a_nwb.ipynb #879a183f
 WRITERS = {'.parquet': write_parquet, '.npz': write_npz, '.h5': write_h5}
 
+# %% ../nbs/07a_nwb.ipynb #90a8a253
 def read_features(path) -> pd.DataFrame:
     "The table written by `extract_files` (.parquet, .npz or .h5)."
     path = Path(path)
@@ -620,6 +670,7 @@ def register_cli(sub):
     p.add_argument('--limit', type=int, default=None, help='with --download-to: at most this many files')
     p.set_defaults(func=_cli_extract)
 
+# %% ../nbs/07a_nwb.ipynb #30930c77
 def _cli_extract(args):
     try: return _cli_extract_(args)
     except ImportError as e:   # a missing optional dependency (ipfx, dandi): one line, status 2
@@ -627,6 +678,7 @@ def _cli_extract(args):
         print(f'ephys2tx: error: {e}', file=sys.stderr)
         return 2
 
+# %% ../nbs/07a_nwb.ipynb #5f5766e1
 def _cli_extract_(args):
     if args.synthetic:
         from ephys2tx.synthetic import write_synthetic_cohort   # test data: not part of the extractor

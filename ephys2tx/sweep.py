@@ -14,11 +14,16 @@ from .bilstm import BiLSTMClassifier
 __all__ = ['SWEEP_BASE', 'SWEEP_GRID', 'SWEEP_GRID2', 'inner_validation_sweep']
 
 # %% ../nbs/05e_sweep.ipynb #6db1aae8
-# round 1: one factor at a time around the base; round 2: combinations of the round-1 winners
 SWEEP_BASE = dict(hidden=64, token_dim=32, attn_dim=64, dropout=0.2, smote=False)
+
+# %% ../nbs/05e_sweep.ipynb #ac3f3d8d
+# round 1: one factor at a time around the base
 SWEEP_GRID = [dict(), dict(hidden=128), dict(token_dim=64), dict(dropout=0.1), dict(dropout=0.4),
               dict(lr=3e-3), dict(lr=3e-4), dict(weight_decay=1e-2), dict(batch_size=32), dict(smote=True),
               dict(variant='published', hidden=128, attn_dim=128)]
+
+# %% ../nbs/05e_sweep.ipynb #236d8564
+# round 2: combinations of the round-1 winners
 SWEEP_GRID2 = [dict(), dict(hidden=128, smote=True), dict(hidden=128, dropout=0.4),
                dict(hidden=128, dropout=0.4, smote=True), dict(hidden=128, dropout=0.4, smote=True, token_dim=64),
                dict(hidden=128, token_dim=64, smote=True)]
@@ -33,10 +38,12 @@ def _inner_splits(X, y, folds:int, val_frac:float, random_state) -> list:
         out.append((k, tr, va))
     return out
 
+# %% ../nbs/05e_sweep.ipynb #1323acef
 def _sweep_one(base, X, y, schema, cfg, tr, va):
     m = BiLSTMClassifier(schema=schema, **{**base, **cfg}).fit(X.iloc[tr], y[tr], validation=(X.iloc[va], y[va]))
     return f1_score(y[va], m.predict(X.iloc[va]), average='macro'), m.best_epoch_, len(m.history_), m.fit_seconds_
 
+# %% ../nbs/05e_sweep.ipynb #4cbd986c
 def _sweep_table(rows:list) -> pd.DataFrame:
     "Per configuration, the mean (and SD) over folds, best first."
     return (pd.DataFrame(rows).groupby('config', sort=False)
@@ -53,7 +60,7 @@ def inner_validation_sweep(X,                      # cell table
                            folds:int=3,            # outer stratified folds (their test rows are never used)
                            val_frac:float=0.2,     # share of each training fold carved for validation
                            random_state=0,         # seed of the folds, the splits and the fits
-                           n_jobs:int=1,           # parallel fits (-1: every CPU core)
+                           n_workers:int=1,        # parallel fits (-1: every CPU core)
                            progress:bool=True,     # a progress bar over fits
                           ) -> pd.DataFrame:       # one row per configuration, best first
     "Validation macro-F1 of each configuration in `grid` (overrides of `base`), on inner splits of training folds."
@@ -64,7 +71,7 @@ def inner_validation_sweep(X,                      # cell table
     splits = _inner_splits(X, y, folds, val_frac, random_state)
     jobs = [(i, k, tr, va) for k, tr, va in splits for i in range(len(grid))]
     res = fan_out(_sweep_one, [(grid[i], tr, va) for i, k, tr, va in jobs], dict(base=base, X=X, y=y, schema=schema),
-                  n_workers=n_jobs, progress=progress, desc='sweep fits')
+                  n_workers=n_workers, progress=progress, desc='sweep fits')
     return _sweep_table([dict(config=json.dumps(grid[i], sort_keys=True), fold=k, val_macro_f1=f, best_epoch=b,
                               epochs_run=e, fit_seconds=s)
                          for (i, k, _, _), (f, b, e, s) in zip(jobs, res)])

@@ -23,13 +23,14 @@ CELL_PARAMS = {
 }
 FS = 50000.   # Hz
 
-def cell_params(cell:str='fast',   # 'fast' or 'adapting' (`CELL_PARAMS`)
-                jitter:float=0.0,  # relative spread: positive values scaled by U(1-jitter, 1+jitter) (0: nominal)
-                seed:int=0,        # seed of the jitter
-               ) -> dict:          # parameter -> value (pF, nS, mV, ms, pA)
+# %% ../nbs/07_synthetic.ipynb #efc0388f
+def cell_params(cell:str='fast',    # 'fast' or 'adapting' (`CELL_PARAMS`)
+                jitter:float=0.0,   # relative spread: positive values scaled by U(1-jitter, 1+jitter) (0: nominal)
+                random_state:int=0, # seed of the jitter
+               ) -> dict:           # parameter -> value (pF, nS, mV, ms, pA)
     "AdEx parameters of `cell` ('fast' or 'adapting'), positive ones scaled by U(1-jitter, 1+jitter)."
     if cell not in CELL_PARAMS: raise ValueError(f"unknown synthetic cell {cell!r}; choose from {sorted(CELL_PARAMS)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     return {k: (v * rng.uniform(1 - jitter, 1 + jitter) if v > 0 and k not in ('t_ref',) else v)
             for k, v in CELL_PARAMS[cell].items()}
 
@@ -58,20 +59,23 @@ def _adex_rows(I, P, dt, out):
                     ts = 0.0
             out[r, k] = V
 
+# %% ../nbs/07_synthetic.ipynb #cebeb060
 try:
     import numba
     _adex_kernel = numba.njit(cache=True)(_adex_rows)
 except Exception:   # numba missing or failing: the same loop in Python (slow, but correct)
     _adex_kernel = _adex_rows
 
+# %% ../nbs/07_synthetic.ipynb #2fe11ae7
 PARAM_ORDER = ['C', 'gL', 'EL', 'VT', 'DT', 'a', 'tau_w', 'b', 'Vr', 'Vpeak', 'tau_ap', 't_ref']
 
-def simulate_adex(I,                 # injected currents, pA, shape (n, T) (a 1-D array: one sweep)
-                  params,            # AdEx parameters (`cell_params`): scalars, or arrays of shape (n,)
-                  fs:float=FS,       # sampling rate, Hz
-                  noise:float=0.05,  # SD of the Gaussian recording noise, mV
-                  seed:int=0,        # seed of the noise
-                 ) -> np.ndarray:    # membrane potential, mV, float32, shape (n, T)
+# %% ../nbs/07_synthetic.ipynb #e5db0a1b
+def simulate_adex(I,                  # injected currents, pA, shape (n, T) (a 1-D array: one sweep)
+                  params,             # AdEx parameters (`cell_params`): scalars, or arrays of shape (n,)
+                  fs:float=FS,        # sampling rate, Hz
+                  noise:float=0.05,   # SD of the Gaussian recording noise, mV
+                  random_state:int=0, # seed of the noise
+                 ) -> np.ndarray:     # membrane potential, mV, float32, shape (n, T)
     """Membrane potential (mV, float32) of AdEx neurons for currents `I` (pA, shape (n, T)).
     `params`: dict of scalars, or of arrays of shape (n,) (one parameter set per row)."""
     I = np.ascontiguousarray(np.atleast_2d(np.asarray(I, float)))
@@ -79,7 +83,7 @@ def simulate_adex(I,                 # injected currents, pA, shape (n, T) (a 1-
     P = np.stack([np.broadcast_to(np.asarray(params[k], float), (n,)) for k in PARAM_ORDER], axis=1).copy()
     out = np.empty((n, T), np.float64)
     _adex_kernel(I, P, 1000. / fs, out)
-    return (out + noise * np.random.default_rng(seed).standard_normal(out.shape)).astype(np.float32)
+    return (out + noise * np.random.default_rng(random_state).standard_normal(out.shape)).astype(np.float32)
 
 # %% ../nbs/07_synthetic.ipynb #2e37655d
 STIM_CODES = {'long_square': 'C1LSCOARSE150112', 'short_square_coarse': 'C1SSCOARSE150112',
@@ -87,6 +91,7 @@ STIM_CODES = {'long_square': 'C1LSCOARSE150112', 'short_square_coarse': 'C1SSCOA
 LS_AMPS = np.r_[np.arange(-90., 0., 20.), np.arange(70., 331., 20.)]
 SS_AMPS = np.array([800., 1200., 1600., 2400.])
 
+# %% ../nbs/07_synthetic.ipynb #795776ea
 def _sweep(dur, start, wave, fs=FS, test_pulse=-50.):
     I = np.zeros(int(round(dur * fs)))
     I[int(0.02 * fs):int(0.03 * fs)] = test_pulse
@@ -94,6 +99,7 @@ def _sweep(dur, start, wave, fs=FS, test_pulse=-50.):
     I[s:s + len(wave)] = wave
     return I
 
+# %% ../nbs/07_synthetic.ipynb #443cbcca
 def protocol_currents(protocol:str,  # 'long_square', 'short_square_coarse', 'short_square_fine' or 'ramp'
                       fs:float=FS,   # sampling rate, Hz
                       amps=None,     # short-square amplitudes, pA (None: `SS_AMPS`)
@@ -123,6 +129,7 @@ def _nwb_with_sweep_table(description, identifier, session_id, subject_id, speci
     nwb.sweep_table = st
     return nwb
 
+# %% ../nbs/07_synthetic.ipynb #81c78f4f
 def _add_sweeps(nwb, electrode, sweeps, fs=FS):
     "Add (code, I pA, V mV) sweeps as stimulus / response series with consecutive sweep numbers."
     from pynwb.icephys import CurrentClampSeries, CurrentClampStimulusSeries
@@ -136,9 +143,43 @@ def _add_sweeps(nwb, electrode, sweeps, fs=FS):
                                                unit='volts', bias_current=0., bridge_balance=0.,
                                                capacitance_compensation=0., **kw), use_sweep_table=True)
 
+# %% ../nbs/07_synthetic.ipynb #294090ba
 def nwb_file_name(subject_id, session_id) -> str:
     "The DANDI file name `sub-<subject>_ses-<session>_icephys.nwb`."
     return f"sub-{subject_id}_ses-{session_id}_icephys.nwb"
+
+# %% ../nbs/07_synthetic.ipynb #d2212b6c
+def _simulate_together(I, P, random_state, fs, noise) -> list:
+    "Membrane potentials (n_sweeps, T) of each cell of `P` (parameter dicts) for the currents `I`, in one call."
+    n = len(I)
+    rows = np.concatenate([I] * len(P))
+    prm = {k: np.repeat([p[k] for p in P], n) for k in P[0]}
+    V = simulate_adex(rows, prm, fs, noise, random_state=random_state)
+    return [V[j * n:(j + 1) * n] for j in range(len(P))]
+
+# %% ../nbs/07_synthetic.ipynb #702cea71
+def _short_square_sweeps(P, seeds, fs, noise) -> list:
+    "Per cell of `P`: [(stimulus code, I pA, V mV), ...] of the coarse short squares and the three fine repeats."
+    code, I = protocol_currents('short_square_coarse', fs)
+    Vs = _simulate_together(I, P, int(seeds[0]) + len(I[0]), fs, noise)
+    out = [[(code, i, v) for i, v in zip(I, V)] for V in Vs]
+    fired = [[(v > 0).any() for v in V] for V in Vs]
+    amps = [SS_AMPS[int(np.argmax(f))] if any(f) else SS_AMPS[-1] for f in fired]
+    for j, a in enumerate(amps):
+        c2, I2 = protocol_currents('short_square_fine', fs, amps=[a] * 3)
+        V2 = simulate_adex(I2, P[j], fs, noise, random_state=int(seeds[j]) + 7)
+        out[j] += [(c2, i, v) for i, v in zip(I2, V2)]
+    return out
+
+# %% ../nbs/07_synthetic.ipynb #aa66de0b
+def _protocol_sweeps(prot, P, seeds, fs, noise) -> list:
+    "Per cell of `P`: [(stimulus code, I pA, V mV), ...] of protocol `prot`."
+    if prot == 'short_square': return _short_square_sweeps(P, seeds, fs, noise)
+    if prot not in ('long_square', 'ramp'):
+        raise ValueError(f"unknown protocol {prot!r}; choose from long_square, short_square, ramp")
+    code, I = protocol_currents(prot, fs)
+    Vs = _simulate_together(I, P, int(seeds[0]) + len(I[0]), fs, noise)
+    return [[(code, i, v) for i, v in zip(I, V)] for V in Vs]
 
 # %% ../nbs/07_synthetic.ipynb #e7c92f07
 def simulate_cells(cells,                                              # cell kinds, each 'fast' or 'adapting'
@@ -153,30 +194,17 @@ def simulate_cells(cells,                                              # cell ki
     seeds = list(range(len(cells))) if seeds is None else list(seeds)
     P = [cell_params(c, jitter, s) for c, s in zip(cells, seeds)]
     out = [[] for _ in cells]
-    def run(code, I):   # simulate currents I (n_sweeps, T) for every cell together
-        n = len(I)
-        rows = np.concatenate([I] * len(cells))
-        prm = {k: np.repeat([p[k] for p in P], n) for k in P[0]}
-        V = simulate_adex(rows, prm, fs, noise, seed=int(seeds[0]) + len(I[0]))
-        return [V[j * n:(j + 1) * n] for j in range(len(cells))]
     for prot in protocols:
-        if prot == 'short_square':
-            code, I = protocol_currents('short_square_coarse', fs)
-            Vs = run(code, I)
-            for j, V in enumerate(Vs):
-                out[j] += [(code, i, v) for i, v in zip(I, V)]
-            # three repeats at the lowest coarse amplitude that fired (per cell)
-            fired = [[(v > 0).any() for v in V] for V in Vs]
-            amps = [SS_AMPS[int(np.argmax(f))] if any(f) else SS_AMPS[-1] for f in fired]
-            for j, a in enumerate(amps):
-                c2, I2 = protocol_currents('short_square_fine', fs, amps=[a] * 3)
-                V2 = simulate_adex(I2, P[j], fs, noise, seed=int(seeds[j]) + 7)
-                out[j] += [(c2, i, v) for i, v in zip(I2, V2)]
-        elif prot in ('long_square', 'ramp'):
-            code, I = protocol_currents(prot, fs)
-            for j, V in enumerate(run(code, I)): out[j] += [(code, i, v) for i, v in zip(I, V)]
-        else: raise ValueError(f"unknown protocol {prot!r}; choose from long_square, short_square, ramp")
+        for j, s in enumerate(_protocol_sweeps(prot, P, seeds, fs, noise)): out[j] += s
     return out
+
+# %% ../nbs/07_synthetic.ipynb #055240ed
+def _write_nwb(nwb, path):
+    "Write the NWBFile `nwb` to `path`, without pynwb's warnings."
+    from pynwb import NWBHDF5IO
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with NWBHDF5IO(str(path), 'w') as io: io.write(nwb)
 
 # %% ../nbs/07_synthetic.ipynb #827d8d2a
 def write_sweeps_nwb(path,                    # the .nwb file to write (its folder is created)
@@ -188,7 +216,6 @@ def write_sweeps_nwb(path,                    # the .nwb file to write (its fold
                      fs:float=FS,             # sampling rate, Hz
                     ) -> Path:                # `path`
     "Write [(code, I pA, V mV), ...] sweeps to an NWB 2 file that IPFX reads."
-    from pynwb import NWBHDF5IO
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nwb = _nwb_with_sweep_table(description or 'synthetic recording', f'{subject_id}-{session_id}', session_id,
@@ -196,38 +223,37 @@ def write_sweeps_nwb(path,                    # the .nwb file to write (its fold
     dev = nwb.create_device(name='amplifier')
     el = nwb.create_icephys_electrode(name='electrode_0', description='synthetic', device=dev)
     _add_sweeps(nwb, el, sweeps, fs)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        with NWBHDF5IO(str(path), 'w') as io: io.write(nwb)
+    _write_nwb(nwb, path)
     return path
 
 # %% ../nbs/07_synthetic.ipynb #5e6bd773
 def write_synthetic_nwb(path,                                               # the .nwb file to write
                         cell:str='fast',                                    # 'fast' or 'adapting'
-                        seed:int=0,                                         # seed of the jitter and of the noise
+                        random_state:int=0,                                 # seed of the jitter and of the noise
                         jitter:float=0.0,                                   # relative parameter spread (`cell_params`)
                         protocols=('long_square', 'short_square', 'ramp'),  # of 'long_square', 'short_square', 'ramp'
-                        subject_id=None,                                    # the subject ID (None: `<cell><seed>`)
-                        session_id=None,                                    # the session ID (None: 1000 + seed)
+                        subject_id=None,                                    # subject ID (None: `<cell><random_state>`)
+                        session_id=None,                                    # session ID (None: 1000 + random_state)
                         noise:float=0.05,                                   # SD of the Gaussian recording noise, mV
                        ) -> Path:                                           # `path`
     "Simulate a 'fast' or 'adapting' cell and write its recording to `path` (NWB 2, IPFX layout)."
-    sweeps = simulate_cells([cell], [seed], jitter, protocols, noise=noise)[0]
-    return write_sweeps_nwb(path, sweeps, subject_id or f'{cell}{seed}', session_id or str(1000 + seed),
-                            description=f'synthetic {cell} cell, seed {seed}')
+    sweeps = simulate_cells([cell], [random_state], jitter, protocols, noise=noise)[0]
+    return write_sweeps_nwb(path, sweeps, subject_id or f'{cell}{random_state}',
+                            session_id or str(1000 + random_state),
+                            description=f'synthetic {cell} cell, seed {random_state}')
 
 # %% ../nbs/07_synthetic.ipynb #7e0e01b7
 def write_synthetic_cohort(folder,                                             # the folder of the NWB files
                            n_per_class:int=2,                                  # cells of each kind (fast and adapting)
                            jitter:float=0.1,                                   # relative spread (see `cell_params`)
-                           seed:int=0,                                         # the k-th cell's seed is seed + k
+                           random_state:int=0,                                 # cell k's seed is random_state + k
                            protocols=('long_square', 'short_square', 'ramp'),  # the protocols (see `simulate_cells`)
                           ) -> pd.DataFrame:                                   # the manifest, one row per file
     """Write `n_per_class` fast and adapting cells (simulated together) as DANDI-named files in `folder`;
     returns the manifest (file, path, subject_id, session_id, cell)."""
     folder = Path(folder)
     cells = ['fast'] * n_per_class + ['adapting'] * n_per_class
-    seeds = [seed + k for k in range(len(cells))]
+    seeds = [random_state + k for k in range(len(cells))]
     rows = []
     for c, s, sw in zip(cells, seeds, simulate_cells(cells, seeds, jitter, protocols)):
         sub, ses = f'{900000 + s}', f'{800000 + s}'

@@ -23,8 +23,8 @@ CORRUPT, TRUNCATED = 'sub-8_ses-80_icephys.nwb', 'sub-9_ses-90_icephys.nwb'
 def run(tmp_path_factory):
     "A jittered cohort (2 fast, 2 adapting), one cell without long squares, a corrupt and a truncated file; one Dask run."
     d = tmp_path_factory.mktemp('nwb')
-    man = write_synthetic_cohort(d / 'cohort', n_per_class=N_PER_CLASS, jitter=0.1, seed=3)
-    write_synthetic_nwb(d / 'cohort' / NO_LSQ, 'fast', seed=11, protocols=('short_square', 'ramp'))
+    man = write_synthetic_cohort(d / 'cohort', n_per_class=N_PER_CLASS, jitter=0.1, random_state=3)
+    write_synthetic_nwb(d / 'cohort' / NO_LSQ, 'fast', random_state=11, protocols=('short_square', 'ramp'))
     (d / 'cohort' / CORRUPT).write_bytes(b'\x89HDF\r\n\x1a\n' + b'\0' * 100)
     raw = Path(man.path[0]).read_bytes()
     (d / 'cohort' / TRUNCATED).write_bytes(raw[:len(raw) // 2])
