@@ -149,7 +149,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from sklearn.model_selection import StratifiedKFold
     from ephys2tx.data import load_cells
-    from ephys2tx.evaluation import fan_out
+    from ephys2tx.evaluation import Executor, fan_out
     from ephys2tx.features import get_schema
     t0, jobs, widths, data = time.time(), [], {}, {}
     for sp in a.species.split(','):
@@ -161,7 +161,7 @@ def main(argv=None):
         for fold, (tr, te) in enumerate(skf.split(cells, cells['subclass'])):
             jobs += [('net', sp, cells, fold, tr, te, masking, subsets, a.epochs, a.seed) for masking in (False, True)]
             jobs += [('rf', sp, cells, fold, tr, te, sub, a.seed) for sub in subsets]
-    rows = sum(fan_out(_run_job, jobs, n_workers=a.n_workers, desc='fits'), [])
+    rows = sum(fan_out(_run_job, jobs, executor=Executor(n_workers=a.n_workers), desc='fits'), [])
     res = with_bundle(pd.DataFrame(rows))
     t, goal = summary(res, widths), aim(res, widths)
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ from sklearn.base import clone
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
-from .bilstm import BILSTM_RECIPE, MODELS_CODE, BiLSTMClassifier
-from .reproduce import Stage, register_stage, scheduler_for
+from .bilstm import BILSTM_RECIPE, BiLSTMClassifier
+from .stages import Stage, register_stage
 
 # %% auto #0
 __all__ = ['family_permutation_importance', 'interpret_cv', 'plot_interpretation', 'attention_importance_agreement']
@@ -137,29 +137,28 @@ def attention_importance_agreement(res:dict) -> dict:
 # %% ../nbs/05d_interpret.ipynb #d59c368b
 def _attention_config(run) -> dict:
     "The attention stage's settings (`run`: a reproduce `RunConfig`); fewer epochs and permutations with `--quick`."
-    return dict(epochs=5 if run.quick else 100, n_repeats=2 if run.quick else 5, folds=run.folds, seed=run.seed,
-                label='subclass')
+    return dict(epochs=5 if run.quick else 100, n_repeats=2 if run.quick else 5, folds=run.folds,
+                random_state=run.random_state, label='subclass')
 
 # %% ../nbs/05d_interpret.ipynb #ccd78a4b
 def _interpret_species(cfg, run, sp):
     "One species of the attention stage (a fan-out job)."
     from ephys2tx.data import load_cells
     cells = load_cells(sp, data_dir=run.data_dir, progress=False)
-    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.seed,
+    model = BiLSTMClassifier(schema=sp, epochs=cfg['epochs'], device=run.device, random_state=run.random_state,
                              **BILSTM_RECIPE)
     return interpret_cv(model, cells, cells[cfg['label']].to_numpy(), folds=run.folds, n_repeats=cfg['n_repeats'],
-                        random_state=run.seed, progress=False)
+                        random_state=run.random_state, progress=False)
 
 # %% ../nbs/05d_interpret.ipynb #a6801f6d
 def _run_attention(ctx):
     "Held-out attention and family permutation importance of the BiLSTM, per species (`interpret_cv`), in parallel."
     from ephys2tx.evaluation import fan_out
     cfg, species = ctx.config, ('mouse', 'human')
-    ctx.log.info('  mouse, human: interpreting a BiLSTM over %d folds (%d epochs), %d workers', ctx.run.folds,
-                 cfg['epochs'], ctx.run.n_workers)
+    ctx.log.info(f"  mouse, human: interpreting a BiLSTM over {ctx.run.folds} folds ({cfg['epochs']} epochs), "
+                 f"{ctx.run.n_workers} workers")
     res = fan_out(_interpret_species, [(sp,) for sp in species], dict(cfg=cfg, run=ctx.run),
-                  n_workers=ctx.run.n_workers, scheduler=scheduler_for(ctx.run), progress=ctx.progress,
-                  desc='attention')
+                  ctx.run.executor(progress=ctx.progress), desc='attention')
     for sp, r in zip(species, res):
         r['attention'].to_parquet(ctx.dir/f'attention_{sp}.parquet', index=False)
         r['summary'].rename_axis('family').to_csv(ctx.dir/f'summary_{sp}.csv')
@@ -195,7 +194,7 @@ def _attention_markdown(d:Path) -> list:
 # %% ../nbs/05d_interpret.ipynb #e363979b
 register_stage(Stage(
     'attention', 'Attention interpretation', run=_run_attention, order=40, report='attention.ipynb',
-    requires=(*MODELS_CODE, 'ephys2tx.interpret'), datasets=('mouse_gouwens2020', 'human_leedalley2023'),
+    datasets=('mouse_gouwens2020', 'human_leedalley2023'),
     config=_attention_config, markdown=_attention_markdown,
     outputs=tuple(f'{t}_{sp}.{x}' for sp in ('mouse', 'human') for t, x in
                   [('attention', 'parquet'), ('summary', 'csv'), ('importance', 'csv'), ('scores', 'csv')])))

@@ -64,14 +64,14 @@ def inner_validation_sweep(X,                      # cell table
                            progress:bool=True,     # a progress bar over fits
                           ) -> pd.DataFrame:       # one row per configuration, best first
     "Validation macro-F1 of each configuration in `grid` (overrides of `base`), on inner splits of training folds."
-    from ephys2tx.evaluation import fan_out
+    from ephys2tx.evaluation import Executor, fan_out
     grid = SWEEP_GRID if grid is None else grid
     base = dict(device='cpu', random_state=random_state) | SWEEP_BASE | (base or {})
     y = np.asarray(y).astype(str)
     splits = _inner_splits(X, y, folds, val_frac, random_state)
     jobs = [(i, k, tr, va) for k, tr, va in splits for i in range(len(grid))]
     res = fan_out(_sweep_one, [(grid[i], tr, va) for i, k, tr, va in jobs], dict(base=base, X=X, y=y, schema=schema),
-                  n_workers=n_workers, progress=progress, desc='sweep fits')
+                  Executor(n_workers=n_workers, progress=progress), desc='sweep fits')
     return _sweep_table([dict(config=json.dumps(grid[i], sort_keys=True), fold=k, val_macro_f1=f, best_epoch=b,
                               epochs_run=e, fit_seconds=s)
                          for (i, k, _, _), (f, b, e, s) in zip(jobs, res)])
