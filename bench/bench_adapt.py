@@ -20,7 +20,7 @@ def main():
     from ephys2tx.adaptbench import SHIFTS, shift_benchmark, shift_table
     warnings.simplefilter('ignore')
     t0 = time.time()
-    res = shift_benchmark(SHIFTS, [int(z) for z in a.sizes.split(',')], a.repeats, a.folds, a.seed,
+    res = shift_benchmark(SHIFTS, [int(z) for z in a.sizes.split(',')], a.repeats, a.folds, random_state=a.seed,
                           n_workers=a.n_workers, progress=not a.no_progress)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

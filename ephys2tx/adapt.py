@@ -22,6 +22,7 @@ from .bundles import (_checked_table, _family_mask, _unscorable, model_features,
 from .transfer import BestOfInnerCV, ExpertBlend
 from .predictor import load_model
 from .commands import options_from
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['MIN_CELLS', 'APPROACHES', 'LAB_CANDIDATES', 'Realigned', 'Measured', 'label_columns', 'check_labels',
@@ -40,55 +41,61 @@ class Realigned(ClassifierMixin, BaseEstimator):
                 ):
         self.model, self.label, self.mix, self.min_cells, self.clip = model, label, mix, min_cells, clip
 
-    def _inner(self):
-        "The fitted model inside `FrozenEstimator`."
-        m = self.model.estimator if isinstance(self.model, FrozenEstimator) else self.model
-        if m is None: raise ValueError("Realigned needs a fitted model: Realigned(FrozenEstimator(model))")
-        check_is_fitted(m)
-        return m
-
-    def fit(self, X, y,
-            source=None,  # the model's training cells with labels in `label` (None: the bundle's reference table)
-           ):
-        "Statistics of the lab cells `X` and of the Allen cells `source`, weighted to the class mix of `y`."
-        m = self._inner()
-        source = getattr(m, 'reference_', None) if source is None else source
-        if source is None:
-            raise DataError("Realigned.fit: the model's training cells are needed (source=...): the model is not a "
-                            "bundle with a reference table")
-        if self.label not in source.columns: raise DataError(f"Allen cells (source): no label column {self.label!r}")
-        y = np.asarray(y).astype(str)
-        self.schema_ = model_schema(m)
-        w = mix_weights(source[self.label].astype(str).to_numpy(), class_mix(y)) if self.mix else np.ones(len(source))
-        self.transform_ = FamilyTransform(self.schema_, per_species=True, check_ranges=False)
-        names = [f.name for f in schema_features(self.schema_)]
-        tab = pd.concat([source.reindex(columns=names).assign(species='allen'),
-                         X.reindex(columns=names).assign(species='lab')], ignore_index=True)
-        with warnings.catch_warnings():   # a feature the lab lacks stays unobserved there: expected
-            warnings.simplefilter('ignore', UserWarning)
-            self.transform_.fit(tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
-        ft, n_lab = self.transform_, X.reindex(columns=names).notna().sum().to_numpy()
-        self.moved_ = ((n_lab >= self.min_cells) & np.isfinite(ft.center_['lab']) & np.isfinite(ft.center_['allen'])
-                       & np.isfinite(ft.scale_['lab']) & np.isfinite(ft.scale_['allen']))
-        self.classes_ = np.asarray(m.classes_)
-        return self
-
-    def realign(self, X:pd.DataFrame) -> pd.DataFrame:
-        "The lab cells `X` with every feature in the Allen cells' units (as measured where too few lab cells had it)."
-        ft = self.transform_
-        names = ft.flat_feature_names
-        M = X.reindex(columns=names).apply(pd.to_numeric, errors='coerce').to_numpy(float)
-        Z = np.clip((ft._log(M) - ft.center_['lab']) / ft.scale_['lab'], -self.clip, self.clip)
-        A = Z * ft.scale_['allen'] + ft.center_['allen']
-        with np.errstate(over='ignore'):
-            A[:, ft.log_features_] = np.exp(A[:, ft.log_features_])
-        A = np.where(self.moved_, A, M)
-        A[~np.isfinite(A)] = np.nan
-        rest = X.drop(columns=[c for c in names if c in X.columns])
-        return pd.concat([rest.reset_index(drop=True), pd.DataFrame(A, columns=names)], axis=1).set_axis(X.index)
-
     def predict_proba(self, X) -> np.ndarray: return self.model.predict_proba(self.realign(X))
     def predict(self, X) -> np.ndarray: return self.classes_[self.predict_proba(X).argmax(1)]
+
+# %% ../nbs/06a_adapt.ipynb #74ecc100
+@patch
+def _inner(self:Realigned):
+    "The fitted model inside `FrozenEstimator`."
+    m = self.model.estimator if isinstance(self.model, FrozenEstimator) else self.model
+    if m is None: raise ValueError("Realigned needs a fitted model: Realigned(FrozenEstimator(model))")
+    check_is_fitted(m)
+    return m
+
+# %% ../nbs/06a_adapt.ipynb #49ea2600
+@patch
+def fit(self:Realigned, X, y,
+        source=None,  # the model's training cells with labels in `label` (None: the bundle's reference table)
+       ):
+    "Statistics of the lab cells `X` and of the Allen cells `source`, weighted to the class mix of `y`."
+    m = self._inner()
+    source = getattr(m, 'reference_', None) if source is None else source
+    if source is None:
+        raise DataError("Realigned.fit: the model's training cells are needed (source=...): the model is not a "
+                        "bundle with a reference table")
+    if self.label not in source.columns: raise DataError(f"Allen cells (source): no label column {self.label!r}")
+    y = np.asarray(y).astype(str)
+    self.schema_ = model_schema(m)
+    w = mix_weights(source[self.label].astype(str).to_numpy(), class_mix(y)) if self.mix else np.ones(len(source))
+    self.transform_ = FamilyTransform(self.schema_, per_species=True, check_ranges=False)
+    names = [f.name for f in schema_features(self.schema_)]
+    tab = pd.concat([source.reindex(columns=names).assign(species='allen'),
+                     X.reindex(columns=names).assign(species='lab')], ignore_index=True)
+    with warnings.catch_warnings():   # a feature the lab lacks stays unobserved there: expected
+        warnings.simplefilter('ignore', UserWarning)
+        self.transform_.fit(tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
+    ft, n_lab = self.transform_, X.reindex(columns=names).notna().sum().to_numpy()
+    self.moved_ = ((n_lab >= self.min_cells) & np.isfinite(ft.center_['lab']) & np.isfinite(ft.center_['allen'])
+                   & np.isfinite(ft.scale_['lab']) & np.isfinite(ft.scale_['allen']))
+    self.classes_ = np.asarray(m.classes_)
+    return self
+
+# %% ../nbs/06a_adapt.ipynb #5386e00b
+@patch
+def realign(self:Realigned, X:pd.DataFrame) -> pd.DataFrame:
+    "The lab cells `X` with every feature in the Allen cells' units (as measured where too few lab cells had it)."
+    ft = self.transform_
+    names = ft.flat_feature_names
+    M = X.reindex(columns=names).apply(pd.to_numeric, errors='coerce').to_numpy(float)
+    Z = np.clip((ft._log(M) - ft.center_['lab']) / ft.scale_['lab'], -self.clip, self.clip)
+    A = Z * ft.scale_['allen'] + ft.center_['allen']
+    with np.errstate(over='ignore'):
+        A[:, ft.log_features_] = np.exp(A[:, ft.log_features_])
+    A = np.where(self.moved_, A, M)
+    A[~np.isfinite(A)] = np.nan
+    rest = X.drop(columns=[c for c in names if c in X.columns])
+    return pd.concat([rest.reset_index(drop=True), pd.DataFrame(A, columns=names)], axis=1).set_axis(X.index)
 
 # %% ../nbs/06a_adapt.ipynb #4e137165
 class Measured(ClassifierMixin, BaseEstimator):
@@ -99,26 +106,32 @@ class Measured(ClassifierMixin, BaseEstimator):
                 ):
         self.model, self.features = model, features
 
-    def fit(self, X=None, y=None):
-        "Nothing to learn: the model is fitted; records its classes and the columns it reads."
-        check_is_fitted(self.model)
-        self.classes_ = np.asarray(self.model.classes_)
-        self.columns_ = model_features(self.model)
-        return self
-
-    def _full(self, X:pd.DataFrame) -> pd.DataFrame:
-        "`X` with the model's columns it lacks added as NaN."
-        absent = [c for c in self.columns_ if c not in X.columns]
-        return pd.concat([X, pd.DataFrame(np.nan, index=X.index, columns=absent)], axis=1) if absent else X
-
     def predict_proba(self, X) -> np.ndarray: return self.model.predict_proba(self._full(X))
     def predict(self, X) -> np.ndarray: return self.classes_[self.predict_proba(X).argmax(1)]
 
+# %% ../nbs/06a_adapt.ipynb #1c3a8e5a
+@patch
+def fit(self:Measured, X=None, y=None):
+    "Nothing to learn: the model is fitted; records its classes and the columns it reads."
+    check_is_fitted(self.model)
+    self.classes_ = np.asarray(self.model.classes_)
+    self.columns_ = model_features(self.model)
+    return self
+
+# %% ../nbs/06a_adapt.ipynb #ff38b8fc
+@patch
+def _full(self:Measured, X:pd.DataFrame) -> pd.DataFrame:
+    "`X` with the model's columns it lacks added as NaN."
+    absent = [c for c in self.columns_ if c not in X.columns]
+    return pd.concat([X, pd.DataFrame(np.nan, index=X.index, columns=absent)], axis=1) if absent else X
+
+# %% ../nbs/06a_adapt.ipynb #5efdb252
 trust(Realigned, Measured, ExpertBlend)   # what an adapted bundle holds
 
 # %% ../nbs/06a_adapt.ipynb #45cc249f
 MIN_CELLS = 3   # labelled cells a class needs (the folds of the comparison need them)
 
+# %% ../nbs/06a_adapt.ipynb #34a9c358
 def label_columns(df:pd.DataFrame,  # the cell table
                   classes,          # the model's classes
                   skip=(),          # columns not to list
@@ -131,6 +144,7 @@ def label_columns(df:pd.DataFrame,  # the cell table
         if len(v) and v.isin(list(classes)).mean() >= 0.8: out.append(c)
     return out
 
+# %% ../nbs/06a_adapt.ipynb #6c44175c
 def check_labels(df:pd.DataFrame,   # the cell table
                  label:str,         # the label column
                  classes,           # the model's classes (the labels allowed)
@@ -162,10 +176,13 @@ def check_labels(df:pd.DataFrame,   # the cell table
                         "label more cells of them, or leave them out")
     return v.where(v.isna(), v.astype(str))
 
-# %% ../nbs/06a_adapt.ipynb #02bfce12
+# %% ../nbs/06a_adapt.ipynb #f5031abd
 APPROACHES = ('unadapted', 'lab_only', 'adapted')   # in this order: the first of equal scores is kept
+
+# %% ../nbs/06a_adapt.ipynb #4ddedd2a
 LAB_CANDIDATES = ('rf', 'logreg')   # what the lab-only model chooses from (gradient boosting: too slow per fold)
 
+# %% ../nbs/06a_adapt.ipynb #02bfce12
 def fit_approaches(model,                # the fitted Allen model (or `subset_model`'s forest)
                    X:pd.DataFrame,       # labelled lab cells
                    y,                    # their labels
@@ -229,6 +246,7 @@ def summarize(cv:pd.DataFrame,  # one row per fold and approach (`cross_validate
                          'sd': {k: v.std(ddof=1) if len(v) > 1 else np.nan for k, v in cols.items()},
                          'folds': {k: len(v) for k, v in cols.items()}}).rename_axis('approach')
 
+# %% ../nbs/06a_adapt.ipynb #c871abb6
 def choose(cv:pd.DataFrame,  # one row per fold and approach (`cross_validate`)
           ) -> tuple:        # (the approach kept, why, in one line)
     "The approach with the best mean macro-F1 (on a tie the first of `APPROACHES`) and the margins that chose it."
@@ -252,12 +270,7 @@ class Adaptation:
     n_cells: int = 0            # the labelled lab cells used
     def __repr__(self): return f"Adaptation({self.reason}; bundle: {self.bundle})"
 
-def _bare(model):
-    "A shallow copy of `model` without what `load_bundle` added (its record, manifest and reference table)."
-    m = copy.copy(model)
-    for a in ('bundle_', 'manifest_', 'reference_'): vars(m).pop(a, None)
-    return m
-
+# %% ../nbs/06a_adapt.ipynb #5b67a5f3
 def allen_cells(model,             # a fitted model or a loaded bundle
                 data_dir=None,     # the data mirror, for a model without a reference table
                 progress:bool=True,  # progress bars while loading
@@ -268,6 +281,49 @@ def allen_cells(model,             # a fitted model or a loaded bundle
     if schema not in SPECIES:
         raise DataError(f"the model reads the {schema!r} schema, of no species: its training cells are not at hand")
     return load_cells(schema, data_dir=data_dir, progress=progress), 'subclass'
+
+# %% ../nbs/06a_adapt.ipynb #72610585
+def _bare(model):
+    "A shallow copy of `model` without what `load_bundle` added (its record, manifest and reference table)."
+    m = copy.copy(model)
+    for a in ('bundle_', 'manifest_', 'reference_'): vars(m).pop(a, None)
+    return m
+
+# %% ../nbs/06a_adapt.ipynb #92761fb1
+def _allen_side(m,                   # the fitted model
+                missing:list,        # its features that the lab's table lacks
+                data_dir=None,       # the data mirror, for a model without a reference table
+                progress:bool=True,  # progress bars while loading
+                random_state:int=0,  # seed of `subset_model`'s forest
+               ) -> tuple:           # (the model to adapt, the Allen cells, their label column)
+    "The model to adapt (`subset_model`'s forest when it reads the lab's features better) and its Allen cells."
+    allen, label = allen_cells(m, data_dir, progress)
+    allen = allen.copy(deep=False)
+    allen.attrs = {}
+    src = m
+    if missing:
+        sub = subset_model(m, missing, reference=allen, random_state=random_state)
+        if sub is not None and sub['use'] == 'forest': src = sub['forest_model']
+    return _bare(src), allen, label
+
+# %% ../nbs/06a_adapt.ipynb #59283c43
+def _lab_cells(m,                      # the fitted model
+               cells:pd.DataFrame,     # the lab's cell table, with labels
+               label_column:str,       # the column of the labels
+               allow_missing:bool,     # the table may lack some of the model's features
+               where:str='input',      # the table's name in messages
+              ) -> tuple:              # (the cells' features, their labels, the model's features the table lacks)
+    "The labelled lab cells the model can read, checked: features, labels, and the feature columns missing."
+    schema, feats = model_schema(m), model_features(m)
+    labels = check_labels(cells, label_column, [str(c) for c in m.classes_], where).to_numpy(object)
+    df, missing, _ = _checked_table(m, cells, allow_missing, where, None)
+    clean = _unscorable(df, feats)[0]
+    if 'species' not in clean.columns and schema in SPECIES: clean = clean.assign(species=schema)
+    keep = pd.notna(labels) & _family_mask(clean, schema).any(1)
+    X, y = clean[keep].reset_index(drop=True), labels[keep].astype(str)
+    X.attrs = {}   # pandas copies a table's metadata at every column access: thousands of times in the fits
+    check_labels(X.assign(**{label_column: y}), label_column, m.classes_, f"{where} (cells with features)")
+    return X, y, missing
 
 # %% ../nbs/06a_adapt.ipynb #f98d0ba7
 def _save(kept, out, schema, X, y, label_column:str, extra:dict) -> Path:
@@ -280,6 +336,22 @@ def _save(kept, out, schema, X, y, label_column:str, extra:dict) -> Path:
     try: return save_bundle(kept, out, extra=extra, reference=ref, label=label_column, schema=schema)
     finally: vars(kept).pop('bundle_', None)
 
+# %% ../nbs/06a_adapt.ipynb #2f0830f2
+def _bundle_record(res:Adaptation,      # what `adapt` measured and kept
+                   model:str,           # the name of the model adapted
+                   label_column:str,    # the column of the labels
+                   y,                   # the labels of the cells used
+                  ) -> dict:            # the bundle's `extra` record
+    "What an adapted bundle records: the comparison, the choice and why, the kept approach's cross-validation."
+    counts = {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
+    info = dict(model=model, label_column=label_column, n_cells=res.n_cells, class_counts=counts, masked=res.masked,
+                choice=res.choice, reason=res.reason, summary=res.summary.reset_index().to_dict('records'),
+                cv=res.cv.to_dict('records'))
+    val = dict(kind=f"{int(res.summary.folds.iloc[0])}-fold cross-validation on the lab's labelled cells",
+               macro_f1=float(res.summary.loc[res.choice, 'macro_f1']))
+    return dict(model_name=res.choice, adaptation=info, validation=val)
+
+# %% ../nbs/06a_adapt.ipynb #3c85daab
 def adapt(model,                    # a named model ('human', 'mouse'), a bundle folder, or a fitted model
           cells,                    # the lab's cell table, or its path (CSV, Parquet or .h5ad), with labels
           label_column:str,         # the column of the labels (cells without one are left out)
@@ -296,42 +368,25 @@ def adapt(model,                    # a named model ('human', 'mouse'), a bundle
     if isinstance(cells, (str, os.PathLike)): where, cells = str(cells), read_table(cells)
     m = load_model(model, data_dir, progress=progress)
     schema, feats = model_schema(m), model_features(m)
-    labels = check_labels(cells, label_column, [str(c) for c in m.classes_], where).to_numpy(object)
-    df, missing, _ = _checked_table(m, cells, allow_missing, where, None)
-    clean = _unscorable(df, feats)[0]
-    if 'species' not in clean.columns and schema in SPECIES: clean = clean.assign(species=schema)
-    keep = pd.notna(labels) & _family_mask(clean, schema).any(1)
-    X, y = clean[keep].reset_index(drop=True), labels[keep].astype(str)
-    X.attrs = {}   # pandas copies a table's metadata at every column access: thousands of times in the fits
-    check_labels(X.assign(**{label_column: y}), label_column, m.classes_, f"{where} (cells with features)")
-    allen, label = allen_cells(m, data_dir, progress)
-    allen = allen.copy(deep=False)
-    allen.attrs = {}
-    src = m
-    if missing:
-        sub = subset_model(m, missing, reference=allen, random_state=random_state)
-        if sub is not None and sub['use'] == 'forest': src = sub['forest_model']
-    src, kw = _bare(src), dict(lab_model=lab_model, label=label, schema=schema)
-    cv = cross_validate(src, X, y, allen, folds, random_state, progress, **kw)
+    X, y, missing = _lab_cells(m, cells, label_column, allow_missing=allow_missing, where=where)
+    src, allen, label = _allen_side(m, missing, data_dir=data_dir, progress=progress, random_state=random_state)
+    kw = dict(lab_model=lab_model, label=label, schema=schema)
+    cv = cross_validate(src, X, y, allen, folds=folds, random_state=random_state, progress=progress, **kw)
     choice, reason = choose(cv)
     final = src if choice == 'unadapted' else fit_approaches(src, X, y, allen, random_state=random_state, **kw)[choice]
     kept = Measured(final, [c for c in feats if c not in missing]).fit() if missing else final
-    summary, path = summarize(cv), None
+    res = Adaptation(cv=cv, summary=summarize(cv), choice=choice, reason=reason, model=kept, masked=missing,
+                     n_cells=len(X))
     if out is not None:
-        counts = {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
-        info = dict(model=str(model) if isinstance(model, (str, os.PathLike)) else type(m).__name__,
-                    label_column=label_column, n_cells=len(X), class_counts=counts, masked=missing,
-                    choice=choice, reason=reason, summary=summary.reset_index().to_dict('records'),
-                    cv=cv.to_dict('records'))
-        val = dict(kind=f"{int(summary.folds.iloc[0])}-fold cross-validation on the lab's labelled cells",
-                   macro_f1=float(summary.loc[choice, 'macro_f1']))
-        path = _save(kept, out, schema, X, y, label_column, dict(model_name=choice, adaptation=info, validation=val))
-    return Adaptation(cv, summary, choice, reason, kept, path, missing, len(X))
+        name = str(model) if isinstance(model, (str, os.PathLike)) else type(m).__name__
+        res.bundle = _save(kept, out, schema, X=X, y=y, label_column=label_column,
+                           extra=_bundle_record(res, name, label_column, y))
+    return res
 
 # %% ../nbs/06a_adapt.ipynb #ba55dc50
 def _cli_adapt(args):
-    res = adapt(args.model, args.input, args.label_column, args.out, args.allow_missing, args.folds,
-                args.random_state, args.progress, args.data_dir)
+    res = adapt(args.model, args.input, args.label_column, out=args.out, allow_missing=args.allow_missing,
+                folds=args.folds, random_state=args.random_state, progress=args.progress, data_dir=args.data_dir)
     if res.masked:
         print(f"ephys2tx adapt: {len(res.masked)} feature column(s) missing from {args.input}: the models work on "
               f"the others: {res.masked}", file=sys.stderr)
@@ -344,6 +399,7 @@ def _cli_adapt(args):
     print(f"bundle: {res.bundle} (ephys2tx predict --model {res.bundle} --input CELLS --out PREDICTIONS)")
     return 0
 
+# %% ../nbs/06a_adapt.ipynb #fde11400
 def register_cli(sub):
     "Add the `adapt` command to an argparse subparsers object."
     p = sub.add_parser('adapt', help="adapt a model to your labelled cells; compared with it and with a lab-only model")

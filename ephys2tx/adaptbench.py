@@ -17,8 +17,23 @@ __all__ = ['SHIFTS', 'shift_splits', 'shift_runs', 'shift_benchmark', 'shift_tab
 # %% ../nbs/06b_adaptbench.ipynb #1b0abd06
 SHIFTS = ('acute → culture', 'culture → acute', 'donors A → B', 'donors B → A')
 
+# %% ../nbs/06b_adaptbench.ipynb #32538830
+def _donor_halves(donors:pd.Series,   # the donor of each cell
+                  random_state:int=0, # seed of the donors' order
+                 ) -> np.ndarray:     # per cell, the half of its donor: 0 or 1
+    "Two halves of the donors, about equal in cells: donors in random order, each to the half with fewer cells so far."
+    donors = donors.astype(str)
+    sizes = donors.value_counts()
+    order = np.random.default_rng(random_state).permutation(sizes.index.to_numpy())
+    half, n = {}, [0, 0]
+    for d in order:
+        h = int(n[1] < n[0])
+        half[d], n[h] = h, n[h] + sizes[d]
+    return donors.map(half).to_numpy()
+
+# %% ../nbs/06b_adaptbench.ipynb #6ca36851
 def shift_splits(cells:pd.DataFrame,  # human cells with `condition` and `donor` columns
-                 seed:int=0,          # seed of the donor halves
+                 random_state:int=0,  # seed of the donor halves
                 ) -> dict:            # shift name -> (source positions, target positions)
     "Source and target positions of each shift in `SHIFTS`: by slice condition, and by two random donor halves."
     for c in ('condition', 'donor'):
@@ -26,16 +41,30 @@ def shift_splits(cells:pd.DataFrame,  # human cells with `condition` and `donor`
     cond = cells['condition'].astype(str).to_numpy()
     out = {'acute → culture': (np.flatnonzero(cond == 'acute'), np.flatnonzero(cond == 'culture')),
            'culture → acute': (np.flatnonzero(cond == 'culture'), np.flatnonzero(cond == 'acute'))}
-    sizes = cells['donor'].astype(str).value_counts()
-    order = np.random.default_rng(seed).permutation(sizes.index.to_numpy())
-    half, n = {}, [0, 0]
-    for d in order:
-        h = int(n[1] < n[0])
-        half[d], n[h] = h, n[h] + sizes[d]
-    side = cells['donor'].astype(str).map(half).to_numpy()
+    side = _donor_halves(cells['donor'], random_state)
     a, b = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
     out['donors A → B'], out['donors B → A'] = (a, b), (b, a)
     return out
+
+# %% ../nbs/06b_adaptbench.ipynb #d13d1ac4
+def _macro_f1s(fitted:dict,     # approach -> fitted model (`fit_approaches`)
+               X:pd.DataFrame,  # held-out cells
+               y,               # their labels
+              ) -> dict:        # approach -> macro-F1 on `X`
+    "The macro-F1 of each fitted approach on held-out cells."
+    return {name: f1_score(y, np.asarray(est.predict(X)).astype(str), average='macro', zero_division=0)
+            for name, est in fitted.items()}
+
+# %% ../nbs/06b_adaptbench.ipynb #48e41e63
+def _shift_tables(cells:pd.DataFrame,  # the human cells
+                  shift:str,           # one of `SHIFTS`
+                  random_state:int=0,  # seed of the donor halves
+                 ) -> tuple:           # (source cells, target cells)
+    "The source and target cells of `shift`, each indexed from 0 and without the table's metadata."
+    src, tgt = shift_splits(cells, random_state)[shift]
+    S, T = cells.iloc[src].reset_index(drop=True), cells.iloc[tgt].reset_index(drop=True)
+    S.attrs, T.attrs = {}, {}
+    return S, T
 
 # %% ../nbs/06b_adaptbench.ipynb #6c62c34f
 def shift_runs(cells:pd.DataFrame,     # the human cells (`load_cells('human')`)
@@ -43,17 +72,15 @@ def shift_runs(cells:pd.DataFrame,     # the human cells (`load_cells('human')`)
                repeat:int=0,           # the repeat: seed of the folds, the subsamples and every fit
                sizes=(10, 20, 40),     # labelled target cells
                folds:int=5,            # stratified folds of the target cells
-               seed:int=0,             # seed of the donor halves and offset of the repeat's seeds
+               random_state:int=0,     # seed of the donor halves and offset of the repeat's seeds
                source_model:str='best_human', # a registered model, fitted on every source cell
                source_params:dict|None=None,  # its settings
                label:str='subclass',   # the label column
               ) -> pd.DataFrame:       # one row per approach x size x fold
     "The three approaches of `fit_approaches` on one shift and repeat: every fold of the target, every size."
-    src, tgt = shift_splits(cells, seed)[shift]
-    S, T = cells.iloc[src].reset_index(drop=True), cells.iloc[tgt].reset_index(drop=True)
-    S.attrs, T.attrs = {}, {}
+    S, T = _shift_tables(cells, shift, random_state)
     y = T[label].astype(str).to_numpy()
-    rs = seed * 1000 + repeat
+    rs = random_state * 1000 + repeat
     t0 = time.time()
     model = make_model(source_model, 'human', rs, **(source_params or {})).fit(S, S[label].astype(str).to_numpy())
     rows = []
@@ -63,11 +90,10 @@ def shift_runs(cells:pd.DataFrame,     # the human cells (`load_cells('human')`)
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 fitted = fit_approaches(model, T.iloc[lab], y[lab], S, label=label, random_state=rs, schema='human')
-                for name, est in fitted.items():
-                    pred = np.asarray(est.predict(T.iloc[test])).astype(str)
-                    rows.append(dict(shift=shift, model=name, size=str(z), repeat=repeat, fold=f, n_train=len(lab),
-                                     n_pool=len(pool), n_test=len(test), n_source=len(S),
-                                     macro_f1=f1_score(y[test], pred, average='macro', zero_division=0)))
+                scores = _macro_f1s(fitted, T.iloc[test], y[test])
+            rows += [dict(shift=shift, model=name, size=str(z), repeat=repeat, fold=f, n_train=len(lab),
+                          n_pool=len(pool), n_test=len(test), n_source=len(S), macro_f1=v)
+                     for name, v in scores.items()]
     out = pd.DataFrame(rows)
     out['seconds'] = (time.time() - t0) / max(len(out), 1)
     return out
@@ -75,11 +101,30 @@ def shift_runs(cells:pd.DataFrame,     # the human cells (`load_cells('human')`)
 # %% ../nbs/06b_adaptbench.ipynb #d51b46f5
 def _runs(args): return shift_runs(*args[0], **args[1])
 
+# %% ../nbs/06b_adaptbench.ipynb #f31898a2
+def _run_jobs(jobs:list,      # `_runs` arguments, one per shift and repeat
+              n_workers:int,  # worker processes (1: in this process)
+              bar,            # a progress bar, updated once a job
+             ) -> list:       # the rows of every job, in the order of `jobs`
+    "The rows of `shift_runs` for every job, in this process or in `n_workers` processes."
+    parts = []
+    if n_workers <= 1:
+        for j in jobs:
+            parts.append(_runs(j))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(n_workers) as ex:
+            for p in ex.map(_runs, jobs):
+                parts.append(p)
+                bar.update()
+    return parts
+
+# %% ../nbs/06b_adaptbench.ipynb #e14a1672
 def shift_benchmark(shifts=SHIFTS,          # shift names (`SHIFTS`)
                     sizes=(10, 20, 40),     # labelled target cells
                     repeats:int=5,          # repeats of the target folds
                     folds:int=5,            # stratified folds of the target cells
-                    seed:int=0,             # seed of the donor halves and of the repeats
+                    random_state:int=0,     # seed of the donor halves and of the repeats
                     source_model:str='best_human', # a registered model, fitted on every source cell
                     source_params:dict|None=None,  # its settings
                     n_workers:int=2,        # worker processes (1: in this process)
@@ -91,39 +136,44 @@ def shift_benchmark(shifts=SHIFTS,          # shift names (`SHIFTS`)
     cells = load_cells('human', data_dir=data_dir, progress=False)
     unknown = [s for s in shifts if s not in SHIFTS]
     if unknown: raise ValueError(f"unknown shift(s) {unknown}; choose from {list(SHIFTS)}")
-    jobs = [((cells, s, r), dict(sizes=tuple(sizes), folds=folds, seed=seed, source_model=source_model,
-                                 source_params=source_params)) for s in shifts for r in range(repeats)]
+    kw = dict(sizes=tuple(sizes), folds=folds, random_state=random_state, source_model=source_model,
+              source_params=source_params)
+    jobs = [((cells, s, r), kw) for s in shifts for r in range(repeats)]
     bar = tqdm(total=len(jobs), desc='shift benchmark', disable=not progress)
-    parts = []
-    if n_workers <= 1:
-        for j in jobs:
-            parts.append(_runs(j))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(n_workers) as ex:
-            for p in ex.map(_runs, jobs):
-                parts.append(p)
-                bar.update()
+    parts = _run_jobs(jobs, n_workers, bar)
     bar.close()
     return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/06b_adaptbench.ipynb #e8985a28
-def shift_table(res:pd.DataFrame,  # the rows of `shift_benchmark`
-               ) -> pd.DataFrame:  # one row per shift x size
-    "Per shift and size: each approach's macro-F1 (mean ± SD) and the adapted model's paired gains, corrected p."
-    rows = []
-    for (s, z), g in res.groupby(['shift', 'size'], sort=False):
-        row = {'shift': s, 'labelled target cells': z}
-        for a in APPROACHES:
-            v = g.loc[g.model == a, 'macro_f1']
-            row[a] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
-        c = compare_all(g.drop(columns='shift'), 'adapted').set_index('model')
-        for b in ('unadapted', 'lab_only'):
-            row[f'adapted − {b}'] = f"{-c.loc[b, 'mean_diff']:+.3f} (p={c.loc[b, 'p']:.2g})"
-        row['folds'] = int(c['n_pairs'].iloc[0])
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    out['_o'] = out['labelled target cells'].map({z: i for i, z in enumerate(sizes_list(list(res['size'].unique())))})
+# %% ../nbs/06b_adaptbench.ipynb #5dae6fb8
+def _table_row(shift:str,          # the shift
+               size:str,           # the labelled target cells
+               g:pd.DataFrame,     # the rows of `shift_benchmark` of that shift and size
+              ) -> dict:           # the row of `shift_table`
+    "One shift and size: each approach's macro-F1 (mean ± SD) and the adapted model's paired gains, corrected p."
+    row = {'shift': shift, 'labelled target cells': size}
+    for a in APPROACHES:
+        v = g.loc[g.model == a, 'macro_f1']
+        row[a] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+    c = compare_all(g.drop(columns='shift'), 'adapted').set_index('model')
+    for b in ('unadapted', 'lab_only'):
+        row[f'adapted − {b}'] = f"{-c.loc[b, 'mean_diff']:+.3f} (p={c.loc[b, 'p']:.2g})"
+    row['folds'] = int(c['n_pairs'].iloc[0])
+    return row
+
+# %% ../nbs/06b_adaptbench.ipynb #b6d3a531
+def _in_run_order(table:pd.DataFrame,  # rows of `_table_row`
+                  res:pd.DataFrame,    # the rows of `shift_benchmark`
+                 ) -> pd.DataFrame:    # `table` sorted by shift (as run) and size (ascending)
+    "`table` in the order of the runs: shifts as they first appear in `res`, sizes from fewest to most cells."
+    out = table.assign(_o=table['labelled target cells'].map(
+        {z: i for i, z in enumerate(sizes_list(list(res['size'].unique())))}))
     order = {s: i for i, s in enumerate(dict.fromkeys(res['shift']))}
     return out.sort_values(['shift', '_o'], key=lambda c: c.map(order) if c.name == 'shift' else c).drop(
         columns='_o').reset_index(drop=True)
+
+# %% ../nbs/06b_adaptbench.ipynb #ef083c77
+def shift_table(res:pd.DataFrame,  # the rows of `shift_benchmark`
+               ) -> pd.DataFrame:  # one row per shift x size
+    "Per shift and size: each approach's macro-F1 (mean ± SD) and the adapted model's paired gains, corrected p."
+    rows = [_table_row(s, z, g) for (s, z), g in res.groupby(['shift', 'size'], sort=False)]
+    return _in_run_order(pd.DataFrame(rows), res)

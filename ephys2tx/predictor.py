@@ -14,12 +14,13 @@ from .bundles import expected_macro_f1, load_bundle, predict_cells, save_bundle,
 from .commands import options_from
 
 # %% auto #0
-__all__ = ['NAMED_MODELS', 'BILSTM_OPTIONS', 'named_key', 'named_path', 'fit_model', 'train_model', 'named_model', 'load_model',
-           'predict', 'train', 'models_table', 'register_cli']
+__all__ = ['NAMED_MODELS', 'BILSTM_OPTIONS', 'named_key', 'named_path', 'fit_model', 'train_model', 'train', 'named_model',
+           'load_model', 'predict', 'models_table', 'register_cli']
 
 # %% ../nbs/05g_predictor.ipynb #99ad7784
 NAMED_MODELS = {sp: dict(species=sp, model='record', random_state=0) for sp in ('human', 'mouse')}
 
+# %% ../nbs/05g_predictor.ipynb #a430d69c
 def named_key(name:str,             # a named model (`NAMED_MODELS`)
              ) -> dict:             # what the cached model depends on
     "The key of a named model's cache folder: its recipe, the package version, the models' code, the data checksums."
@@ -31,6 +32,7 @@ def named_key(name:str,             # a named model (`NAMED_MODELS`)
     return dict(name=name, **spec, version=ephys2tx.__version__, code=code_checksums(model_code()),
                 data=data_checksums((SPECIES[spec['species']].dataset,)))
 
+# %% ../nbs/05g_predictor.ipynb #a7eb94a7
 def named_path(name:str,    # a named model (`NAMED_MODELS`)
                cache=None,  # the cache folder (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
               ) -> Path:    # the bundle folder of that model in the cache (it may not exist yet)
@@ -38,6 +40,15 @@ def named_path(name:str,    # a named model (`NAMED_MODELS`)
     return cache_dir(cache) / 'models' / f'{name}-{key_hash(named_key(name))[:12]}'
 
 # %% ../nbs/05g_predictor.ipynb #84b5b37b
+def _source_kw(est,            # an unfitted model
+               data_dir=None,  # the data mirror (default: $EPHYS2TX_DATA, else the cache)
+              ) -> dict:       # `fit`'s extra keywords
+    "The mouse cells as `source=`, for a model whose `fit` takes them; else nothing."
+    if not fit_accepts(est, 'source'): return {}
+    from ephys2tx.features import source_cells
+    return dict(source=source_cells(data_dir))
+
+# %% ../nbs/05g_predictor.ipynb #86839aa8
 def fit_model(species:str,             # a registered species (`SPECIES`)
               model:str='record',      # a registered model or strategy (`ephys2tx evaluate --model`)
               random_state:int=0,      # seed of every fit
@@ -51,12 +62,24 @@ def fit_model(species:str,             # a registered species (`SPECIES`)
     p = dict(params or {})
     est = make_model(model, SPECIES[species].schema, random_state, **p)
     if 'progress' in est.get_params() and 'progress' not in p: est.set_params(progress=progress)
-    kw = {}
-    if fit_accepts(est, 'source'):
-        from ephys2tx.features import source_cells
-        kw['source'] = source_cells(data_dir)
-    return est.fit(cells, cells['subclass'].to_numpy(), **kw), cells
+    return est.fit(cells, cells['subclass'].to_numpy(), **_source_kw(est, data_dir)), cells
 
+# %% ../nbs/05g_predictor.ipynb #bb21e468
+def _training_record(est,               # the fitted model
+                     cells,             # its training cells
+                     model:str,         # its registered name
+                     species:str,       # their species
+                    ) -> dict:          # the bundle's `extra` record
+    "What a bundle records about its training: the model's name, the cells, and the vote's inner validation."
+    counts = {str(k): int(v) for k, v in cells['subclass'].value_counts().items()}
+    extra = dict(model_name=model, trained_on=dict(species=species, label='subclass', n_cells=len(cells),
+                                                   class_counts=counts))
+    if hasattr(est, 'inner_scores_'):
+        extra['validation'] = dict(kind='inner cross-validation on the training cells', **est.inner_scores_['vote'],
+                                   calibration=est.calibration_, weights=est.weights_)
+    return extra
+
+# %% ../nbs/05g_predictor.ipynb #0ddd90ec
 def train_model(species:str,             # a registered species (`SPECIES`)
                 out,                     # the bundle folder to write
                 model:str='record',      # a registered model or strategy; 'bilstm' trains with `train_bundle`
@@ -69,17 +92,44 @@ def train_model(species:str,             # a registered species (`SPECIES`)
     if model == 'bilstm':
         return train_bundle(species, out, random_state=random_state, data_dir=data_dir, progress=progress,
                             **(params or {}))
-    est, cells = fit_model(species, model, random_state, data_dir, progress, params)
-    counts = {str(k): int(v) for k, v in cells['subclass'].value_counts().items()}
-    extra = dict(model_name=model, trained_on=dict(species=species, label='subclass', n_cells=len(cells),
-                                                   class_counts=counts))
-    if hasattr(est, 'inner_scores_'):
-        extra['validation'] = dict(kind='inner cross-validation on the training cells', **est.inner_scores_['vote'],
-                                   calibration=est.calibration_, weights=est.weights_)
-    save_bundle(est, out, extra=extra, reference=cells, schema=SPECIES[species].schema)
+    est, cells = fit_model(species, model, random_state=random_state, data_dir=data_dir, progress=progress,
+                           params=params)
+    save_bundle(est, out, extra=_training_record(est, cells, model, species), reference=cells,
+                schema=SPECIES[species].schema)
     return est
 
+# %% ../nbs/05g_predictor.ipynb #560f97fe
+def train(species:str,           # a registered species (`SPECIES`)
+          out,                   # the bundle folder to write
+          model:str='record',    # a registered model or strategy
+          random_state:int=0,    # seed of every fit
+          data_dir=None,         # the data mirror (default: $EPHYS2TX_DATA, else the cache)
+          progress:bool=True,    # progress bars
+          **params):             # settings of the model
+    "Fit `model` on every QC-passed cell of `species` and save a bundle to `out` (the model is returned)."
+    return train_model(species, out, model=model, random_state=random_state, data_dir=data_dir, progress=progress,
+                       params=params)
+
 # %% ../nbs/05g_predictor.ipynb #fc065f7b
+def _build_named(name:str,           # a named model (`NAMED_MODELS`)
+                 path:Path,          # its folder in the cache (`named_path`)
+                 data_dir=None,      # the data mirror (default: $EPHYS2TX_DATA, else the cache)
+                 progress:bool=True, # progress bars
+                ):
+    "Train the named model `name` into a temporary folder beside `path`, then rename it to `path`."
+    spec = NAMED_MODELS[name]
+    print(f"ephys2tx: building the {name} model of record (first use; cached in {path})", file=sys.stderr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}-', dir=path.parent))
+    try:
+        train_model(spec['species'], tmp, model=spec['model'], random_state=spec['random_state'], data_dir=data_dir,
+                    progress=progress)
+        try: tmp.rename(path)
+        except OSError:
+            if not (path / 'manifest.json').is_file(): raise   # else: another process built it first
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/05g_predictor.ipynb #1aafda9e
 def named_model(name:str,           # a named model (`NAMED_MODELS`)
                 data_dir=None,      # the data mirror (default: $EPHYS2TX_DATA, else the cache)
                 cache=None,         # the cache folder (default: $EPHYS2TX_CACHE, else ~/.cache/ephys2tx)
@@ -88,19 +138,10 @@ def named_model(name:str,           # a named model (`NAMED_MODELS`)
                ):                   # the fitted model, loaded from its bundle
     "The named model `name`, from the cache; built from the checksummed data and cached first if it is not there."
     path = named_path(name, cache)
-    if not (path / 'manifest.json').is_file():
-        spec = NAMED_MODELS[name]
-        print(f"ephys2tx: building the {name} model of record (first use; cached in {path})", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}-', dir=path.parent))
-        try:
-            train_model(spec['species'], tmp, spec['model'], spec['random_state'], data_dir, progress)
-            try: tmp.rename(path)
-            except OSError:
-                if not (path / 'manifest.json').is_file(): raise   # else: another process built it first
-        finally: shutil.rmtree(tmp, ignore_errors=True)
+    if not (path / 'manifest.json').is_file(): _build_named(name, path, data_dir, progress)
     return load_bundle(path, device=device)
 
+# %% ../nbs/05g_predictor.ipynb #288b1125
 def load_model(model,               # a named model ('human', 'mouse'), a bundle folder, or a fitted model
                data_dir=None,       # the data mirror, for a named model built on first use
                device:str='cpu',    # where a network runs: 'cpu' or 'cuda'
@@ -131,35 +172,29 @@ def predict(cells,                    # the cell table, or the path of one (CSV,
     out.attrs.update(masked=missing, model=str(model) if isinstance(model, (str, os.PathLike)) else type(m).__name__)
     return out
 
-# %% ../nbs/05g_predictor.ipynb #560f97fe
-def train(species:str,           # a registered species (`SPECIES`)
-          out,                   # the bundle folder to write
-          model:str='record',    # a registered model or strategy
-          random_state:int=0,    # seed of every fit
-          data_dir=None,         # the data mirror (default: $EPHYS2TX_DATA, else the cache)
-          progress:bool=True,    # progress bars
-          **params):             # settings of the model
-    "Fit `model` on every QC-passed cell of `species` and save a bundle to `out` (the model is returned)."
-    return train_model(species, out, model, random_state, data_dir, progress, params)
-
 # %% ../nbs/05g_predictor.ipynb #75bacb42
 BILSTM_OPTIONS = ('epochs', 'variant', 'smote', 'family_dropout', 'feature_dropout')   # `train --model bilstm` only
 
+# %% ../nbs/05g_predictor.ipynb #fb2b9d5f
+def _cli_train_bilstm(args, options:dict):
+    "Train a BiLSTM bundle with the network's `options` and print its training in one line."
+    m = train_model(args.species, args.out, model='bilstm', random_state=args.random_state, data_dir=args.data_dir,
+                    params=dict(device=args.device, **options))
+    print(f"trained {m.variant} BiLSTM on {m.n_train_} {args.species} cells (+{m.n_synthetic_} SMOTE, "
+          f"+{m.n_val_} for early stopping), best epoch {m.best_epoch_}, {m.fit_seconds_:.1f} s on {m.device_}; "
+          f"bundle: {args.out}")
+    return 0
+
+# %% ../nbs/05g_predictor.ipynb #ba2c6ea0
 def _cli_train(args):
     bil = {k: getattr(args, k) for k in BILSTM_OPTIONS}
-    if args.model == 'bilstm':
-        m = train_model(args.species, args.out, 'bilstm', args.random_state, args.data_dir,
-                        params=dict(device=args.device, **bil))
-        print(f"trained {m.variant} BiLSTM on {m.n_train_} {args.species} cells (+{m.n_synthetic_} SMOTE, "
-              f"+{m.n_val_} for early stopping), best epoch {m.best_epoch_}, {m.fit_seconds_:.1f} s on {m.device_}; "
-              f"bundle: {args.out}")
-        return 0
+    if args.model == 'bilstm': return _cli_train_bilstm(args, bil)
     import inspect
     defaults = inspect.signature(train_bundle).parameters
     changed = [k for k in BILSTM_OPTIONS if bil[k] != defaults[k].default]
     if changed:
         raise DataError(f"option(s) {['--' + k.replace('_', '-') for k in changed]} apply to --model bilstm only")
-    m = train_model(args.species, args.out, args.model, args.random_state, args.data_dir)
+    m = train_model(args.species, args.out, model=args.model, random_state=args.random_state, data_dir=args.data_dir)
     extra = ''
     if hasattr(m, 'weights_'):
         extra = (f"; vote {', '.join(f'{n} {w:.2f}' for n, w in m.weights_.items() if w > 0)}, calibration "
@@ -182,6 +217,7 @@ def _choice_text(ch:dict) -> str:
             f"{ch[name]:.3f}, forest {ch['forest']:.3f}, in {ch['folds']}-fold cross-validation on the bundle's "
             f"{ch['n_val']} training cells: the model fit with every feature, both scored with these hidden)")
 
+# %% ../nbs/05g_predictor.ipynb #d133fd9e
 def _warn_missing(model, out:pd.DataFrame, missing:list, args):
     "On stderr: the features masked, and the model that predicts with them missing or its expected macro-F1."
     say = lambda s: print(f"ephys2tx predict: {s}", file=sys.stderr)
@@ -194,19 +230,27 @@ def _warn_missing(model, out:pd.DataFrame, missing:list, args):
         "bundle's training data (they decided early stopping: a slightly optimistic estimate)" if e else
         "unknown (the bundle records no validation cells and carries no training cells, or they are not at hand)"))
 
+# %% ../nbs/05g_predictor.ipynb #82fdb9b3
+def _sets_line(out:pd.DataFrame,  # the predictions (`predict`)
+               coverage:float,    # the coverage of their sets
+              ) -> str:
+    "One line: how many predicted cells have prediction sets of one class, of two classes, and so on."
+    sizes = out.set_size[out.status == 'ok'].value_counts().sort_index()
+    return f"prediction sets at {coverage:.0%} coverage: " + ', '.join(
+        f'{int(k)} class{"es" if k > 1 else ""}: {v} cells' for k, v in sizes.items())
+
+# %% ../nbs/05g_predictor.ipynb #9bde0468
 def _cli_predict(args):
     src = Path(args.input)
     model = load_model(args.model, args.data_dir, args.device)
-    out = predict(src, model, args.allow_missing, args.id_col, args.coverage, args.data_dir, args.device)
+    out = predict(src, model, allow_missing=args.allow_missing, id_col=args.id_col, coverage=args.coverage,
+                  data_dir=args.data_dir, device=args.device)
     if out.attrs['masked']: _warn_missing(model, out, out.attrs['masked'], args)
     write_table(out, args.out, source=src)
     ok = out.status == 'ok'
     counts = ', '.join(f'{k} {v}' for k, v in out.predicted_subclass[ok].value_counts().items())
     print(f"{len(out)} cells -> {args.out}: {int(ok.sum())} predicted ({counts})")
-    if 'set_size' in out and ok.any():
-        sizes = out.set_size[ok].value_counts().sort_index()
-        print(f"prediction sets at {args.coverage:.0%} coverage: " +
-              ', '.join(f'{int(k)} class{"es" if k > 1 else ""}: {v} cells' for k, v in sizes.items()))
+    if 'set_size' in out and ok.any(): print(_sets_line(out, args.coverage))
     for reason, n in out.status[~ok].value_counts().items():
         print(f"ephys2tx predict: {n} cell(s) {reason} (status column of {args.out})", file=sys.stderr)
     if not ok.any(): raise DataError(f"{src}: no cell could be predicted (reasons in {args.out})")
@@ -227,6 +271,7 @@ def models_table(cache=None,  # the cache folder (default: $EPHYS2TX_CACHE, else
         rows.append(r | dict(path=str(p)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/05g_predictor.ipynb #db5aad85
 def _cli_models(args):
     t = models_table()
     print(t.to_string(index=False))

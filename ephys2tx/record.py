@@ -12,6 +12,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
 from .evaluation import aligned_proba, expected_calibration_error, make_model, register_model
 from .bundles import trust
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CALIBRATIONS', 'RECORD_CANDIDATES', 'ProbaTable', 'out_of_fold', 'weight_grid', 'vote_weights', 'calibrator',
@@ -50,11 +51,6 @@ def out_of_fold(models:dict,          # name -> unfitted estimator
         out[n][va] = aligned_proba(m, X.iloc[va], classes)
     return out
 
-def _log_loss(y, P, classes) -> float:
-    "Log-loss of probabilities `P`, clipped away from 0 and normalized per cell (float32 sums drift from 1)."
-    P = np.clip(np.asarray(P, float), 1e-15, 1)
-    return float(log_loss(y, P / P.sum(1, keepdims=True), labels=classes))
-
 # %% ../nbs/05f_record.ipynb #fa119d2b
 def weight_grid(n:int,        # number of candidates
                 steps:int=6,  # weights are multiples of 1/steps
@@ -62,6 +58,12 @@ def weight_grid(n:int,        # number of candidates
     "Every weighting of `n` candidates whose weights are multiples of 1/`steps` and sum to 1."
     rows = [c for c in itertools.product(range(steps + 1), repeat=n) if sum(c) == steps]
     return np.array(rows, dtype=float) / steps
+
+# %% ../nbs/05f_record.ipynb #f3a15637
+def _log_loss(y, P, classes) -> float:
+    "Log-loss of probabilities `P`, clipped away from 0 and normalized per cell (float32 sums drift from 1)."
+    P = np.clip(np.asarray(P, float), 1e-15, 1)
+    return float(log_loss(y, P / P.sum(1, keepdims=True), labels=classes))
 
 # %% ../nbs/05f_record.ipynb #e0a032a0
 def vote_weights(oof:dict,      # name -> out-of-fold probabilities (`out_of_fold`)
@@ -83,9 +85,10 @@ def vote_weights(oof:dict,      # name -> out-of-fold probabilities (`out_of_fol
     best = table.iloc[0]
     return {n: float(best[n]) for n in names}, table.reset_index(drop=True)
 
-# %% ../nbs/05f_record.ipynb #246aed47
+# %% ../nbs/05f_record.ipynb #b9c230fb
 CALIBRATIONS = ('none', 'temperature', 'sigmoid', 'isotonic')
 
+# %% ../nbs/05f_record.ipynb #4cf4c889
 def calibrator(method:str,  # 'temperature', 'sigmoid' or 'isotonic'
                classes,     # the column order of the probabilities
               ):            # an unfitted scikit-learn calibrator of probability tables
@@ -95,6 +98,7 @@ def calibrator(method:str,  # 'temperature', 'sigmoid' or 'isotonic'
     if method not in CALIBRATIONS[1:]: raise ValueError(f"unknown calibration {method!r}; choose {CALIBRATIONS}")
     return CalibratedClassifierCV(FrozenEstimator(ProbaTable(list(classes)).fit()), method=method)
 
+# %% ../nbs/05f_record.ipynb #246aed47
 def choose_calibration(P,                       # out-of-fold probabilities, cells x classes
                        y,                       # the labels of those cells
                        classes,                 # the column order of `P`
@@ -116,7 +120,7 @@ def choose_calibration(P,                       # out-of-fold probabilities, cel
         best = min(methods, key=scores.get)
         return best, (None if best == 'none' else calibrator(best, classes).fit(P, y)), scores
 
-# %% ../nbs/05f_record.ipynb #990bc8a2
+# %% ../nbs/05f_record.ipynb #56b37a48
 def conformity_scores(P,        # calibrated probabilities of the training cells, cells x classes
                       y,        # their labels
                       classes,  # the column order of `P`
@@ -125,6 +129,7 @@ def conformity_scores(P,        # calibrated probabilities of the training cells
     y, classes = np.asarray(y).astype(str), list(np.asarray(classes).astype(str))
     return [np.sort(1 - np.asarray(P)[y == c, j]) for j, c in enumerate(classes)]
 
+# %% ../nbs/05f_record.ipynb #996129d5
 def class_thresholds(scores:list,         # per class, sorted conformity scores (`conformity_scores`)
                      coverage:float=0.9,  # the wanted coverage of each class, 1 - alpha
                     ) -> np.ndarray:      # per class, the largest score inside the set
@@ -136,6 +141,7 @@ def class_thresholds(scores:list,         # per class, sorted conformity scores 
         out.append(1.0 if r > len(s) else float(s[r - 1]))
     return np.array(out)
 
+# %% ../nbs/05f_record.ipynb #990bc8a2
 def prediction_sets(P,           # calibrated probabilities, cells x classes
                     thresholds,  # per class, the largest score inside the set (`class_thresholds`)
                    ) -> np.ndarray: # cells x classes, True where the class is in the cell's set
@@ -145,9 +151,10 @@ def prediction_sets(P,           # calibrated probabilities, cells x classes
     S[np.arange(len(P)), P.argmax(1)] = True
     return S
 
-# %% ../nbs/05f_record.ipynb #76f57551
+# %% ../nbs/05f_record.ipynb #0e84f936
 RECORD_CANDIDATES = ('rf', 'hgb', 'logreg', 'bilstm')   # the registered models the vote may use
 
+# %% ../nbs/05f_record.ipynb #76f57551
 class CalibratedVote(ClassifierMixin, BaseEstimator):
     "Soft vote of registered models, weights and calibration chosen on inner folds, with conformal prediction sets."
     def __init__(self,
@@ -164,63 +171,84 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
         self.calibrations, self.coverage, self.params = calibrations, coverage, params
         self.progress, self.random_state = progress, random_state
 
-    def _make(self, name):
-        p = dict((self.params or {}).get(name, {}))
-        if name.startswith('bilstm'): p.setdefault('progress', False)
-        return make_model(name, self.schema, self.random_state, **p)
+# %% ../nbs/05f_record.ipynb #b31436f1
+@patch
+def _make(self:CalibratedVote, name):
+    p = dict((self.params or {}).get(name, {}))
+    if name.startswith('bilstm'): p.setdefault('progress', False)
+    return make_model(name, self.schema, self.random_state, **p)
 
-    def fit(self, X, y):
-        "Out-of-fold probabilities, then the vote's weights, the calibration and the set thresholds; fit the members."
-        from tqdm.auto import tqdm
-        y = np.asarray(y).astype(str)
-        self.classes_ = np.unique(y)
-        oof = out_of_fold({c: self._make(c) for c in self.candidates}, X, y, self.classes_, self.folds,
-                          self.random_state, self.progress)
-        self.weights_, table = vote_weights(oof, y, self.classes_, self.steps)
-        self.inner_scores_ = {n: dict(macro_f1=float(table[table[n] == 1].macro_f1.iloc[0]),
-                                      log_loss=float(table[table[n] == 1].log_loss.iloc[0])) for n in oof}
-        best = table.iloc[0]
-        self.inner_scores_['vote'] = dict(macro_f1=float(best.macro_f1), log_loss=float(best.log_loss))
-        P = np.tensordot([self.weights_[n] for n in oof], np.stack(list(oof.values())), 1)
-        self.calibration_, self.calibrator_, self.calibration_scores_ = choose_calibration(
-            P, y, self.classes_, self.calibrations, 5, self.random_state)
-        self.scores_ = conformity_scores(self._calibrated(P), y, self.classes_)
-        kept = [n for n in oof if self.weights_[n] > 0]
-        self.members_ = [(n, self._make(n).fit(X, y)) for n in tqdm(kept, desc='members', disable=not self.progress,
-                                                                     leave=False)]
-        return self
+# %% ../nbs/05f_record.ipynb #6b285c61
+def _inner_scores(table:pd.DataFrame,  # every weighting's macro-F1 and log-loss (`vote_weights`)
+                  names,               # the candidates
+                 ) -> dict:            # candidate or 'vote' -> dict(macro_f1, log_loss)
+    "Inner macro-F1 and log-loss of each candidate alone and of the best weighting ('vote')."
+    rows = {n: table[table[n] == 1].iloc[0] for n in names} | {'vote': table.iloc[0]}
+    return {n: dict(macro_f1=float(r.macro_f1), log_loss=float(r.log_loss)) for n, r in rows.items()}
 
-    def _calibrated(self, P): return P if self.calibrator_ is None else self.calibrator_.predict_proba(P)
+# %% ../nbs/05f_record.ipynb #3342f859
+@patch
+def _calibrated(self:CalibratedVote, P): return P if self.calibrator_ is None else self.calibrator_.predict_proba(P)
 
-    def raw_proba(self, X) -> np.ndarray:
-        "The weighted average of the members' probabilities, before calibration."
-        return sum(self.weights_[n] * aligned_proba(m, X, self.classes_) for n, m in self.members_)
+# %% ../nbs/05f_record.ipynb #1f9c2cbb
+@patch
+def fit(self:CalibratedVote, X, y):
+    "Out-of-fold probabilities, then the vote's weights, the calibration and the set thresholds; fit the members."
+    from tqdm.auto import tqdm
+    y = np.asarray(y).astype(str)
+    self.classes_ = np.unique(y)
+    oof = out_of_fold({c: self._make(c) for c in self.candidates}, X, y, self.classes_, folds=self.folds,
+                      random_state=self.random_state, progress=self.progress)
+    self.weights_, table = vote_weights(oof, y, self.classes_, self.steps)
+    self.inner_scores_ = _inner_scores(table, oof)
+    P = np.tensordot([self.weights_[n] for n in oof], np.stack(list(oof.values())), 1)
+    self.calibration_, self.calibrator_, self.calibration_scores_ = choose_calibration(
+        P, y, self.classes_, methods=self.calibrations, folds=5, random_state=self.random_state)
+    self.scores_ = conformity_scores(self._calibrated(P), y, self.classes_)
+    kept = [n for n in oof if self.weights_[n] > 0]
+    self.members_ = [(n, self._make(n).fit(X, y)) for n in tqdm(kept, desc='members', disable=not self.progress,
+                                                                 leave=False)]
+    return self
 
-    def predict_proba(self, X) -> np.ndarray:
-        "Calibrated probabilities, cells x `classes_`."
-        return self._calibrated(self.raw_proba(X))
+# %% ../nbs/05f_record.ipynb #929ed460
+@patch
+def raw_proba(self:CalibratedVote, X) -> np.ndarray:
+    "The weighted average of the members' probabilities, before calibration."
+    return sum(self.weights_[n] * aligned_proba(m, X, self.classes_) for n, m in self.members_)
 
-    def predict(self, X) -> np.ndarray: return self.classes_[self.predict_proba(X).argmax(1)]
+# %% ../nbs/05f_record.ipynb #d7d8420d
+@patch
+def predict_proba(self:CalibratedVote, X) -> np.ndarray:
+    "Calibrated probabilities, cells x `classes_`."
+    return self._calibrated(self.raw_proba(X))
 
-    def predict_set(self, X, coverage:float|None=None) -> np.ndarray:
-        "Conformal prediction sets, cells x `classes_` (True: in the set), at `coverage` (default: the model's)."
-        return prediction_sets(self.predict_proba(X), class_thresholds(self.scores_, coverage or self.coverage))
+# %% ../nbs/05f_record.ipynb #67f80167
+@patch
+def predict(self:CalibratedVote, X) -> np.ndarray: return self.classes_[self.predict_proba(X).argmax(1)]
 
-    def test_metrics(self, X, y) -> dict:
-        "Metrics only this model has, for an evaluation's results: before calibration, and the sets' coverage and size."
-        y = np.asarray(y).astype(str)
-        R = self.raw_proba(X)
-        S = prediction_sets(self._calibrated(R), class_thresholds(self.scores_, self.coverage))
-        hit = S[np.arange(len(y)), np.searchsorted(self.classes_, y)]
-        out = dict(raw_log_loss=_log_loss(y, R, self.classes_),
-                   raw_ece=expected_calibration_error(y, R, self.classes_), coverage=float(hit.mean()),
-                   set_size=float(S.sum(1).mean()), calibration=self.calibration_,
-                   weights=','.join(f'{n}={w:.2f}' for n, w in self.weights_.items() if w > 0))
-        for c in self.classes_:
-            m = y == c
-            out[f'coverage_{c}'] = float(hit[m].mean()) if m.any() else np.nan
-            out[f'set_size_{c}'] = float(S[m].sum(1).mean()) if m.any() else np.nan
-        return out
+# %% ../nbs/05f_record.ipynb #662fccfd
+@patch
+def predict_set(self:CalibratedVote, X, coverage:float|None=None) -> np.ndarray:
+    "Conformal prediction sets, cells x `classes_` (True: in the set), at `coverage` (default: the model's)."
+    return prediction_sets(self.predict_proba(X), class_thresholds(self.scores_, coverage or self.coverage))
+
+# %% ../nbs/05f_record.ipynb #9288618e
+@patch
+def test_metrics(self:CalibratedVote, X, y) -> dict:
+    "Metrics only this model has, for an evaluation's results: before calibration, and the sets' coverage and size."
+    y = np.asarray(y).astype(str)
+    R = self.raw_proba(X)
+    S = prediction_sets(self._calibrated(R), class_thresholds(self.scores_, self.coverage))
+    hit = S[np.arange(len(y)), np.searchsorted(self.classes_, y)]
+    out = dict(raw_log_loss=_log_loss(y, R, self.classes_),
+               raw_ece=expected_calibration_error(y, R, self.classes_), coverage=float(hit.mean()),
+               set_size=float(S.sum(1).mean()), calibration=self.calibration_,
+               weights=','.join(f'{n}={w:.2f}' for n, w in self.weights_.items() if w > 0))
+    for c in self.classes_:
+        m = y == c
+        out[f'coverage_{c}'] = float(hit[m].mean()) if m.any() else np.nan
+        out[f'set_size_{c}'] = float(S[m].sum(1).mean()) if m.any() else np.nan
+    return out
 
 # %% ../nbs/05f_record.ipynb #79645a5a
 def _record(schema='human', random_state=0, **kw):
@@ -228,6 +256,8 @@ def _record(schema='human', random_state=0, **kw):
     return CalibratedVote(schema=schema, random_state=random_state, **kw)
 
 register_model('record', _record)
+
+# %% ../nbs/05f_record.ipynb #65795edb
 trust(ProbaTable, CalibratedVote, *(f'sklearn.calibration.{c}' for c in
                                     ('CalibratedClassifierCV', '_CalibratedClassifier', '_SigmoidCalibration',
                                      '_TemperatureScaling')), 'sklearn.isotonic.IsotonicRegression',
