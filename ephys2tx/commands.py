@@ -23,7 +23,9 @@ def options_from(parser, # the (sub)command's argparse parser
                 ):
     "Add an option to `parser` for each parameter `names` of `fn`: default, type and help from its signature."
     from fastcore.docments import docments
-    sig, docs = inspect.signature(fn), docments(fn)
+    sig = inspect.signature(fn)
+    try: docs = docments(fn)
+    except (OSError, TypeError): docs = {}    # no source to read the comments from (typed into a session)
     for n in names:
         p = sig.parameters[n]
         flag = (flags or {}).get(n) or '--' + n.replace('_', '-')
