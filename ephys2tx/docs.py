@@ -122,6 +122,7 @@ def _plain(nb):
     out.metadata['frontmatter'] = dict(getattr(nb, 'frontmatter_', {}) or {})
     return out
 
+# %% ../nbs/10_docs.ipynb #0fe469f0
 def render_page(nb,                 # path of the notebook to execute
                 out='reports_out',  # the reproduce run folder its cells read results from (`$EPHYS2TX_RESULTS`)
                 flags=None,         # cells flagged with these are skipped (default: `tst_flags` of settings.ini)
@@ -148,7 +149,9 @@ def cell_options(cell) -> dict:
     cell.source = '\n'.join(lines)
     return opts
 
+# %% ../nbs/10_docs.ipynb #40efd0e8
 def _tags(opts) -> list:
+    "myst-nb's cell tags for the quarto options `opts` of a cell."
     t = []
     if opts.get('include') == 'false': t.append('remove-cell')
     if opts.get('echo') == 'false': t.append('remove-input')
@@ -172,6 +175,7 @@ def _md_output(cell) -> str:
         elif o.get('output_type') == 'stream': parts.append(''.join(o.get('text', '')))
     return '\n'.join(parts)
 
+# %% ../nbs/10_docs.ipynb #ea90f7fa
 _re_src = re.compile(r'\[source\]\((?P<url>[^)\s]*?/blob/[^/]+/(?P<py>[\w/]+\.py)#L\w+)\)(\{[^}]*\})?')
 
 _re_h = re.compile(r'^(#{2,4})\s+(\S+)\s*$', re.M)
@@ -266,6 +270,7 @@ suppress_warnings = ['myst.header']   # API entries are H3 wherever they stand, 
 exclude_patterns = ['_build', '_static', '_extra', '**.ipynb_checkpoints']
 '''
 
+# %% ../nbs/10_docs.ipynb #10908fd7
 CSS = '''.e2t-source { float: right; font-size: smaller; }
 .bd-article table { font-size: 0.85em; }
 .bd-article td, .bd-article th { padding: 0.2em 0.5em; }
