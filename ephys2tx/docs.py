@@ -45,7 +45,7 @@ def doc_pages(nbs=None) -> list:
 
 # %% ../nbs/10_docs.ipynb #37b32a28
 def guide_pages(nbs=None) -> list:
-    "The Markdown pages of the site in the order of `nbs/sidebar.yml`; a listed file missing or a guide left out raises."
+    "The Markdown pages of the site, in the order of `nbs/sidebar.yml`; a listed one missing or one left out raises."
     nbs = Path(nbs or nbs_dir())
     side = nbs / 'sidebar.yml'
     listed = re.findall(r'^\s*-\s+(\S+\.md)\s*$', side.read_text(), flags=re.M)
@@ -489,8 +489,8 @@ def build_docs(dest='_docs', # the site folder (relative paths are under the che
     if dest.exists(): shutil.rmtree(dest)
     shutil.move(str(html), str(dest))
     if progress:
-        print(f'docs: {len(pages) + len(guides) + 1} pages into {dest} in {time.time() - t0:.0f} s; open {dest / "index.html"}',
-              flush=True)
+        n = len(pages) + len(guides) + 1
+        print(f'docs: {n} pages into {dest} in {time.time() - t0:.0f} s; open {dest / "index.html"}', flush=True)
     return dest / 'index.html'
 
 # %% ../nbs/10_docs.ipynb #b4fc06b3
