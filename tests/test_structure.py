@@ -1,5 +1,6 @@
 """The package's structure: no import cycle between its modules, a schema at the bottom, and a light CLI start."""
-import ast, os, subprocess, sys
+import ast, os, re, subprocess, sys
+from urllib.parse import unquote
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,47 @@ def test_no_process_words_in_notebooks_reports_or_code():
     hits = [f'{f.relative_to(root)}: {m.group(0)!r}' for f in files
             for m in re.finditer(PROCESS_WORDS, f.read_text(), flags=re.I)]
     assert not hits, hits
+
+
+# The README is the front door: short, with the commands a reader needs, and links that lead somewhere.
+FRONT_DOOR_COMMANDS = ('pip install -e .', 'make test', 'make reproduce', 'make docs', 'ephys2tx predict',
+                       'ephys2tx train', 'ephys2tx adapt', 'ephys2tx evaluate', 'ephys2tx transfer',
+                       'ephys2tx reproduce', 'ephys2tx docs')
+DOC_FILES = ('README.md', 'CONTRIBUTING.md', 'bench/README.md', 'nbs/guides/*.md')
+
+
+def _local_links(md: str) -> list:
+    "Targets of the Markdown links and images of `md` that point into the repository (no scheme, no bare anchor)."
+    targets = re.findall(r'!?\[[^\]]*\]\(([^)\s]+)\)', re.sub(r'```.*?```', '', md, flags=re.S))
+    return [t.split('#')[0] for t in targets if not re.match(r'[a-z]+:|#', t)]
+
+
+def test_local_links_are_read():
+    md = '[a](nbs/x.ipynb) ![i](images/y.png) [w](https://nbdev.fast.ai) [s](#top) [f](b.md#part)\n```\n[c](no.md)\n```'
+    assert _local_links(md) == ['nbs/x.ipynb', 'images/y.png', 'b.md']
+
+
+def test_readme_is_a_short_front_door():
+    readme = (PKG.parent / 'README.md').read_text()
+    n = len(readme.splitlines())
+    assert n < 200, f'README.md has {n} lines: the long sections belong on the docs pages'
+    missing = [c for c in FRONT_DOOR_COMMANDS if c not in readme]
+    assert not missing, f'README.md does not show {missing}'
+    assert 'nbs/images/transfer_curve.png' in readme and '```python' in readme
+
+
+def test_every_link_of_the_docs_to_a_repository_file_exists():
+    root = PKG.parent
+    docs = sorted({p for pat in DOC_FILES for p in root.glob(pat)})
+    assert root / 'README.md' in docs and len(docs) >= 5
+    broken = [f'{d.relative_to(root)} -> {t}' for d in docs for t in _local_links(d.read_text())
+              if not (d.parent / unquote(t)).exists()]
+    assert not broken, broken
+
+
+def test_no_process_words_or_machine_paths_in_the_docs():
+    root = PKG.parent
+    for d in sorted({p for pat in DOC_FILES for p in root.glob(pat)}):
+        text = d.read_text()
+        assert not re.search(PROCESS_WORDS, text, flags=re.I), d
+        assert '/work/' not in text, f'{d.relative_to(root)} names a path of one machine'

@@ -28,6 +28,7 @@ window.addEventListener('load', () => {
     const r = {
       imgs: [...document.images].map(i => ({src: i.getAttribute('src'), w: i.naturalWidth, done: i.complete})),
       links: [...document.links].map(a => a.href),
+      nav: [...document.querySelectorAll('.bd-sidebar-primary a')].map(a => a.href),
       ids: [...document.querySelectorAll('[id]')].map(e => e.id),
       remote: [...document.querySelectorAll('script[src],link[href],img[src],iframe[src]')]
                 .map(e => e.src || e.href).filter(u => /^https?:/.test(u) && !u.startsWith(location.origin)),
@@ -142,11 +143,31 @@ def test_search_finds_a_public_function(chromium, base, tmp_path):
     assert r['hits'] == 0
 
 
-def test_front_page_is_the_readme(crawl):
+def test_front_page_is_the_front_door(crawl):
+    "The front page says what the README says (its sections, bar the README's own link list) and lists every module."
     text = crawl[0]['index.html']['text']
     readme = (ROOT / 'README.md').read_text()
-    assert 'Quick start' in text and 'What is in it' in text
-    for mod in re.findall(r'\| `(ephys2tx\.\w+)` \|', readme): assert mod in text, f'chapter {mod} missing'
+    for heading in re.findall(r'^## (.+)$', readme, flags=re.M):
+        if heading != 'Documentation': assert heading in text, f'the front page has no section {heading!r}'
+    assert 'What is in it' in text
+    for py in sorted((ROOT / 'ephys2tx').glob('*.py')):
+        if not py.name.startswith('_'): assert f'ephys2tx.{py.stem}' in text, f'chapter ephys2tx.{py.stem} missing'
+
+
+def test_guides_are_reachable_from_the_sidebar(crawl, base):
+    "Every Markdown page of nbs/sidebar.yml is a page, in the sidebar of the front page, a chapter, Results, a guide."
+    pages, _ = crawl
+    guides = re.findall(r'^\s*-\s+(\S+)\.md\s*$', (ROOT / 'nbs' / 'sidebar.yml').read_text(), flags=re.M)
+    assert {'guides/findings', 'guides/extending', 'guides/environment'} <= set(guides), guides
+    for g in guides:
+        assert f'{g}.html' in pages, f'{g}.html is not reachable from the front page'
+        assert len(pages[f'{g}.html']['text']) > 500, f'{g}.html is nearly empty'
+    for p in ['index.html', 'data.html', 'results.html', f'{guides[0]}.html']:
+        nav = {_local(u, base) for u in pages[p]['nav']}
+        missing = [g for g in guides if f'{g}.html' not in nav]
+        assert not missing, f'the sidebar of {p} does not link {missing}'
+    figures = pages['guides/findings.html']['imgs']
+    assert len(figures) >= 2, 'the findings carry the transfer curve and the domain-shift figure'
 
 
 def test_results_page_and_a_report(chromium, crawl, base, tmp_path):
