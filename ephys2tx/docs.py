@@ -478,7 +478,7 @@ def build_docs(dest='_docs', # the site folder (relative paths are under the che
     root = nbs.parent
     dest, out, cache = _under(root, dest, out, cache)
     pages, guides = doc_pages(nbs), guide_pages(nbs)
-    done = execute_pages(pages, out, n_workers, cache, flags, progress)
+    done = execute_pages(pages, out, n_workers, cache, flags=flags, progress=progress)
     src = cache / 'src'
     _site_source(src, nbs, cfg)
     _write_pages(src, pages, done, cfg, ['results', *_write_guides(src, nbs, guides)])

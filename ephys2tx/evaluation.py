@@ -204,7 +204,7 @@ def _fold_splits(y, groups, outer:tuple, protocol:Protocol, random_state:int) ->
     if protocol.sizes is None:
         t, v = _inner(y, groups, tr, protocol, random_state)
         return [Split(r, f, t, v, np.sort(te))]
-    return [Split(r, f, np.sort(tr[subsample(y[tr], z, random_state)]), tr[:0], np.sort(te), z, np.sort(tr))
+    return [Split(r, f, np.sort(tr[subsample(y[tr], z, random_state)]), tr[:0], np.sort(te), size=z, pool=np.sort(tr))
             for z in protocol.sizes]
 
 # %% ../nbs/03_evaluation.ipynb #5e0c1a22
@@ -494,7 +494,8 @@ def _plan(models:dict, sp:list, classes:list, protocol:Protocol, tags:dict) -> l
     rs = protocol.random_state
     seeds = {(s.repeat, s.fold): int(np.random.RandomState([rs, s.repeat, s.fold]).randint(2**31 - 1)) for s in sp}
     key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')
-    return [_Run(n, m, s, classes, seeds[(s.repeat, s.fold)], run_id(key(n, m), s, protocol.random_state, tags), tags)
+    return [_Run(n, m, s, classes, random_state=seeds[(s.repeat, s.fold)],
+                 rid=run_id(key(n, m), s, protocol.random_state, tags), tags=tags)
             for n, m in models.items() for s in sp]
 
 # %% ../nbs/03_evaluation.ipynb #6b1e0a1d
@@ -900,7 +901,7 @@ def load_task(species:str, data_dir=None) -> Task:
         label = 'label4'
     else: raise ValueError(f"unknown species {species!r}; choose one of {task_species()}")
     groups = (X['species'].astype(str) + ':' + X['donor'].astype(str)).to_numpy()
-    return Task(species, X, X[label].astype(str).to_numpy(), groups, schema, label)
+    return Task(species, X, X[label].astype(str).to_numpy(), groups, schema=schema, label=label)
 
 # %% ../nbs/03_evaluation.ipynb #fe02eca6
 def model_specs(models,                 # registered model names, or a dict name -> model (returned as it is)

@@ -28,11 +28,11 @@ def registered_knn():
 
 
 def test_the_guide_adds_a_model_with_one_registration(registered_knn, mirror):
-    from ephys2tx.evaluation import list_models, load_task, make_model, run_experiment, summarize
+    from ephys2tx.evaluation import Executor, Protocol, list_models, load_task, make_model, run_experiment, summarize
     assert registered_knn in set(list_models().model)
     assert make_model('knn', 'human', n_neighbors=5).named_steps['clf'].n_neighbors == 5
     task = load_task('human')
-    res = run_experiment(task, ['knn', 'logreg'], ['stratified'], repeats=1, folds=3, random_state=0, progress=False)
+    res = run_experiment(task, ['knn', 'logreg'], Protocol(repeats=1, folds=3), Executor(progress=False))
     assert set(res.model) == {'knn', 'logreg'} and len(res) == 6
     knn = res[res.model == 'knn']
     # four classes: chance macro-F1 is about 0.25; nearest neighbours on these features do far better
@@ -60,7 +60,7 @@ def registered_rat():
 def test_the_guide_adds_a_species_with_one_registration(registered_rat):
     from ephys2tx.cli import build_parser
     from ephys2tx.data import load_cells
-    from ephys2tx.evaluation import load_task, run_experiment, task_species
+    from ephys2tx.evaluation import BOTH_PROTOCOLS, Executor, load_task, run_experiment, task_species
     cells, res = load_cells(registered_rat, return_qc=True)
     assert len(cells) == 120 and cells.attrs['units'] == {'v_rest': 'mV', 'r_in': 'MOhm', 'rate': 'Hz'}
     assert int(res.report['cells dropped'].sum()) == 0
@@ -69,8 +69,8 @@ def test_the_guide_adds_a_species_with_one_registration(registered_rat):
     assert args.species == 'rat'
     task = load_task(registered_rat)
     assert task.schema == 'rat' and sorted(set(task.y)) == ['Pvalb', 'Sst']
-    out = run_experiment(task, ['rf', 'logreg'], ['stratified', 'grouped'], repeats=1, folds=3, random_state=0,
-                         progress=False)
+    out = run_experiment(task, ['rf', 'logreg'], [p.replace(repeats=1, folds=3) for p in BOTH_PROTOCOLS],
+                         Executor(progress=False))
     assert len(out) == 12 and set(out.model) == {'rf', 'logreg'}
     assert out.macro_f1.min() > 0.8, out[['model', 'protocol', 'fold', 'macro_f1']]   # the classes differ clearly
 
