@@ -54,11 +54,12 @@ def choose(seed: int, n_jobs: int, progress: bool) -> tuple:
 
 def check(species: str, recipe: dict, repeats: int, folds: int, seed: int, n_jobs: int, progress: bool) -> pd.DataFrame:
     "Reference and candidate on the same folds of `species`: one row per recipe x repeat x fold."
-    from ephys2tx.evaluation import load_task, run_experiment, make_model
+    from ephys2tx.evaluation import Executor, Protocol, load_task, run_experiment, make_model
     t = load_task(species)
     models = {'bilstm': make_model('bilstm', t.schema, device='cpu', **REFERENCE),
               'bilstm_cheap': make_model('bilstm', t.schema, device='cpu', **recipe)}
-    return run_experiment(t, models, ['stratified'], repeats, folds, random_state=seed, progress=progress, n_jobs=n_jobs)
+    return run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
+                          Executor(n_workers=n_jobs, progress=progress))
 
 
 def one_fit(recipe: dict, seed: int) -> float:

@@ -36,22 +36,23 @@ def main(argv=None):
     p.add_argument('--results', default=str(HERE / 'results' / 'selftrain_trees.json'))
     a = p.parse_args(argv)
     from ephys2tx import transfer as T
-    from ephys2tx.evaluation import sizes_list
-    record = T.strategy_params
+    from ephys2tx.evaluation import Executor, sizes_list
+    protocol = T.TRANSFER_PROTOCOL.replace(sizes=a.sizes, repeats=a.repeats, folds=a.folds, random_state=a.seed)
+    record = T.strategy_settings
     runs, seconds = [], {}
     for name, trees in [('reference', a.reference), ('smaller', a.trees)]:
-        def params(*args, trees=trees, **kw):   # computed here, shipped to the workers with each run
-            out = record(*args, **kw)
-            for s in STRATEGIES.split(','): out.setdefault(s, {})['n_estimators'] = trees
-            return out
-        T.strategy_params = params
+        def settings(strategy, *args, trees=trees, **kw):   # computed here, shipped to the workers with each run
+            out = record(strategy, *args, **kw)
+            return out | dict(n_estimators=trees) if strategy in STRATEGIES.split(',') else out
+        T.strategy_settings = settings
         t0 = time.time()
-        r = T.transfer_experiment(STRATEGIES, a.sizes, a.repeats, a.folds, a.seed, out=Path(a.out) / name,
-                                  n_workers=a.n_workers, progress=False, device='cpu')
+        r = T.transfer_experiment(STRATEGIES, protocol,
+                                  Executor(n_workers=a.n_workers, progress=False, out=Path(a.out) / name),
+                                  device='cpu')
         seconds[name] = round(time.time() - t0, 1)
         runs.append(r.assign(forest=name))
         print(f"{name} ({trees} trees): {len(r)} runs in {seconds[name]:.0f} s", flush=True)
-    T.strategy_params = record
+    T.strategy_settings = record
     res = pd.concat(runs, ignore_index=True)
     table = paired_table(res, 'forest', 'smaller', 'reference', a.sizes)
     write_paired(a.results, res, table, 'forest', a.n_workers,

@@ -20,10 +20,13 @@ def main(argv=None):
     a = p.parse_args(argv)
     import torch
     from ephys2tx import transfer as T
+    from ephys2tx.evaluation import Executor
     out = Path(a.out)
     t0 = time.time()
-    res = T.transfer_experiment(a.strategies, a.sizes, a.repeats, a.folds, a.seed, a.grouped, out,
-                                n_workers=a.n_workers, tiny=a.tiny, progress=False)
+    protocol = T.TRANSFER_PROTOCOL.replace(sizes=a.sizes, repeats=a.repeats, folds=a.folds, random_state=a.seed,
+                                           grouped=a.grouped)
+    res = T.transfer_experiment(a.strategies, protocol, Executor(n_workers=a.n_workers, progress=False, out=out),
+                                tiny=a.tiny)
     wall = time.time() - t0
     text = T.write_tables(res, out)
     pre = [torch.load(f, weights_only=True).get('seconds') for f in sorted((out / 'pretrained').glob('*.pt'))]

@@ -33,12 +33,14 @@ def main(argv=None):
     p.add_argument('--results', default=str(HERE / 'results' / 'transfer_recipe.json'))
     a = p.parse_args(argv)
     from ephys2tx import transfer as T
-    from ephys2tx.evaluation import sizes_list
+    from ephys2tx.evaluation import Executor, sizes_list
+    protocol = T.TRANSFER_PROTOCOL.replace(sizes=a.sizes, repeats=a.repeats, folds=a.folds, random_state=a.seed)
     runs, seconds = [], {}
     for name, recipe in [('earlier', T.EARLIER_TRANSFER_RECIPE), ('recipe', T.TRANSFER_RECIPE)]:
         t0 = time.time()
-        r = T.transfer_experiment(STRATEGIES, a.sizes, a.repeats, a.folds, a.seed, out=Path(a.out) / name,
-                                  n_workers=a.n_workers, progress=False, recipe=recipe, device='cpu')
+        r = T.transfer_experiment(STRATEGIES, protocol,
+                                  Executor(n_workers=a.n_workers, progress=False, out=Path(a.out) / name),
+                                  recipe=recipe, device='cpu')
         seconds[name] = round(time.time() - t0, 1)
         runs.append(r.assign(recipe=name))
         print(f"{name}: {len(r)} runs in {seconds[name]:.0f} s", flush=True)

@@ -7,8 +7,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from ephys2tx.data import DataError, load_cells
-from ephys2tx.evaluation import (LookupClassifier, RecordingTransformer, Split, compare, evaluate, make_model,
-                                 MODELS, register_model, score, splits, summarize, load_task)
+from ephys2tx.evaluation import (Executor, LookupClassifier, Protocol, RecordingTransformer, Split, compare, evaluate,
+                                 make_model, MODELS, register_model, score, splits, summarize, load_task)
 from ephys2tx.features import FlatFeatures
 
 warnings.filterwarnings('ignore', message='.*outside.*')
@@ -21,7 +21,7 @@ def human(mirror):
 
 def test_grouped_splits_keep_donors_apart_on_real_data(human):
     y, g = human['subclass'].to_numpy(), human['donor'].to_numpy()
-    sp = splits(y, g, repeats=2, folds=5, grouped=True, random_state=7)
+    sp = splits(y, g, Protocol(repeats=2, folds=5, grouped=True, random_state=7))
     assert len(sp) == 10
     for s in sp:
         assert not set(g[s.fit_rows]) & set(g[s.test]), 'a donor on both sides of an outer split'
@@ -30,23 +30,24 @@ def test_grouped_splits_keep_donors_apart_on_real_data(human):
     for r in range(2):
         assert sorted(np.concatenate([s.test for s in sp if s.repeat == r])) == list(range(len(y)))
     # the stratified variant does mix donors (which is what the grouped one is for)
-    st = splits(y, g, repeats=1, folds=5)
+    st = splits(y, g, Protocol(repeats=1, folds=5))
     assert any(set(g[s.fit_rows]) & set(g[s.test]) for s in st)
 
 
 def test_grouped_needs_donors():
     y = np.array(['a', 'b'] * 10)
-    with pytest.raises(ValueError, match='needs `groups`'): splits(y, grouped=True)
-    with pytest.raises(ValueError, match='fewer than folds'): splits(y, ['d1', 'd2'] * 10, folds=5, grouped=True)
-    with pytest.raises(DataError, match="donor"): splits(y, [None] * 20, folds=2, grouped=True)
+    with pytest.raises(ValueError, match='needs `groups`'): splits(y, protocol=Protocol(grouped=True))
+    with pytest.raises(ValueError, match='fewer than folds'): splits(y, ['d1', 'd2'] * 10, Protocol(folds=5, grouped=True))
+    with pytest.raises(DataError, match="donor"): splits(y, [None] * 20, Protocol(folds=2, grouped=True))
 
 
 def test_memorizer_scores_chance_on_shuffled_labels(human):
     y = np.random.RandomState(1).permutation(human['subclass'].to_numpy())
-    res = evaluate({'lookup': LookupClassifier()}, human, y, repeats=2, folds=5, progress=False)
+    res = evaluate({'lookup': LookupClassifier()}, human, y, protocol=Protocol(repeats=2, folds=5),
+                   executor=Executor(progress=False))
     assert abs(res.balanced_accuracy.mean() - 0.25) < 0.06
     # the same model with the test cells in its table (a leak) is perfect: the check has power
-    s = splits(y, repeats=1, folds=5)[0]
+    s = splits(y, protocol=Protocol(repeats=1, folds=5))[0]
     assert score(y[s.test], LookupClassifier().fit(human, y).predict(human.iloc[s.test]))['accuracy'] == 1.0
 
 
@@ -62,11 +63,11 @@ class ValidatingClassifier(ClassifierMixin, BaseEstimator):
 
 def test_transforms_and_validation_see_only_training_rows(human):
     y, ids = human['subclass'].to_numpy(), human['specimen_id'].to_numpy()
-    sp = splits(y, human['donor'], repeats=1, folds=3, grouped=True, random_state=3)
+    sp = splits(y, human['donor'], Protocol(repeats=1, folds=3, grouped=True, random_state=3))
     RecordingTransformer.LOG.clear(); ValidatingClassifier.LOG.clear()
     models = {'std': make_pipeline(RecordingTransformer('std'), FlatFeatures('human'), LogisticRegression(max_iter=200)),
               'val': ValidatingClassifier()}
-    res = evaluate(models, human, y, split_list=sp, progress=False)
+    res = evaluate(models, human, y, split_list=sp, executor=Executor(progress=False))
     assert len(res) == 6
     for s, fitted, (tr, va) in zip(sp, RecordingTransformer.LOG['std'], ValidatingClassifier.LOG):
         test = set(ids[s.test])
@@ -81,7 +82,7 @@ def test_class_absent_from_training_and_test_fold():
     rng = np.random.RandomState(0)
     X = pd.DataFrame({'x': rng.randn(30)}); y = np.array(['a'] * 14 + ['b'] * 14 + ['c'] * 2)
     sp = [Split(0, 0, np.arange(0, 28, 2), np.arange(0, 0), np.r_[np.arange(1, 28, 2), 28, 29])]
-    res = evaluate({'lr': LogisticRegression()}, X, y, split_list=sp, progress=False)
+    res = evaluate({'lr': LogisticRegression()}, X, y, split_list=sp, executor=Executor(progress=False))
     r = res.iloc[0]
     assert r.recall_c == 0 and np.isnan(r.precision_c) and r.support_c == 2 and np.isfinite(r.log_loss)
     cm = json.loads(r.confusion); assert cm['labels'] == ['a', 'b', 'c'] and np.sum(cm['matrix']) == 16
@@ -105,9 +106,9 @@ def test_parallel_equals_sequential():
     rng = np.random.RandomState(0)
     X = pd.DataFrame(rng.randn(90, 3), columns=list('xyz')); y = np.repeat(['a', 'b', 'c'], 30)
     X['x'] += (y == 'a') * 2
-    kw = dict(repeats=1, folds=3, progress=False)
-    seq = evaluate({'lr': LogisticRegression()}, X, y, **kw)
-    par = evaluate({'lr': LogisticRegression()}, X, y, n_jobs=2, **kw)
+    p, one = Protocol(repeats=1, folds=3), Executor(progress=False)
+    seq = evaluate({'lr': LogisticRegression()}, X, y, protocol=p, executor=one)
+    par = evaluate({'lr': LogisticRegression()}, X, y, protocol=p, executor=one.replace(n_workers=2))
     pd.testing.assert_series_equal(seq.macro_f1, par.macro_f1)
 
 
@@ -134,7 +135,8 @@ def test_registry_hook():
 def test_baselines_beat_chance_on_real_data(human):
     t = load_task('human', data_dir=None)
     res = evaluate({n: make_model(n, 'human', n_estimators=50) if n == 'rf' else make_model(n, 'human')
-                    for n in ['rf', 'logreg']}, t.X, t.y, repeats=1, folds=3, progress=False)
+                    for n in ['rf', 'logreg']}, t.X, t.y,
+                   protocol=Protocol(repeats=1, folds=3), executor=Executor(progress=False))
     assert (res.groupby('model').balanced_accuracy.mean() > 0.45).all()
 
 

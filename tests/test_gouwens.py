@@ -3,7 +3,7 @@ import warnings
 import numpy as np, pandas as pd
 import pytest
 from ephys2tx.data import load_cells
-from ephys2tx.evaluation import evaluate, make_model, splits
+from ephys2tx.evaluation import Executor, Protocol, evaluate, make_model, splits
 from ephys2tx.features import Family, Feature
 from ephys2tx.gouwens import FamilySparsePCA, explained_gains, embed, gmm_clusters, purity, subsample
 
@@ -61,8 +61,9 @@ def test_spca_fitted_inside_folds(human, monkeypatch):
         seen.append(set(X['specimen_id'])); return orig(self, X, y)
     monkeypatch.setattr(FamilySparsePCA, 'fit', recording_fit)
     y, ids = human['subclass'].to_numpy(), human['specimen_id'].to_numpy()
-    sp = splits(y, human['donor'], repeats=1, folds=3, grouped=True)
-    res = evaluate({'rf_spca': make_model('rf_spca', 'human', n_estimators=30)}, human, y, split_list=sp, progress=False)
+    sp = splits(y, human['donor'], Protocol(repeats=1, folds=3, grouped=True))
+    res = evaluate({'rf_spca': make_model('rf_spca', 'human', n_estimators=30)}, human, y, split_list=sp,
+                   executor=Executor(progress=False))
     assert len(seen) == len(sp)
     for s, fitted in zip(sp, seen): assert fitted == set(ids[s.fit_rows]) and not fitted & set(ids[s.test])
     assert res.balanced_accuracy.mean() > 0.4   # well above chance (0.25)

@@ -5,6 +5,7 @@ import nbformat
 import pandas as pd
 import pytest
 import ephys2tx.reproduce as R
+import ephys2tx.stages as S
 from ephys2tx.cli import main
 from ephys2tx.data import DataError
 
@@ -14,9 +15,9 @@ REPORTS = Path(R.REPORTS_DIR)
 @pytest.fixture
 def stages(monkeypatch):
     "An empty stage registry for the test, no plugin loaded into it (the package's stages are restored afterwards)."
-    monkeypatch.setattr(R, 'STAGES', {})
-    monkeypatch.setattr(R, 'STAGE_PLUGINS', ())
-    return R.STAGES
+    monkeypatch.setattr(S, 'STAGES', {})
+    monkeypatch.setattr(S, 'PLUGINS', ())
+    return S.STAGES
 
 
 def _nb(path, cells, params='x = 1'):
@@ -67,9 +68,9 @@ def test_failing_stage_stops_keeps_finished_and_resumes(tmp_path, stages):
             with open(calls, 'a') as f: f.write(name + '\n')
             if fail and flag.exists(): raise DataError(f"{ctx.dir/'input.csv'}: column 'sag' is not numeric")
             pd.DataFrame({'x': [1]}).to_csv(ctx.dir / 'table.csv', index=False)
-        return R.Stage(name, name.title(), run=run, outputs=('table.csv',), config=lambda r: dict(seed=r.seed))
+        return R.Stage(name, name.title(), run=run, outputs=('table.csv',), config=lambda r: dict(random_state=r.random_state))
 
-    for s in [stage('first'), stage('broken', fail=True), stage('third')]: R.register_stage(s)
+    for s in [stage('first'), stage('broken', fail=True), stage('third')]: S.register_stage(s)
     with pytest.raises(R.StageError) as e:
         R.reproduce(out=out, data_dir=tmp_path, progress=False, echo=False, device='cpu')
     msg = str(e.value)
@@ -85,13 +86,13 @@ def test_failing_stage_stops_keeps_finished_and_resumes(tmp_path, stages):
     assert [r['status'] for r in recs] == ['cached', 'computed', 'computed']
     assert calls.read_text().split() == ['first', 'broken', 'broken', 'third']   # 'first' ran once
 
-    # a changed configuration (seed) recomputes every stage that depends on it
-    recs = R.reproduce(out=out, seed=1, data_dir=tmp_path, progress=False, echo=False, device='cpu')
+    # a changed configuration (random_state) recomputes every stage that depends on it
+    recs = R.reproduce(out=out, random_state=1, data_dir=tmp_path, progress=False, echo=False, device='cpu')
     assert [r['status'] for r in recs] == ['computed'] * 3
 
 
 def test_stage_without_its_outputs_fails(tmp_path, stages):
-    R.register_stage(R.Stage('lazy', 'Lazy', run=lambda ctx: None, outputs=('results.parquet',)))
+    S.register_stage(R.Stage('lazy', 'Lazy', run=lambda ctx: None, outputs=('results.parquet',)))
     with pytest.raises(R.StageError, match=r"stage 'lazy' finished without writing .*lazy/results.parquet"):
         R.reproduce(out=tmp_path, progress=False, echo=False, device='cpu')
 
@@ -100,7 +101,7 @@ def test_notebook_error_names_notebook_and_cell(tmp_path, stages):
     rep = tmp_path / 'reports'; rep.mkdir()
     nb = _nb(rep / 'bad.ipynb', ['import math', 'y = 1 / (x - 1)  # fails while x == 1', 'print(y)'])
     calls = []
-    R.register_stage(R.Stage('s', 'S', run=lambda ctx: calls.append(1) or (ctx.dir / 't.csv').write_text('a\n1\n'),
+    S.register_stage(R.Stage('s', 'S', run=lambda ctx: calls.append(1) or (ctx.dir / 't.csv').write_text('a\n1\n'),
                              outputs=('t.csv',), report='bad.ipynb'))
     out = tmp_path / 'run'
     with pytest.raises(R.StageError) as e:
@@ -129,7 +130,7 @@ def test_report_without_results_names_the_missing_file(tmp_path, report, missing
 
 
 def test_every_report_has_the_parameters_cell():
-    want = {'species', 'repeats', 'folds', 'seed', 'device', 'data_dir', 'out_dir', 'quick'}
+    want = {'species', 'repeats', 'folds', 'random_state', 'device', 'data_dir', 'out_dir', 'quick'}
     for st in R.load_stages().values():
         nb = nbformat.read(REPORTS / st.report, as_version=4)
         cells = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
@@ -144,7 +145,7 @@ def test_kernel_runs_this_interpreter():
     assert Path(KernelSpecManager().get_kernel_spec(name).argv[0]).resolve() == Path(sys.executable).resolve()
 
 
-def test_stages_are_defined_by_their_chapters_in_pipeline_order():
+def test_stages_are_defined_by_their_chapters_in_pipeline_order(tmp_path):
     "The generic pipeline imports no chapter; each stage comes from its chapter's module, in the explicit order."
     import ast
     src = Path(R.__file__).read_text()
@@ -159,15 +160,19 @@ def test_stages_are_defined_by_their_chapters_in_pipeline_order():
     core = ('ephys2tx.schema', 'ephys2tx.data', 'ephys2tx.features', 'ephys2tx.evaluation', 'ephys2tx.gouwens',
             'ephys2tx.nets', 'ephys2tx.training', 'ephys2tx.bilstm', 'ephys2tx.record')
     assert stages['data'].requires == ('ephys2tx.schema', 'ephys2tx.data')
-    assert stages['models'].requires == core
-    assert stages['attention'].requires == core + ('ephys2tx.interpret',)
-    assert stages['transfer'].requires == core + ('ephys2tx.transfer',)
+    # the code behind each key is derived from the stage's module and the models it runs (`stage_code`)
+    run = R.RunConfig(out=tmp_path, quick=True, device='cpu')
+    code = {n: set(S.stage_code(s, s.config(run))) for n, s in stages.items()}
+    assert code['data'] == {'ephys2tx.schema', 'ephys2tx.data'}
+    assert set(core) <= code['models'] and set(core) | {'ephys2tx.transfer'} <= code['transfer']
+    # the attention maps use the BiLSTM alone: the record model's code is not theirs
+    assert set(core) - {'ephys2tx.record'} | {'ephys2tx.interpret'} <= code['attention']
 
 
 def test_stage_order_does_not_depend_on_registration(stages):
     for s in [R.Stage('c', 'C'), R.Stage('b', 'B', order=2), R.Stage('a', 'A', order=1), R.Stage('d', 'D')]:
-        R.register_stage(s)
-    assert list(R.STAGES) == ['a', 'b', 'c', 'd']
+        S.register_stage(s)
+    assert list(S.STAGES) == ['a', 'b', 'c', 'd']
     assert [s.name for s in R.select_stages('d,a')] == ['a', 'd']
 
 
@@ -176,7 +181,7 @@ def test_cli_options_are_the_parameters_of_reproduce(capsys):
     a = build_parser('reproduce').parse_args(['reproduce', '--quick', '--no-progress', '--n-workers', '1', '--folds',
                                               '2', '--repeats', '1', '--seed', '3', '--device', 'cpu', '--force',
                                               '--strict', '--stages', 'data', '--reports-dir', 'r', '--out', 'o'])
-    assert (a.quick, a.progress, a.n_workers, a.folds, a.repeats, a.seed, a.device, a.force, a.strict, a.stages,
+    assert (a.quick, a.progress, a.n_workers, a.folds, a.repeats, a.random_state, a.device, a.force, a.strict, a.stages,
             a.reports_dir, a.out, a.summarize) == (True, False, 1, 2, 1, 3, 'cpu', True, True, 'data', 'r', 'o', False)
     d = build_parser('reproduce').parse_args(['reproduce'])
     assert (d.out, d.quick, d.progress, d.repeats, d.folds, d.n_workers) == ('reports_out', False, True, None, None, 2)
@@ -187,12 +192,12 @@ def test_cli_options_are_the_parameters_of_reproduce(capsys):
 
 
 def test_cli(tmp_path, capsys, stages):
-    R.register_stage(R.Stage('ok', 'OK', run=lambda ctx: (ctx.dir / 't.csv').write_text('a\n1\n'), outputs=('t.csv',)))
+    S.register_stage(R.Stage('ok', 'OK', run=lambda ctx: (ctx.dir / 't.csv').write_text('a\n1\n'), outputs=('t.csv',)))
     assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 0
     assert 'index.html' in capsys.readouterr().out and (tmp_path / 'index.html').is_file()
     assert main(['reproduce', '--out', str(tmp_path), '--stages', 'nope', '--no-progress']) == 2
     assert "unknown stage(s) ['nope']" in capsys.readouterr().err
-    R.register_stage(R.Stage('boom', 'Boom', run=lambda ctx: 1 / 0))
+    S.register_stage(R.Stage('boom', 'Boom', run=lambda ctx: 1 / 0))
     assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 1
     err = capsys.readouterr().err
     assert "stage 'boom' failed: ZeroDivisionError" in err and 'rerun to resume' in err
@@ -208,7 +213,7 @@ def test_cli_expected_warnings_go_to_the_run_log(tmp_path, capsys, stages):
         for f in ('sag', 'tau', 'sag'): warnings.warn(clip.format(f))
         warnings.warn('a warning nobody expects', RuntimeWarning)
         (ctx.dir / 't.csv').write_text('a\n1\n')
-    R.register_stage(R.Stage('w', 'Warns', run=run, outputs=('t.csv',)))
+    S.register_stage(R.Stage('w', 'Warns', run=run, outputs=('t.csv',)))
     with pytest.warns(Warning) as shown:    # what reaches the usual `showwarning` (the terminal, outside pytest)
         assert main(['reproduce', '--out', str(tmp_path), '--no-progress', '--device', 'cpu']) == 0
     assert [(w.category, str(w.message)) for w in shown] == [(RuntimeWarning, 'a warning nobody expects')]
@@ -320,5 +325,5 @@ def test_models_stage_reuses_the_gouwens_fits(tmp_path, mirror, monkeypatch):
     m = m[(m.model == 'rf_spca') & (m.species == 'mouse')]
     pd.testing.assert_series_equal(g.sort_values('fold').macro_f1.reset_index(drop=True),
                                    m.sort_values('fold').macro_f1.reset_index(drop=True))
-    fresh = R.runs_store(R.RunConfig(out=out, quick=True, folds=3, data_dir=mirror), 'mouse')
+    fresh = S.runs_store(R.RunConfig(out=out, quick=True, folds=3, data_dir=mirror), 'mouse')
     assert not fresh.exists()                                  # other folds: another store, nothing reused

@@ -11,7 +11,8 @@ from sklearn.metrics import f1_score
 from ephys2tx.data import LABEL4
 from ephys2tx.evaluation import fit_accepts, load_task, make_model
 from ephys2tx.features import source_cells
-from ephys2tx.transfer import STRATEGIES, SHARED, NetDANN, NetZeroShot, _GradReverse, strategy_params
+from ephys2tx.transfer import (STRATEGIES, SHARED, NetDANN, NetZeroShot, _GradReverse, network_settings,
+                               strategy_settings)
 
 torch.set_num_threads(1)
 
@@ -76,7 +77,7 @@ def relabelled(S, rng):
 
 def model(name, **over):
     "The strategy with tiny budgets, on the CPU, with `over` on top."
-    p = strategy_params([name], device='cpu', tiny=True).get(name, {})
+    p = strategy_settings(name, network_settings(device='cpu', tiny=True), tiny=True)
     return make_model(name, 'human', 0, **{**p, **over})
 
 

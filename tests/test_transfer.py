@@ -5,10 +5,11 @@ import numpy as np, pandas as pd
 import pytest, torch
 
 from ephys2tx.data import LABEL4
-from ephys2tx.evaluation import evaluate, fit_accepts, load_task, make_model, model_factory, splits
+from ephys2tx.evaluation import Executor, Protocol, evaluate, fit_accepts, load_task, make_model, model_factory, splits
 from ephys2tx.features import get_schema
-from ephys2tx.transfer import (STRATEGIES, TINY, BASELINE, RECORD_STRATEGY, gains_of, headline, source_cells, strategy_names,
-                               strategy_params, transfer_experiment, verdict_text)
+from ephys2tx.transfer import (STRATEGIES, BASELINE, RECORD_STRATEGY, TRANSFER_PROTOCOL, gains_of, headline,
+                               network_settings, source_cells, strategy_names, strategy_settings, transfer_experiment,
+                               verdict_text)
 
 torch.set_num_threads(1)
 
@@ -18,8 +19,9 @@ def data(mirror):
     return load_task('human', data_dir=mirror), source_cells(data_dir=mirror)
 
 
-def _fit(name, task, source, rows, unl=None, cache=None, seed=0):
-    m = make_model(name, 'human', seed, **strategy_params([name], cache, device='cpu', tiny=True).get(name, {}))
+def _fit(name, task, source, rows, unl=None, cache=None, random_state=0):
+    net = network_settings(cache, device='cpu', tiny=True)
+    m = make_model(name, 'human', random_state, **strategy_settings(name, net, tiny=True))
     kw = dict(source=source) if fit_accepts(m, 'source') else {}
     if unl is not None and fit_accepts(m, 'unlabelled'): kw['unlabelled'] = task.X.iloc[unl]
     return m.fit(task.X.iloc[rows], task.y[rows], **kw)
@@ -27,7 +29,7 @@ def _fit(name, task, source, rows, unl=None, cache=None, seed=0):
 
 def test_every_strategy_fits_on_real_data(data, tmp_path):
     task, source = data
-    sp = splits(task.y, repeats=1, folds=4, random_state=2, sizes='40')[0]
+    sp = splits(task.y, protocol=Protocol(repeats=1, folds=4, random_state=2, sizes='40'))[0]
     for name in STRATEGIES:
         m = _fit(name, task, source, sp.train, sp.unlabelled, tmp_path)
         P = m.predict_proba(task.X.iloc[sp.test])
@@ -46,7 +48,7 @@ def test_unknown_strategy_raises(data):
 def test_human_only_family_reaches_the_model(data, tmp_path):
     "Shuffling features that no mouse cell has (chirp, adaptation ratios) changes the transfer model's predictions."
     task, source = data
-    sp = splits(task.y, repeats=1, folds=4, random_state=3, val_frac=0)[0]
+    sp = splits(task.y, protocol=Protocol(repeats=1, folds=4, random_state=3, val_frac=0))[0]
     only = [f for fam in get_schema('human') if fam.name in ('chirp', 'adapt_ratio') for f in fam.names]
     assert not source[only].notna().any().any()
     for name in ['nn_finetune', 'rf_mouse']:
@@ -59,12 +61,14 @@ def test_human_only_family_reaches_the_model(data, tmp_path):
 def test_evaluate_and_transfer_agree(data, tmp_path):
     "The same model on the same fold: `evaluate` and the transfer experiment give the same macro-F1."
     task, source = data
-    res = transfer_experiment('logreg,rf', '20,all', repeats=1, folds=3, seed=4, out=tmp_path / 't', tiny=True,
-                              device='cpu', progress=False, data=(task, source), scheduler='sync')
+    res = transfer_experiment('logreg,rf', TRANSFER_PROTOCOL.replace(repeats=1, folds=3, random_state=4, sizes='20,all'),
+                              Executor(scheduler='sync', progress=False, out=tmp_path / 't'), tiny=True, device='cpu',
+                              data=(task, source))
     for name in ['logreg', 'rf']:
-        kw = strategy_params([name], tiny=True).get(name, {})
-        ev = evaluate({name: model_factory(name, 'human', **kw)}, task.X, task.y, repeats=1, folds=3, random_state=4,
-                      sizes='20,all', progress=False)
+        kw = strategy_settings(name, network_settings(tiny=True), tiny=True)
+        ev = evaluate({name: model_factory(name, 'human', **kw)}, task.X, task.y,
+                      protocol=Protocol(repeats=1, folds=3, random_state=4, sizes='20,all'),
+                      executor=Executor(progress=False))
         a = ev.set_index(['size', 'repeat', 'fold']).macro_f1.sort_index()
         b = res[res.model == name].set_index(['size', 'repeat', 'fold']).macro_f1.sort_index()
         assert len(a) == 6 and np.allclose(a.to_numpy(), b.to_numpy(), atol=1e-12)
@@ -74,11 +78,12 @@ def test_transfer_takes_over_the_model_comparison_runs(data, tmp_path):
     "At size 'all' a plain model's transfer run is the model comparison's run (inner split or not): taken over, equal."
     from ephys2tx.evaluation import run_experiment
     task, source = data
-    first = run_experiment(task, ['logreg'], ['stratified'], repeats=1, folds=3, random_state=4, progress=False,
-                           out=tmp_path / 'models')          # val_frac 0.2: logreg fits train + val all the same
-    kw = dict(repeats=1, folds=3, seed=4, tiny=True, device='cpu', progress=False, data=(task, source), scheduler='sync')
-    taken = transfer_experiment('logreg', '20,all', out=tmp_path / 't', reuse=[tmp_path / 'models'], **kw)
-    fresh = transfer_experiment('logreg', '20,all', out=tmp_path / 'f', **kw)
+    first = run_experiment(task, ['logreg'], Protocol(repeats=1, folds=3, random_state=4),
+                           Executor(progress=False, out=tmp_path / 'models'))   # val_frac 0.2: logreg fits train + val
+    proto = TRANSFER_PROTOCOL.replace(repeats=1, folds=3, random_state=4, sizes='20,all')
+    ex, kw = Executor(scheduler='sync', progress=False), dict(tiny=True, device='cpu', data=(task, source))
+    taken = transfer_experiment('logreg', proto, ex.replace(out=tmp_path / 't', reuse=[tmp_path / 'models']), **kw)
+    fresh = transfer_experiment('logreg', proto, ex.replace(out=tmp_path / 'f'), **kw)
     assert len(taken.attrs['reused']) == 3 and len(taken.attrs['computed']) == 3     # size 20 is fitted
     assert set(taken.attrs['reused']) == set(first.run_id)
     key = ['size', 'repeat', 'fold']
@@ -88,13 +93,16 @@ def test_transfer_takes_over_the_model_comparison_runs(data, tmp_path):
 
 def test_resume_and_dask_match_sync(data, tmp_path):
     task, source = data
-    kw = dict(sizes='20', repeats=1, folds=2, seed=0, tiny=True, device='cpu', progress=False, data=(task, source))
-    first = transfer_experiment('best_human,nn_human', out=tmp_path / 'a', scheduler='sync', **kw)
-    full = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', out=tmp_path / 'a', scheduler='sync', **kw)
+    proto = TRANSFER_PROTOCOL.replace(sizes='20', repeats=1, folds=2, random_state=0)
+    kw = dict(tiny=True, device='cpu', data=(task, source))
+    sync = Executor(scheduler='sync', progress=False, out=tmp_path / 'a')
+    first = transfer_experiment('best_human,nn_human', proto, sync, **kw)
+    full = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto, sync, **kw)
     assert len(full) == 8 and set(full.attrs['computed']).isdisjoint(first.run_id)
-    again = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', out=tmp_path / 'a', scheduler='sync', **kw)
+    again = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto, sync, **kw)
     assert again.attrs['computed'] == []
-    dask = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', out=tmp_path / 'b', n_workers=2, **kw)
+    dask = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto,
+                               Executor(n_workers=2, progress=False, out=tmp_path / 'b'), **kw)
     cols = ['macro_f1', 'accuracy', 'balanced_accuracy']
     pd.testing.assert_frame_equal(dask.set_index('run_id')[cols].sort_index(), full.set_index('run_id')[cols].sort_index())
 
