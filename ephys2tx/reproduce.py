@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import ephys2tx
-from fastcore.meta import delegates
 from .commands import from_args, options_from
 from .console import QUIET_KERNEL_ARGS
 from .data import DataError
@@ -479,7 +478,6 @@ def _run_stages(todo:list, run:RunConfig, t0:float, log, progress:bool, **kw) ->
     return records
 
 # %% ../nbs/08_reproduce.ipynb #ef9e572c
-@delegates(RunConfig)
 def reproduce(run:RunConfig|None=None, # the run's settings (None: a `RunConfig` of the keywords)
               stages=None, # comma-separated subset of the stages (default: all)
               reports_dir=None, # folder of the report notebooks (default: the package's, `REPORTS_DIR`)

@@ -53,8 +53,8 @@ class RunConfig:
     "Settings of one reproduce run (what the stages and report notebooks receive)."
     out: str = 'reports_out'     # run folder: results tables, reports, index.html, run.log
     quick: bool = False          # small settings for a fast check (minutes on a CPU)
-    repeats: int|None = None     # CV repeats (None: 1 with quick, else 5)
-    folds: int|None = None       # CV folds (None: 3 with quick, else 5)
+    repeats: int|None = None     # CV repeats (default 1 with --quick, else 5)
+    folds: int|None = None       # CV folds (default 3 with --quick, else 5)
     random_state: int = 0        # seed of the folds, subsamples and models
     device: str = 'auto'         # 'auto' (GPU if torch sees one), 'cpu' or 'cuda'
     data_dir: str|None = None    # the data mirror (None: $EPHYS2TX_DATA, else the download cache)
