@@ -27,6 +27,7 @@ __all__ = ['KERNEL', 'HIDDEN_TAGS', 'OFFLINE_TEMPLATE', 'REPORTS_DIR', 'RUN_OPTI
 # %% ../nbs/08_reproduce.ipynb #d6c7e658
 KERNEL = 'ephys2tx'
 
+# %% ../nbs/08_reproduce.ipynb #1b55a63f
 def ensure_kernel(name:str=KERNEL) -> str:
     "Register (or repair) a Jupyter kernelspec `name` running this interpreter; returns the name."
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -51,6 +52,7 @@ def _source_cell(src_nb:Path, err) -> int|None:
     hits = [i for i, c in enumerate(cells) if c.cell_type == 'code' and c.source == err.source]
     return hits[0] + 1 if hits else None
 
+# %% ../nbs/08_reproduce.ipynb #d6858686
 def _report_error(src:Path, dest:Path, e) -> StageError:
     "The `StageError` of a report cell that raised: the notebook, the cell, its first line, the exception."
     pos = _source_cell(src, e)
@@ -59,6 +61,7 @@ def _report_error(src:Path, dest:Path, e) -> StageError:
     return StageError(f"report notebook {src.name} failed in {where} (In [{e.exec_count}]: {first[:80]!r}): "
                       f"{e.ename}: {e.evalue}\n  executed notebook with the full traceback: {dest}")
 
+# %% ../nbs/08_reproduce.ipynb #dd1c8b77
 def execute_report(src,                    # the report notebook to execute
                    dest,                   # the executed notebook to write (its folder is created)
                    params:dict,            # papermill parameters (`RunConfig.params`)
@@ -112,6 +115,7 @@ def params_table(params:dict, out_dir=None) -> pd.DataFrame:
 # %% ../nbs/08_reproduce.ipynb #ba13f0e7
 HIDDEN_TAGS = ('parameters', 'injected-parameters')   # cells left out of a report's HTML
 
+# %% ../nbs/08_reproduce.ipynb #41d780bb
 def _machine_paths(params:dict) -> list:
     "(absolute path, what the page shows instead) pairs, longest path first: the run's folders, then the machine's."
     out, subs = params.get('out_dir'), {}
@@ -127,6 +131,7 @@ def _machine_paths(params:dict) -> list:
     return sorted(((p, s) for p, s in subs.items() if Path(p).is_absolute() and Path(p) != Path(Path(p).anchor)),
                   key=lambda t: -len(t[0]))
 
+# %% ../nbs/08_reproduce.ipynb #088c5643
 def _relative_paths(nb, subs:list):
     "Rewrite the absolute paths of `subs` in every output of `nb` (streams, text, HTML, Markdown, errors), in place."
     if not subs: return nb
@@ -149,6 +154,7 @@ OFFLINE_TEMPLATE = '''{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mathjax -%}{%- endblock -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}'''
 
+# %% ../nbs/08_reproduce.ipynb #0f932a98
 def to_html(nb_path,              # an executed report notebook
             html_path=None,       # the HTML file to write (None: `nb_path` with the suffix .html)
             title:str|None=None,  # page title (None: the notebook's `title` metadata, else its file name)
@@ -178,17 +184,20 @@ def _reports_dir() -> Path:
     if src.is_dir(): return src
     return Path(ephys2tx.__file__).resolve().parent / 'report_notebooks'   # setup.py's package_data
 
+# %% ../nbs/08_reproduce.ipynb #7a38c6ca
 REPORTS_DIR = _reports_dir()
 
 # %% ../nbs/08_reproduce.ipynb #1877136f
 def _sha_file(p:Path) -> str: return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 
+# %% ../nbs/08_reproduce.ipynb #b008b04c
 def _read_json(p:Path) -> dict|None:
     "A JSON record, or None when it is absent or damaged (then the work it records is done again)."
     try: obj = json.loads(Path(p).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError): return None
     return obj if isinstance(obj, dict) else None
 
+# %% ../nbs/08_reproduce.ipynb #556e36a9
 def _write_json(p:Path, obj):
     tmp = p.with_suffix('.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str))
@@ -214,6 +223,7 @@ def _cached(stage:Stage, d:Path, h:str, force:bool, log) -> bool:
         cached = False
     return cached
 
+# %% ../nbs/08_reproduce.ipynb #ea79de32
 def _compute(stage:Stage, run:RunConfig, d:Path, keyed:tuple, progress:bool, log, t0:float):
     "Run `stage` into `d` (cleared, unless it holds an interrupted run of its key), check its outputs, mark it done."
     key, h = keyed       # the key document and its hash
@@ -237,6 +247,32 @@ def _compute(stage:Stage, run:RunConfig, d:Path, keyed:tuple, progress:bool, log
                                      sha256={o: _sha_file(d/o) for o in stage.outputs},
                                      finished=_dt.datetime.now().isoformat(timespec='seconds')))
     log.info('[%s] computed in %.1f s', stage.name, time.time() - t0)
+
+# %% ../nbs/08_reproduce.ipynb #c888c0c4
+def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, force:bool, log) -> dict:
+    "Execute (unless cached) the report of a computed stage and convert it to HTML; adds its time to `rec`."
+    out, t0 = Path(run.out), time.time()
+    src = Path(reports_dir or REPORTS_DIR) / stage.report
+    if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
+    rdir = out/'reports'
+    rdir.mkdir(parents=True, exist_ok=True)
+    dest, html_p = rdir/stage.report, (rdir/stage.report).with_suffix('.html')
+    params = run.params(stage.species)
+    rkey = key_hash(dict(stage=h, notebook=_sha_file(src), params=params))
+    rmark = _read_json(dest.with_suffix('.json'))
+    if not force and not rec['computed'] and rmark and rmark.get('key') == rkey and html_p.is_file():
+        log.info('[%s] report cached: %s', stage.name, html_p)
+    else:
+        t1 = time.time()
+        dest.with_suffix('.json').unlink(missing_ok=True)
+        execute_report(src, dest, params, progress=False, cwd=rdir)
+        to_html(dest, html_p, title=stage.title)
+        _write_json(dest.with_suffix('.json'), dict(key=rkey, notebook=str(src), params=params))
+        log.info('[%s] report %s executed and converted in %.1f s', stage.name, html_p.name, time.time() - t1)
+        rec['reported'] = True
+    rec['report'] = str(html_p.relative_to(out))
+    rec['seconds'] += time.time() - t0
+    return rec
 
 # %% ../nbs/08_reproduce.ipynb #a5b77560
 def run_stage(stage:Stage,                   # the stage to run
@@ -267,42 +303,21 @@ def run_stage(stage:Stage,                   # the stage to run
         else: job()
     return rec
 
-def _stage_report(stage:Stage, run:RunConfig, h:str, rec:dict, reports_dir, force:bool, log) -> dict:
-    "Execute (unless cached) the report of a computed stage and convert it to HTML; adds its time to `rec`."
-    out, t0 = Path(run.out), time.time()
-    src = Path(reports_dir or REPORTS_DIR) / stage.report
-    if not src.is_file(): raise StageError(f"stage {stage.name!r}: report notebook {src} not found")
-    rdir = out/'reports'
-    rdir.mkdir(parents=True, exist_ok=True)
-    dest, html_p = rdir/stage.report, (rdir/stage.report).with_suffix('.html')
-    params = run.params(stage.species)
-    rkey = key_hash(dict(stage=h, notebook=_sha_file(src), params=params))
-    rmark = _read_json(dest.with_suffix('.json'))
-    if not force and not rec['computed'] and rmark and rmark.get('key') == rkey and html_p.is_file():
-        log.info('[%s] report cached: %s', stage.name, html_p)
-    else:
-        t1 = time.time()
-        dest.with_suffix('.json').unlink(missing_ok=True)
-        execute_report(src, dest, params, progress=False, cwd=rdir)
-        to_html(dest, html_p, title=stage.title)
-        _write_json(dest.with_suffix('.json'), dict(key=rkey, notebook=str(src), params=params))
-        log.info('[%s] report %s executed and converted in %.1f s', stage.name, html_p.name, time.time() - t1)
-        rec['reported'] = True
-    rec['report'] = str(html_p.relative_to(out))
-    rec['seconds'] += time.time() - t0
-    return rec
-
-# %% ../nbs/08_reproduce.ipynb #ceb0e75b
-def headline_table(out, stages=None) -> pd.DataFrame:
-    "Headline rows (mouse, human, transfer per size) from the stages' tables under `out`; '—' where one has not run."
-    out = Path(out)
-    stages = load_stages() if stages is None else stages
+# %% ../nbs/08_reproduce.ipynb #dd547ef1
+def _headline_rows(out:Path, stages:dict) -> dict:
+    "result -> its headline row, from the stages under `out` that finished (mouse and human always present)."
     rows = {r: dict(result=r) for r in ['mouse', 'human']}
     for st in stages.values():
         d = stage_dir(out, st.name)
         if st.headline is None or not (d/'stage.json').is_file(): continue
         for rec in st.headline(d, None).to_dict('records'):
             rows.setdefault(rec['result'], dict(result=rec['result'])).update(rec)
+    return rows
+
+# %% ../nbs/08_reproduce.ipynb #ceb0e75b
+def headline_table(out, stages=None) -> pd.DataFrame:
+    "Headline rows (mouse, human, transfer per size) from the stages' tables under `out`; '—' where one has not run."
+    rows = _headline_rows(Path(out), load_stages() if stages is None else stages)
     cells = {r: rows[r].get('cells') for r in ['mouse', 'human']}
     if not any(k.startswith('transfer') for k in rows): rows['transfer'] = dict(result='transfer')
     for k in [k for k in rows if k.startswith('transfer')]:
@@ -323,6 +338,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;
         "th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}"
         ".failed{color:#b00}.skipped{color:#777}")
 
+# %% ../nbs/08_reproduce.ipynb #88df34ee
 def _table_html(df:pd.DataFrame, table_id:str, num=()) -> str:
     head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in df.columns)
     cell = lambda c, v: f'<td class="{"num" if c in num else ""}">{html.escape("" if pd.isna(v) else str(v))}</td>'
@@ -330,6 +346,7 @@ def _table_html(df:pd.DataFrame, table_id:str, num=()) -> str:
                    for row in df.itertuples(index=False))
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
+# %% ../nbs/08_reproduce.ipynb #e79f734e
 def _stage_rows(records:list) -> str:
     "The rows of the index page's stage table: the report link (or title), status, seconds, note."
     rows = []
@@ -340,6 +357,7 @@ def _stage_rows(records:list) -> str:
                     f'<td class="num">{r.get("seconds", 0):.1f}</td><td>{html.escape(r.get("note", ""))}</td></tr>')
     return ''.join(rows)
 
+# %% ../nbs/08_reproduce.ipynb #b2d86899
 def write_index(out,                  # the run folder
                 records:list,         # status record of each stage (`run_stage`, with `status` and `note`)
                 run:RunConfig,        # the run's settings (shown on the page)
@@ -355,9 +373,9 @@ def write_index(out,                  # the run folder
                  'p': 'p (corrected)'})
     shown['p (corrected)'] = [f'{p:.3g}' if p == p else '' for p in shown['p (corrected)'].astype(float)]
     err = f'<p class="failed"><b>The run stopped:</b> {html.escape(error)}</p>' if error else ''
-    params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds, random_state=run.random_state,
-                                         device=run.device, n_workers=run.n_workers, cpus=os.cpu_count(),
-                                         version=ephys2tx.__version__)))
+    params = html.escape(json.dumps(dict(quick=run.quick, repeats=run.repeats, folds=run.folds,
+                                         random_state=run.random_state, device=run.device, n_workers=run.n_workers,
+                                         cpus=os.cpu_count(), version=ephys2tx.__version__)))
     folds = f'{run.repeats} repeat(s) × {run.folds} fold(s)'
     wall_params = f'Total wall time: <span id="wall">{wall:.1f}</span> s. Parameters: <code>{params}</code>.'
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ephys2tx results</title>
@@ -370,6 +388,12 @@ def write_index(out,                  # the run folder
 Written {_dt.datetime.now().isoformat(timespec='seconds')}.</p></body></html>"""
     (out/'index.html').write_text(page, encoding='utf-8')
     return out/'index.html'
+
+# %% ../nbs/08_reproduce.ipynb #1ca14cc7
+def _close_handlers(log:logging.Logger):
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
 
 # %% ../nbs/08_reproduce.ipynb #e143a629
 def _logger(out:Path, echo:bool) -> logging.Logger:
@@ -388,11 +412,7 @@ def _logger(out:Path, echo:bool) -> logging.Logger:
         log.addHandler(sh)
     return log
 
-def _close_handlers(log:logging.Logger):
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-
+# %% ../nbs/08_reproduce.ipynb #4b88a849
 def _cpu_threads(device:str, n:int|None=None) -> int|None:
     "On CPU, use half the cores for torch (at least 1): oversubscribed threads make small nets crawl; the old value."
     if device != 'cpu': return None
@@ -414,6 +434,7 @@ def _wait_reports(reports:list):
             first = first or e
     if first is not None: raise first
 
+# %% ../nbs/08_reproduce.ipynb #c64f5db9
 def _drain_reports(reports:list, error:str|None) -> str|None:
     "Wait for the reports still running (never leave one behind); the run's error (an earlier one keeps its message)."
     try: _wait_reports(reports)
@@ -421,6 +442,7 @@ def _drain_reports(reports:list, error:str|None) -> str|None:
         if error is None: error = e.message
     return error
 
+# %% ../nbs/08_reproduce.ipynb #5703f400
 def _stage_record(st:Stage, run:RunConfig, t0:float, records:list, log, strict:bool, **kw) -> dict|None:
     "Run one stage of the job, or skip it for what it lacks (`strict`: an error); appends its status record."
     miss = st.missing()
@@ -451,6 +473,7 @@ def _close_run(run:RunConfig, records:list, wall:float, ok:bool, error:str|None,
     log.info('total wall time %.1f s (%s)', wall, 'done' if ok else 'stopped at a failure; rerun to resume')
     _close_handlers(log)
 
+# %% ../nbs/08_reproduce.ipynb #cdb7de77
 def _run_stages(todo:list, run:RunConfig, t0:float, log, progress:bool, **kw) -> list[dict]:
     "Run the stages `todo` in order (each report in the background while the next stage computes); their records."
     from tqdm.auto import tqdm
@@ -486,7 +509,7 @@ def reproduce(run:RunConfig|None=None, # the run's settings (None: a `RunConfig`
               progress:bool=True, # progress bars
               echo:bool=True, # log to the terminal too (always to run.log)
               **kwargs, # fields of `RunConfig` when `run` is None (out, quick, repeats, folds, ...)
-             ) -> list[dict]:
+             ) -> list[dict]: # the status record of each stage
     "Run (or resume) the reproduce job of `run` into its folder; raises `StageError` at the first failing stage."
     if run is not None and kwargs: raise TypeError("give the run's settings as `run` or as keywords, not both")
     run = run if run is not None else RunConfig(**kwargs)
@@ -502,10 +525,13 @@ def reproduce(run:RunConfig|None=None, # the run's settings (None: a `RunConfig`
     try: return _run_stages(todo, run, t0, log, progress, strict=strict, reports_dir=reports_dir, force=force)
     finally: _cpu_threads(run.device, threads)
 
+reproduce.__delwrap__ = RunConfig   # show_doc reads the fields' comments in the dataclass (its __init__ has no source)
+
 # %% ../nbs/08_reproduce.ipynb #18d307bd
 _HEADLINE_HEAD = ['| result | species | cells (after QC) | best model | macro F1 (mean ± SD) | versus (same folds) '
                   '| gain | p | folds |', '|---|---|---:|---|---:|---|---:|---:|---:|']
 
+# %% ../nbs/08_reproduce.ipynb #af95a594
 def headline_markdown(out='reports_out') -> str:
     "The headline table of the run in `out` as Markdown (a note to run `make reproduce` if there is none)."
     p = Path(out) / 'headline.csv'
@@ -555,6 +581,7 @@ def _stage_markdown(stage:Stage, out:Path) -> list:
     if stage.markdown is None: return []
     return [md_table(p) if isinstance(p, pd.DataFrame) else p for p in stage.markdown(stage_dir(out, stage.name))]
 
+# %% ../nbs/08_reproduce.ipynb #bb2d683a
 def results_markdown(out='reports_out') -> str:
     "Every stage's tables of the run in `out` as Markdown, read from the files the stages wrote."
     o = Path(out)
@@ -574,19 +601,11 @@ def write_results_markdown(out='reports_out') -> Path:
 
 # %% ../nbs/08_reproduce.ipynb #2f92193a
 RUN_OPTIONS = ['out', 'quick', 'repeats', 'folds', 'random_state', 'device', 'n_workers']   # fields of `RunConfig`
+
+# %% ../nbs/08_reproduce.ipynb #0fdab340
 REPRODUCE_OPTIONS = ['stages', 'reports_dir', 'force', 'strict', 'progress']   # parameters of `reproduce`
 
-def register_cli(sub):
-    "Add the `reproduce` command to an argparse subparsers object."
-    p = sub.add_parser('reproduce', help='run the experiments (cached) and write the HTML reports with an index')
-    options_from(p, RunConfig, RUN_OPTIONS, flags=dict(random_state='--seed'))
-    options_from(p, reproduce, REPRODUCE_OPTIONS,
-                 stages=dict(help=f'comma-separated subset of: {",".join(load_stages())}'),
-                 progress=dict(help='no progress bars'))
-    p.add_argument('--summarize', action='store_true',
-                   help='only write OUT/results.md (every table as Markdown) from the run folder; compute nothing')
-    p.set_defaults(func=_cli_reproduce)
-
+# %% ../nbs/08_reproduce.ipynb #7b8f610a
 def _cli_reproduce(args):
     if args.summarize:
         if not Path(args.out).is_dir():
@@ -597,3 +616,15 @@ def _cli_reproduce(args):
     reproduce(run, **{n: getattr(args, n) for n in REPRODUCE_OPTIONS})
     print(f"reports: {Path(args.out).resolve()/'index.html'}")
     return 0
+
+# %% ../nbs/08_reproduce.ipynb #aa08afb1
+def register_cli(sub):
+    "Add the `reproduce` command to an argparse subparsers object."
+    p = sub.add_parser('reproduce', help='run the experiments (cached) and write the HTML reports with an index')
+    options_from(p, RunConfig, RUN_OPTIONS, flags=dict(random_state='--seed'))
+    options_from(p, reproduce, REPRODUCE_OPTIONS,
+                 stages=dict(help=f'comma-separated subset of: {",".join(load_stages())}'),
+                 progress=dict(help='no progress bars'))
+    p.add_argument('--summarize', action='store_true',
+                   help='only write OUT/results.md (every table as Markdown) from the run folder; compute nothing')
+    p.set_defaults(func=_cli_reproduce)

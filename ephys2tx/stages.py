@@ -224,6 +224,7 @@ class SharedCluster:
             self.cluster.close()
             self.cluster = None
 
+# %% ../nbs/03a_stages.ipynb #11c2437c
 _SHARED: dict = {}          # run folder -> its SharedCluster while `reproduce` runs
 
 # %% ../nbs/03a_stages.ipynb #c46ef991
@@ -238,6 +239,7 @@ def protocol(self:RunConfig, **changes) -> Protocol:
     "The run's evaluation protocol (repeats, folds, seed), with `changes` (e.g. `grouped=True`)."
     return Protocol(repeats=self.repeats, folds=self.folds, random_state=self.random_state, **changes)
 
+# %% ../nbs/03a_stages.ipynb #31f19848
 @patch
 def executor(self:RunConfig, **changes) -> Executor:
     "How a stage of the run fans its fits out: the run's workers (its shared cluster inside `reproduce`)."

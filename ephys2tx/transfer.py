@@ -8,6 +8,7 @@ import copy, dataclasses, hashlib, inspect, json, os, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch
+from fastcore.basics import patch
 from torch import nn
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import RandomForestClassifier
@@ -17,12 +18,12 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 # %% auto #0
 __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE', 'TRANSFER_RECIPE', 'FACTS', 'STRATEGIES',
            'BASELINE', 'SAME_ARCH', 'SEMI_BASELINE', 'RECORD_STRATEGY', 'TRANSFER_PROTOCOL', 'TRANSFER_QUICK',
-           'GAINS_FILES', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'Strategy', 'NetStrategy',
-           'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint', 'NetDANN', 'BestOfInnerCV', 'MouseFeatureForest',
-           'SelfTrained', 'SelfTrainedHuman', 'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend',
-           'strategy_facts', 'register_strategy', 'network_settings', 'strategy_settings', 'transfer_experiment',
-           'strategy_names', 'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline',
-           'train_final', 'to_bundle', 'write_tables', 'register_cli']
+           'GAINS_FILES', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'Strategy', 'strategy_facts',
+           'register_strategy', 'network_settings', 'strategy_settings', 'BestOfInnerCV', 'NetStrategy', 'NetHuman',
+           'NetZeroShot', 'NetFinetune', 'NetJoint', 'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'NetDANN',
+           'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend', 'strategy_names', 'transfer_experiment',
+           'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline', 'train_final',
+           'to_bundle', 'write_tables', 'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .commands import from_args, options_from
@@ -50,6 +51,7 @@ def species_transform(*tables) -> FamilyTransform:
         warnings.simplefilter('ignore', UserWarning)
         return FamilyTransform('human', per_species=True, check_ranges=False).fit(pd.concat(tables, ignore_index=True))
 
+# %% ../nbs/06_transfer.ipynb #d37c8ea5
 def _tensors(ft:FamilyTransform, X:pd.DataFrame):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
@@ -64,6 +66,7 @@ class _GradReverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g): return -ctx.lam * g, None
 
+# %% ../nbs/06_transfer.ipynb #65ed9c25
 class TransferNet(nn.Module):
     "The attention `FamilySeqNet` up to its last hidden layer, a mouse and a human head, a domain discriminator."
     def __init__(self,
@@ -74,32 +77,37 @@ class TransferNet(nn.Module):
                  attn_dim:int=64,     # attention MLP size
                  dropout:float=0.4):  # dropout on the tokens and in the head
         super().__init__()
-        self.seq = FamilySeqNet(widths, n_classes, 'attention', token_dim, hidden, attn_dim, dropout)
+        self.seq = FamilySeqNet(widths, n_classes, variant='attention', token_dim=token_dim, hidden=hidden,
+                                attn_dim=attn_dim, dropout=dropout)
         self.n_classes, self.out_dim = n_classes, hidden
         self.heads = nn.ModuleDict({'mouse': nn.Linear(hidden, n_classes), 'human': nn.Linear(hidden, n_classes)})
         self.domain = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
-
-    def encode(self, values, obs, fam):
-        "Cells -> hidden representation (N, hidden)."
-        s, fam = self.seq, fam.bool()
-        check_families(fam)
-        h, _ = s.lstm(s.inp(values, obs.bool(), fam))
-        pooled, _ = s.attn(h, fam)
-        return s.head[:-1](pooled.to(h.dtype))
 
     def forward(self, values, obs, fam, head:str='human'):
         "-> (logits of `head`, hidden representation)."
         z = self.encode(values, obs, fam)
         return self.heads[head](z), z
 
-    def encoder_parameters(self) -> list:
-        "Everything but the heads and the discriminator."
-        return list(self.seq.parameters())
+# %% ../nbs/06_transfer.ipynb #a4761bcc
+@patch
+def encode(self:TransferNet, values, obs, fam):
+    "Cells -> hidden representation (N, hidden)."
+    s, fam = self.seq, fam.bool()
+    check_families(fam)
+    h, _ = s.lstm(s.inp(values, obs.bool(), fam))
+    pooled, _ = s.attn(h, fam)
+    return s.head[:-1](pooled.to(h.dtype))
+
+# %% ../nbs/06_transfer.ipynb #e9179881
+@patch
+def encoder_parameters(self:TransferNet) -> list:
+    "Everything but the heads and the discriminator."
+    return list(self.seq.parameters())
 
 # %% ../nbs/06_transfer.ipynb #7c99a92e
 PRETRAIN_KEYS = ('token_dim', 'hidden', 'attn_dim', 'dropout', 'lr', 'weight_decay', 'batch_size', 'pretrain_epochs')
-_MEMO = {}
 
+# %% ../nbs/06_transfer.ipynb #44378b33
 def pretrain_key(source:pd.DataFrame,  # the mouse cells of the pretraining
                  settings:dict,        # network and training settings; only the `PRETRAIN_KEYS` count
                  random_state:int,     # seed of the pretraining
@@ -117,7 +125,7 @@ def _pretrain(source, settings, random_state, device):
     y = pd.Categorical(source['label4'], categories=LABEL4).codes
     tr, va = train_test_split(np.arange(len(y)), test_size=0.15, stratify=y, random_state=int(random_state))
     torch.manual_seed(int(random_state))
-    net = TransferNet(T.widths, len(LABEL4), *(settings[k] for k in ('token_dim', 'hidden', 'attn_dim', 'dropout')))
+    net = TransferNet(T.widths, len(LABEL4), **{k: settings[k] for k in ('token_dim', 'hidden', 'attn_dim', 'dropout')})
     mk = lambda r: TrainTask.of(T.values[r], T.obs_mask[r], T.fam_mask[r], y[r], head='mouse', device=device)
     h = train_net(net, mk(tr), mk(va), epochs=settings['pretrain_epochs'], batch_size=settings['batch_size'],
                   lr=settings['lr'], weight_decay=settings['weight_decay'], patience=10, device=device,
@@ -125,6 +133,7 @@ def _pretrain(source, settings, random_state, device):
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     return state, list(T.widths), int(h.loc[h.best, 'epoch'].iloc[0])
 
+# %% ../nbs/06_transfer.ipynb #9191829c
 def _save_pretrained(pt:dict, path:Path):
     "Write the cache: tensors in `path` (read back with weights_only), its SHA-256 and the key beside it (.json)."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +145,7 @@ def _save_pretrained(pt:dict, path:Path):
     tmp.write_text(json.dumps(side))
     os.replace(tmp, path.with_suffix('.json'))
 
+# %% ../nbs/06_transfer.ipynb #120a9180
 def _load_pretrained(path:Path, key:str) -> dict:
     "The cached pretraining at `path` if its checksum and key hold; a damaged or changed cache is an error."
     side = json.loads(path.with_suffix('.json').read_text())
@@ -145,6 +155,10 @@ def _load_pretrained(path:Path, key:str) -> dict:
     if pt.get('key') != key: raise ValueError(f"it holds the pretraining {pt.get('key')!r}")
     return pt
 
+# %% ../nbs/06_transfer.ipynb #a9df6939
+_MEMO = {}   # pretraining key -> the pretrained network, in this process
+
+# %% ../nbs/06_transfer.ipynb #280b7164
 def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`source_cells`)
              settings:dict,        # network and training settings, with every one of `PRETRAIN_KEYS`
              random_state:int=0,   # seed of the validation split, the initialization and the batches
@@ -170,7 +184,11 @@ def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`sou
 # the networks' training recipe: the BiLSTM chapter's (`BILSTM_RECIPE`: hidden 32, batch 256, rates x 3), fixed
 # before `bench/bench_transfer_recipe.py` checked it against the earlier one on the same test folds
 EARLIER_TRANSFER_RECIPE = dict(hidden=128, batch_size=64, lr=1e-3, finetune_lr=3e-4)
+
+# %% ../nbs/06_transfer.ipynb #9a0cecfb
 _RATE = BILSTM_RECIPE['lr'] / NET_DEFAULTS['lr']
+
+# %% ../nbs/06_transfer.ipynb #e3eb40b2
 TRANSFER_RECIPE = dict(hidden=BILSTM_RECIPE['hidden'], batch_size=BILSTM_RECIPE['batch_size'], lr=BILSTM_RECIPE['lr'],
                        finetune_lr=EARLIER_TRANSFER_RECIPE['finetune_lr'] * _RATE)
 
@@ -185,6 +203,115 @@ class Strategy:
     def experiment_params(cls, network:dict) -> dict:
         "Its settings taken from the experiment's `network` settings (device, recipe, pretraining cache and seed)."
         return {}
+
+# %% ../nbs/06_transfer.ipynb #4d5e0a04
+FACTS = ('setting', 'uses_mouse', 'needs_pretraining', 'small_budget')   # what a strategy states about itself
+
+# %% ../nbs/06_transfer.ipynb #a4248e4d
+def strategy_facts(source) -> dict:
+    "The facts (`FACTS`) a strategy class, or a registered model's factory, states; `Strategy`'s where it is silent."
+    facts = {k: getattr(source, k, getattr(Strategy, k)) for k in FACTS}
+    if facts['setting'] not in ('labelled', 'labelled + unlabelled'):
+        raise ValueError(f"{getattr(source, '__name__', source)}: unknown setting {facts['setting']!r}")
+    return facts
+
+# %% ../nbs/06_transfer.ipynb #2ece580e
+STRATEGIES = {}    # name -> the strategy's facts, its description and its class (None: a registered model)
+
+# %% ../nbs/06_transfer.ipynb #97036199
+def _factory(cls, params:dict):
+    "The registry's factory of strategy class `cls` built with `params` (module and docstring: the class's)."
+    takes_schema = 'schema' in inspect.signature(cls).parameters
+    def factory(schema='human', random_state=0, **kw):
+        return cls(random_state=random_state, **(dict(schema=schema) if takes_schema else {}), **(params | kw))
+    factory.__doc__, factory.__module__ = cls.__doc__, cls.__module__   # its code enters the run stores' keys
+    return factory
+
+# %% ../nbs/06_transfer.ipynb #f797cbd6
+def register_strategy(name:str,             # the strategy's name, in `STRATEGIES` and the model registry
+                      cls=None,             # its class (None: `name` is a registered model, used as it is)
+                      description:str='',   # one line for the tables (default: the class's docstring)
+                      **params,             # constructor settings that make this strategy (e.g. `mix='pooled'`)
+                     ):
+    "Register a transfer strategy: its class in the evaluation registry, its facts (read from it) in `STRATEGIES`."
+    if cls is None:
+        if name not in MODELS: load_plugins()
+        source = MODELS[name][0]
+    else:
+        source = cls
+        register_model(name, _factory(cls, params), description)
+    desc = description or (cls.__doc__ if cls is not None else MODELS[name][1]) or ''
+    STRATEGIES[name] = dict(strategy_facts(source), description=desc, cls=cls)
+
+# %% ../nbs/06_transfer.ipynb #fcae6561
+def network_settings(cache_dir=None,         # folder of the cached mouse pretrainings (None: kept in memory only)
+                     random_state:int=0,     # seed of the mouse pretraining
+                     device='auto',          # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
+                     tiny:bool=False,        # the networks' small budget (`NetStrategy.small_budget`)
+                     recipe:dict|None=None,  # network settings over the defaults (e.g. `EARLIER_TRANSFER_RECIPE`)
+                    ) -> dict:               # settings of every network of the experiment
+    "The experiment's settings of the networks: pretraining cache and seed, device, `recipe`, small budget."
+    net = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_random_state=random_state,
+               device=device, **(recipe or {}))
+    return net | (NetStrategy.small_budget if tiny else {})
+
+# %% ../nbs/06_transfer.ipynb #c1a3e759
+def strategy_settings(name:str,         # a registered strategy name
+                      network:dict,     # the experiment's network settings (`network_settings`)
+                      tiny:bool=False,  # its small budget too
+                     ) -> dict:         # its settings in the experiment
+    "A strategy's settings in an experiment: the network settings it takes (its class says), its small budget."
+    st = STRATEGIES[name]
+    kw = st['cls'].experiment_params(network) if st['cls'] is not None else {}
+    return kw | (copy.deepcopy(st['small_budget']) if tiny else {})
+
+# %% ../nbs/06_transfer.ipynb #8f07713c
+register_strategy('rf', description='random forest on all human features')
+register_strategy('hgb', description='gradient boosting on all human features')
+register_strategy('logreg', description='logistic regression on all human features')
+
+# %% ../nbs/06_transfer.ipynb #ea435b3c
+class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
+    "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
+    small_budget = dict(candidates=('rf', 'logreg'), params={'rf': dict(n_estimators=20)})
+    def __init__(self,
+                 candidates=('rf', 'hgb', 'logreg'),  # registered model names to choose from
+                 folds:int=3,                         # inner stratified folds (fewer when a class has fewer cells)
+                 schema:str='human',                  # feature schema of the candidates: 'human', 'mouse' or 'aligned'
+                 random_state:int=0,                  # seed of the inner folds and of every fit
+                 params:dict|None=None):              # candidate name -> its settings (e.g. small budgets)
+        self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
+        self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
+    def _make(self, c): return make_model(c, self.schema, self.random_state, **(self.params or {}).get(c, {}))
+    def predict_proba(self, X): return self.model_.predict_proba(X)
+    def predict(self, X): return self.model_.predict(X)
+
+# %% ../nbs/06_transfer.ipynb #f03464f1
+@patch
+def fit(self:BestOfInnerCV, X, y):
+    from sklearn.metrics import f1_score
+    y = np.asarray(y).astype(str)
+    classes = np.array(sorted(set(y)))
+    k = int(min(self.folds, pd.Series(y).value_counts().min()))
+    scores, oof = {c: [] for c in self.candidates}, {c: np.zeros((len(y), len(classes))) for c in self.candidates}
+    self.inner_fold_ = np.zeros(len(y), int) if k >= 2 else None
+    if k >= 2:
+        for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
+            self.inner_fold_[va] = i
+            for c in self.candidates:
+                m = self._make(c).fit(X.iloc[tr], y[tr])
+                oof[c][va] = aligned_proba(m, X.iloc[va], classes)
+                scores[c].append(f1_score(y[va], classes[oof[c][va].argmax(1)], average='macro'))
+    self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
+    self.chosen_ = max(self.candidates, key=lambda c: np.nan_to_num(self.cv_scores_[c], nan=-1.0))
+    self.oof_proba_ = oof[self.chosen_] if k >= 2 else None   # the chosen model's out-of-fold probabilities
+    self.model_ = self._make(self.chosen_).fit(X, y)
+    self.classes_ = self.model_.classes_
+    return self
+
+# %% ../nbs/06_transfer.ipynb #5dcf8d00
+register_strategy('best_human', BestOfInnerCV,
+                  'Baseline of record: the best of rf / hgb / logreg by inner 3-fold CV on the labelled cells')
 
 # %% ../nbs/06_transfer.ipynb #2874f942
 class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
@@ -223,66 +350,86 @@ class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
         return {k: getattr(self, k) for k in PRETRAIN_KEYS}
     def _dev(self): return resolve_device(self.device)
 
-    def _task(self, T, y=None, head='human', weight=1.0) -> TrainTask:
-        yi = None if y is None else pd.Categorical(np.asarray(y), categories=LABEL4).codes
-        if yi is not None and (yi < 0).any():
-            raise ValueError(f"labels outside {LABEL4}: {sorted(set(y) - set(LABEL4))}")
-        return TrainTask.of(T.values, T.obs_mask, T.fam_mask, yi, head=head, weight=weight, device=self._dev())
+# %% ../nbs/06_transfer.ipynb #3856b839
+@patch
+def __getstate__(self:NetStrategy):   # the network as CPU tensors and its family widths: a pickle loads on any device
+    s = self.__dict__.copy()
+    if isinstance(s.get('net_'), nn.Module):
+        s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()},
+                     list(s['net_'].seq.widths))
+    return s
 
-    def _train(self, tasks, params, epochs, lr, aux_loss=None):
-        return train_net(self.net_, tasks, epochs=epochs, batch_size=self.batch_size, lr=lr,
-                         weight_decay=self.weight_decay, device=self._dev(), random_state=self.random_state,
-                         params=params, aux_loss=aux_loss)
+# %% ../nbs/06_transfer.ipynb #affb644e
+@patch
+def __setstate__(self:NetStrategy, s):   # `net_` as ('state_dict', tensors, widths): rebuilt on `device`; else as is
+    self.__dict__.update(s)
+    net = s.get('net_')
+    if isinstance(net, tuple) and net[:1] == ('state_dict',):
+        self.net_ = TransferNet(net[2], len(LABEL4), token_dim=self.token_dim, hidden=self.hidden,
+                                attn_dim=self.attn_dim, dropout=self.dropout)
+        self.net_.load_state_dict(net[1])
+        self.net_.to(self._dev()).eval()
 
-    def _pretrained_net(self, source):
-        if source is None:
-            raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
-        pt = pretrain(source, self.pretrain_settings(), self.pretrain_random_state, self.cache_dir, self.device)
-        net = self._new_net(pt['widths'])
-        net.load_state_dict(pt['state'])
-        # same four classes: the human head starts from the mouse head
-        net.heads['human'].load_state_dict(net.heads['mouse'].state_dict())
-        return net
+# %% ../nbs/06_transfer.ipynb #3894478a
+@patch
+def _task(self:NetStrategy, T, y=None, head='human', weight=1.0) -> TrainTask:
+    yi = None if y is None else pd.Categorical(np.asarray(y), categories=LABEL4).codes
+    if yi is not None and (yi < 0).any():
+        raise ValueError(f"labels outside {LABEL4}: {sorted(set(y) - set(LABEL4))}")
+    return TrainTask.of(T.values, T.obs_mask, T.fam_mask, yi, head=head, weight=weight, device=self._dev())
 
-    def _new_net(self, widths):
-        torch.manual_seed(int(self.random_state))
-        return TransferNet(widths, len(LABEL4), self.token_dim, self.hidden, self.attn_dim, self.dropout)
+# %% ../nbs/06_transfer.ipynb #f4b15fe9
+@patch
+def _train(self:NetStrategy, tasks, params, epochs, lr, aux_loss=None):
+    return train_net(self.net_, tasks, epochs=epochs, batch_size=self.batch_size, lr=lr,
+                     weight_decay=self.weight_decay, device=self._dev(), random_state=self.random_state,
+                     params=params, aux_loss=aux_loss)
 
-    def _begin(self, X, y, *tables):
-        y = np.asarray(y).astype(str)
-        bad = sorted(set(y) - set(LABEL4))
-        if bad: raise ValueError(f"labels {bad} are outside {LABEL4}")
-        self.classes_ = np.array(LABEL4)
-        self.transform_ = species_transform(*tables, X)
-        return y, _tensors(self.transform_, X)
+# %% ../nbs/06_transfer.ipynb #8437ac5e
+@patch
+def _new_net(self:NetStrategy, widths):
+    torch.manual_seed(int(self.random_state))
+    return TransferNet(widths, len(LABEL4), token_dim=self.token_dim, hidden=self.hidden, attn_dim=self.attn_dim,
+                       dropout=self.dropout)
 
-    def predict_proba(self, X:pd.DataFrame) -> np.ndarray:
-        "Class probabilities (columns in `classes_` = LABEL4 order) for human cells `X`."
-        T = _tensors(self.transform_, X)
-        t = self._task(T, head=self.head_)
-        self.net_.eval()
-        with torch.no_grad():
-            logits = self.net_(t.values, t.obs, t.fam, head=self.head_)[0]
-            return torch.softmax(logits.float(), 1).cpu().numpy().astype(float)
+# %% ../nbs/06_transfer.ipynb #e3552865
+@patch
+def _pretrained_net(self:NetStrategy, source):
+    if source is None:
+        raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
+    pt = pretrain(source, self.pretrain_settings(), self.pretrain_random_state, self.cache_dir, self.device)
+    net = self._new_net(pt['widths'])
+    net.load_state_dict(pt['state'])
+    # same four classes: the human head starts from the mouse head
+    net.heads['human'].load_state_dict(net.heads['mouse'].state_dict())
+    return net
 
-    def predict(self, X:pd.DataFrame) -> np.ndarray:
-        "Predicted subclass of human cells `X`."
-        return self.classes_[self.predict_proba(X).argmax(1)]
+# %% ../nbs/06_transfer.ipynb #9e2b82bc
+@patch
+def _begin(self:NetStrategy, X, y, *tables):
+    y = np.asarray(y).astype(str)
+    bad = sorted(set(y) - set(LABEL4))
+    if bad: raise ValueError(f"labels {bad} are outside {LABEL4}")
+    self.classes_ = np.array(LABEL4)
+    self.transform_ = species_transform(*tables, X)
+    return y, _tensors(self.transform_, X)
 
-    def __getstate__(self):   # the network as CPU tensors and its family widths: a pickle loads on any device
-        s = self.__dict__.copy()
-        if isinstance(s.get('net_'), nn.Module):
-            s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()},
-                         list(s['net_'].seq.widths))
-        return s
+# %% ../nbs/06_transfer.ipynb #31fef2c6
+@patch
+def predict_proba(self:NetStrategy, X:pd.DataFrame) -> np.ndarray:
+    "Class probabilities (columns in `classes_` = LABEL4 order) for human cells `X`."
+    T = _tensors(self.transform_, X)
+    t = self._task(T, head=self.head_)
+    self.net_.eval()
+    with torch.no_grad():
+        logits = self.net_(t.values, t.obs, t.fam, head=self.head_)[0]
+        return torch.softmax(logits.float(), 1).cpu().numpy().astype(float)
 
-    def __setstate__(self, s):   # `net_` as ('state_dict', tensors, widths): rebuilt on `device`; else kept as is
-        self.__dict__.update(s)
-        net = s.get('net_')
-        if isinstance(net, tuple) and net[:1] == ('state_dict',):
-            self.net_ = TransferNet(net[2], len(LABEL4), self.token_dim, self.hidden, self.attn_dim, self.dropout)
-            self.net_.load_state_dict(net[1])
-            self.net_.to(self._dev()).eval()
+# %% ../nbs/06_transfer.ipynb #04eec0f6
+@patch
+def predict(self:NetStrategy, X:pd.DataFrame) -> np.ndarray:
+    "Predicted subclass of human cells `X`."
+    return self.classes_[self.predict_proba(X).argmax(1)]
 
 # %% ../nbs/06_transfer.ipynb #602a681a
 class NetHuman(NetStrategy):
@@ -294,6 +441,9 @@ class NetHuman(NetStrategy):
         self.history_ = self._train(self._task(T, y), None, self.warmup_epochs + self.epochs, self.lr)
         return self
 
+# %% ../nbs/06_transfer.ipynb #5e49051f
+register_strategy('nn_human', NetHuman)
+
 # %% ../nbs/06_transfer.ipynb #7a3f1f31
 class NetZeroShot(NetStrategy):
     "The mouse-pretrained network with its mouse head; the human labels are not used."
@@ -301,6 +451,9 @@ class NetZeroShot(NetStrategy):
         y, T = self._begin(X, y, source)
         self.net_, self.head_ = self._pretrained_net(source), 'mouse'
         return self
+
+# %% ../nbs/06_transfer.ipynb #6d6de52e
+register_strategy('nn_zeroshot', NetZeroShot)
 
 # %% ../nbs/06_transfer.ipynb #6ca0751f
 class NetFinetune(NetStrategy):
@@ -313,68 +466,39 @@ class NetFinetune(NetStrategy):
         self.history_ = self._train(th, None, self.epochs, self.finetune_lr)
         return self
 
+# %% ../nbs/06_transfer.ipynb #ff4ece71
+register_strategy('nn_finetune', NetFinetune)
+
+# %% ../nbs/06_transfer.ipynb #353e47a8
+def _domain_loss(net:TransferNet, weight:float):
+    "The discriminator's loss on the tasks' representations: mouse (task 1) against human (the others), reversed."
+    def aux(zs):   # mouse (task 1) vs human (tasks 0 and 2): the discriminator learns, the encoder unlearns
+        zh, zm = torch.cat([zs[0]] + zs[2:]), zs[1]
+        z = _GradReverse.apply(torch.cat([zm, zh]).float(), weight)
+        d = torch.cat([torch.zeros(len(zm)), torch.ones(len(zh))]).to(z.device)
+        return nn.functional.binary_cross_entropy_with_logits(net.domain(z).squeeze(1), d)
+    return aux
+
 # %% ../nbs/06_transfer.ipynb #9abc6cb9
 class NetJoint(NetStrategy):
     "From the pretrained network, train the mouse and human heads jointly over the union of features."
-    def _joint(self, X, y, source, unlabelled=None, adversarial=0.0):
-        tabs = [source] + ([unlabelled] if unlabelled is not None and len(unlabelled) else [])
-        y, T = self._begin(X, y, *tabs)
-        self.net_, self.head_ = self._pretrained_net(source), 'human'
-        tasks = [self._task(T, y),
-                 self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
-        if len(tabs) > 1: tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human'))
-        aux = None
-        if adversarial > 0:
-            def aux(zs):   # mouse (task 1) vs human (tasks 0 and 2): the discriminator learns, the encoder unlearns
-                zh, zm = torch.cat([zs[0]] + zs[2:]), zs[1]
-                z = _GradReverse.apply(torch.cat([zm, zh]).float(), adversarial)
-                d = torch.cat([torch.zeros(len(zm)), torch.ones(len(zh))]).to(z.device)
-                return nn.functional.binary_cross_entropy_with_logits(self.net_.domain(z).squeeze(1), d)
-        self.history_ = self._train(tasks, None, self.epochs, self.finetune_lr, aux)
-        return self
     def fit(self, X, y, source=None): return self._joint(X, y, source)
 
-class NetDANN(NetJoint):
-    "Joint training plus a domain discriminator (gradient reversal) over mouse and labelled + unlabelled human cells."
-    setting = 'labelled + unlabelled'
-    def fit(self, X, y, source=None, unlabelled=None):
-        return self._joint(X, y, source, unlabelled, adversarial=self.adv_weight)
+# %% ../nbs/06_transfer.ipynb #50819ee3
+@patch
+def _joint(self:NetJoint, X, y, source, unlabelled=None, adversarial=0.0):
+    tabs = [source] + ([unlabelled] if unlabelled is not None and len(unlabelled) else [])
+    y, T = self._begin(X, y, *tabs)
+    self.net_, self.head_ = self._pretrained_net(source), 'human'
+    tasks = [self._task(T, y),
+             self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
+    if len(tabs) > 1: tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human'))
+    aux = _domain_loss(self.net_, adversarial) if adversarial > 0 else None
+    self.history_ = self._train(tasks, None, self.epochs, self.finetune_lr, aux)
+    return self
 
-# %% ../nbs/06_transfer.ipynb #ea435b3c
-class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
-    "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
-    small_budget = dict(candidates=('rf', 'logreg'), params={'rf': dict(n_estimators=20)})
-    def __init__(self,
-                 candidates=('rf', 'hgb', 'logreg'),  # registered model names to choose from
-                 folds:int=3,                         # inner stratified folds (fewer when a class has fewer cells)
-                 schema:str='human',                  # feature schema of the candidates: 'human', 'mouse' or 'aligned'
-                 random_state:int=0,                  # seed of the inner folds and of every fit
-                 params:dict|None=None):              # candidate name -> its settings (e.g. small budgets)
-        self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
-        self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
-    def _make(self, c): return make_model(c, self.schema, self.random_state, **(self.params or {}).get(c, {}))
-    def fit(self, X, y):
-        from sklearn.metrics import f1_score
-        y = np.asarray(y).astype(str)
-        classes = np.array(sorted(set(y)))
-        k = int(min(self.folds, pd.Series(y).value_counts().min()))
-        scores, oof = {c: [] for c in self.candidates}, {c: np.zeros((len(y), len(classes))) for c in self.candidates}
-        self.inner_fold_ = np.zeros(len(y), int) if k >= 2 else None
-        if k >= 2:
-            for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
-                self.inner_fold_[va] = i
-                for c in self.candidates:
-                    m = self._make(c).fit(X.iloc[tr], y[tr])
-                    oof[c][va] = aligned_proba(m, X.iloc[va], classes)
-                    scores[c].append(f1_score(y[va], classes[oof[c][va].argmax(1)], average='macro'))
-        self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
-        self.chosen_ = max(self.candidates, key=lambda c: np.nan_to_num(self.cv_scores_[c], nan=-1.0))
-        self.oof_proba_ = oof[self.chosen_] if k >= 2 else None   # the chosen model's out-of-fold probabilities
-        self.model_ = self._make(self.chosen_).fit(X, y)
-        self.classes_ = self.model_.classes_
-        return self
-    def predict_proba(self, X): return self.model_.predict_proba(X)
-    def predict(self, X): return self.model_.predict(X)
+# %% ../nbs/06_transfer.ipynb #e1b5a88f
+register_strategy('nn_joint', NetJoint)
 
 # %% ../nbs/06_transfer.ipynb #e6333783
 def _zeroshot(net, X, y, source, random_state:int) -> 'NetZeroShot':
@@ -382,6 +506,7 @@ def _zeroshot(net, X, y, source, random_state:int) -> 'NetZeroShot':
     zs = clone(net) if net is not None else NetZeroShot()
     return zs.set_params(random_state=random_state).fit(X, y, source=source)
 
+# %% ../nbs/06_transfer.ipynb #480366a8
 class MouseFeatureForest(Strategy, ClassifierMixin, BaseEstimator):
     "Random forest on the human features plus the class probabilities of the mouse-pretrained network."
     uses_mouse, needs_pretraining, small_budget = True, True, dict(n_estimators=20)
@@ -394,21 +519,27 @@ class MouseFeatureForest(Strategy, ClassifierMixin, BaseEstimator):
         self.n_estimators, self.net, self.random_state = n_estimators, net, random_state
     def _inputs(self, X):
         return np.hstack([self.features_.transform(X), self.zeroshot_.predict_proba(X)])
-    def fit(self, X, y, source=None):
-        y = np.asarray(y).astype(str)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
-            self.features_ = FlatFeatures('human', check_ranges=False).fit(X)
-        self.model_ = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
-                                             random_state=self.random_state).fit(self._inputs(X), y)
-        self.classes_ = self.model_.classes_
-        return self
     def predict_proba(self, X):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
             return self.model_.predict_proba(self._inputs(X))
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
+
+# %% ../nbs/06_transfer.ipynb #9a45acd9
+@patch
+def fit(self:MouseFeatureForest, X, y, source=None):
+    y = np.asarray(y).astype(str)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
+        self.features_ = FlatFeatures('human', check_ranges=False).fit(X)
+    self.model_ = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
+                                         random_state=self.random_state).fit(self._inputs(X), y)
+    self.classes_ = self.model_.classes_
+    return self
+
+# %% ../nbs/06_transfer.ipynb #1f5934f4
+register_strategy('rf_mouse', MouseFeatureForest)
 
 # %% ../nbs/06_transfer.ipynb #501259fc
 class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
@@ -426,23 +557,6 @@ class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
     def _inputs(self, X):
         F = self.features_.transform(X)
         return np.hstack([F, self.zeroshot_.predict_proba(X)]) if self.use_source else F
-    def _fit(self, X, y, source, unlabelled):
-        y = np.asarray(y).astype(str)
-        U = unlabelled if unlabelled is not None else X.iloc[:0]
-        XU = pd.concat([X, U], ignore_index=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            self.features_ = FlatFeatures('human', check_ranges=False).fit(XU)
-            if self.use_source: self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
-            labels = np.concatenate([y, np.full(len(U), None, dtype=object)]).astype(object)
-            codes = np.array([LABEL4.index(v) if v is not None else -1 for v in labels])
-            base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
-                                          random_state=self.random_state)
-            st = SelfTrainingClassifier(base, threshold=self.threshold, max_iter=self.max_iter)
-            self.model_ = st.fit(self._inputs(XU), codes)
-        self.classes_ = np.array(LABEL4)
-        self.n_pseudo_ = int((self.model_.labeled_iter_ > 0).sum())
-        return self
     def predict_proba(self, X):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', UserWarning)
@@ -452,10 +566,43 @@ class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
         return out
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
+# %% ../nbs/06_transfer.ipynb #4beca12d
+@patch
+def _fit(self:SelfTrained, X, y, source, unlabelled):
+    y = np.asarray(y).astype(str)
+    U = unlabelled if unlabelled is not None else X.iloc[:0]
+    XU = pd.concat([X, U], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        self.features_ = FlatFeatures('human', check_ranges=False).fit(XU)
+        if self.use_source: self.zeroshot_ = _zeroshot(self.net, X, y, source, self.random_state)
+        labels = np.concatenate([y, np.full(len(U), None, dtype=object)]).astype(object)
+        codes = np.array([LABEL4.index(v) if v is not None else -1 for v in labels])
+        base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
+                                      random_state=self.random_state)
+        st = SelfTrainingClassifier(base, threshold=self.threshold, max_iter=self.max_iter)
+        self.model_ = st.fit(self._inputs(XU), codes)
+    self.classes_ = np.array(LABEL4)
+    self.n_pseudo_ = int((self.model_.labeled_iter_ > 0).sum())
+    return self
+
 # %% ../nbs/06_transfer.ipynb #cf80c372
 class SelfTrainedHuman(SelfTrained):
     "Human-only self-training: the forest on the human features, pseudo-labelling the unlabelled cells."
     def fit(self, X, y, unlabelled=None): return self._fit(X, y, None, unlabelled)
+
+# %% ../nbs/06_transfer.ipynb #2ce3feb2
+register_strategy('selftrain', SelfTrainedHuman)
+
+# %% ../nbs/06_transfer.ipynb #1dfd6c61
+class NetDANN(NetJoint):
+    "Joint training plus a domain discriminator (gradient reversal) over mouse and labelled + unlabelled human cells."
+    setting = 'labelled + unlabelled'
+    def fit(self, X, y, source=None, unlabelled=None):
+        return self._joint(X, y, source, unlabelled, adversarial=self.adv_weight)
+
+# %% ../nbs/06_transfer.ipynb #97338613
+register_strategy('nn_dann', NetDANN)
 
 # %% ../nbs/06_transfer.ipynb #a338a53f
 class SelfTrainedMouse(SelfTrained):
@@ -464,6 +611,17 @@ class SelfTrainedMouse(SelfTrained):
     @classmethod
     def experiment_params(cls, network:dict) -> dict: return dict(net=NetZeroShot(**network))
     def fit(self, X, y, source=None, unlabelled=None): return self._fit(X, y, source, unlabelled)
+
+# %% ../nbs/06_transfer.ipynb #c6b8aee6
+register_strategy('selftrain_mouse', SelfTrainedMouse)
+
+# %% ../nbs/06_transfer.ipynb #5c544eef
+def _aligned_table(X, species:str, X2=None, species2:str|None=None) -> pd.DataFrame:
+    "The aligned features of one or two cell tables with a `species` column, marked as an aligned table."
+    parts = [X[SHARED].assign(species=species)] + ([X2[SHARED].assign(species=species2)] if X2 is not None else [])
+    tab = pd.concat(parts, ignore_index=True)
+    tab.attrs['schema'] = 'aligned'
+    return tab
 
 # %% ../nbs/06_transfer.ipynb #cdb6509a
 class MixZeroShot(Strategy, ClassifierMixin, BaseEstimator):
@@ -476,43 +634,6 @@ class MixZeroShot(Strategy, ClassifierMixin, BaseEstimator):
                  random_state:int=0): # seed of the solver
         self.mix, self.C, self.random_state = mix, C, random_state
 
-    def _standardize(self, source, X, mix):
-        "Per-species statistics on the aligned features: the human cells `X` as they are, the mouse ones at `mix`."
-        w = np.ones(len(source)) if mix is None else mix_weights(source['label4'].astype(str), mix)
-        tab = _aligned_table(source, 'mouse', X, 'human')
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            self.transform_ = FamilyTransform('aligned', per_species=True, check_ranges=False).fit(
-                tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
-
-    def _flat(self, X, species:str) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            return self.transform_.transform(_aligned_table(X, species)).flat()
-
-    def _fit_source(self, source, X, mix):
-        "Statistics at `mix`, then the classifier on the standardized mouse cells."
-        from sklearn.linear_model import LogisticRegression
-        self._standardize(source, X, mix)
-        self.model_ = LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000,
-                                         random_state=self.random_state)
-        self.model_.fit(self._flat(source, 'mouse'), source['label4'].astype(str).to_numpy())
-
-    def _check(self, y, source):
-        if source is None:
-            raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
-        if self.mix not in self.mixes: raise ValueError(f"mix must be one of {self.mixes}, not {self.mix!r}")
-        check_columns(source, SHARED, 'mouse cells (source)', 'aligned')
-        if 'label4' not in source.columns: raise DataError("mouse cells (source): column 'label4' is required")
-        self.classes_ = np.array(LABEL4)
-        return np.asarray(y).astype(str)
-
-    def fit(self, X, y, source=None):
-        y = self._check(y, source)
-        self.mix_ = class_mix(y, LABEL4) if self.mix == 'labelled' else None
-        self._fit_source(source, X, self.mix_)
-        return self
-
     def predict_proba(self, X) -> np.ndarray:
         "Class probabilities of human cells `X`, columns in `LABEL4` order."
         P = self.model_.predict_proba(self._flat(X, 'human'))
@@ -522,12 +643,57 @@ class MixZeroShot(Strategy, ClassifierMixin, BaseEstimator):
 
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
-def _aligned_table(X, species:str, X2=None, species2:str|None=None) -> pd.DataFrame:
-    "The aligned features of one or two cell tables with a `species` column, marked as an aligned table."
-    parts = [X[SHARED].assign(species=species)] + ([X2[SHARED].assign(species=species2)] if X2 is not None else [])
-    tab = pd.concat(parts, ignore_index=True)
-    tab.attrs['schema'] = 'aligned'
-    return tab
+# %% ../nbs/06_transfer.ipynb #9eeae274
+@patch
+def _standardize(self:MixZeroShot, source, X, mix):
+    "Per-species statistics on the aligned features: the human cells `X` as they are, the mouse ones at `mix`."
+    w = np.ones(len(source)) if mix is None else mix_weights(source['label4'].astype(str), mix)
+    tab = _aligned_table(source, 'mouse', X, 'human')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        self.transform_ = FamilyTransform('aligned', per_species=True, check_ranges=False).fit(
+            tab, sample_weight=np.concatenate([w, np.ones(len(X))]))
+
+# %% ../nbs/06_transfer.ipynb #5dd13c17
+@patch
+def _flat(self:MixZeroShot, X, species:str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        return self.transform_.transform(_aligned_table(X, species)).flat()
+
+# %% ../nbs/06_transfer.ipynb #f8f2ea39
+@patch
+def _fit_source(self:MixZeroShot, source, X, mix):
+    "Statistics at `mix`, then the classifier on the standardized mouse cells."
+    from sklearn.linear_model import LogisticRegression
+    self._standardize(source, X, mix)
+    self.model_ = LogisticRegression(C=self.C, class_weight='balanced', max_iter=2000,
+                                     random_state=self.random_state)
+    self.model_.fit(self._flat(source, 'mouse'), source['label4'].astype(str).to_numpy())
+
+# %% ../nbs/06_transfer.ipynb #22a386c9
+@patch
+def _check(self:MixZeroShot, y, source):
+    if source is None:
+        raise ValueError(f"{type(self).__name__} needs the mouse cells: fit(X, y, source=mouse_cells)")
+    if self.mix not in self.mixes: raise ValueError(f"mix must be one of {self.mixes}, not {self.mix!r}")
+    check_columns(source, SHARED, 'mouse cells (source)', 'aligned')
+    if 'label4' not in source.columns: raise DataError("mouse cells (source): column 'label4' is required")
+    self.classes_ = np.array(LABEL4)
+    return np.asarray(y).astype(str)
+
+# %% ../nbs/06_transfer.ipynb #54643dda
+@patch
+def fit(self:MixZeroShot, X, y, source=None):
+    y = self._check(y, source)
+    self.mix_ = class_mix(y, LABEL4) if self.mix == 'labelled' else None
+    self._fit_source(source, X, self.mix_)
+    return self
+
+# %% ../nbs/06_transfer.ipynb #97e396d8
+register_strategy('zs_pooled', MixZeroShot, 'Zero-shot logistic regression in the aligned space with each '
+                  "species' own pooled statistics (no reweighting)", mix='pooled')
+register_strategy('zs_mix', MixZeroShot)
 
 # %% ../nbs/06_transfer.ipynb #e04efdc2
 class EMZeroShot(MixZeroShot):
@@ -548,6 +714,15 @@ class EMZeroShot(MixZeroShot):
         self._fit_source(source, XU, self.mix_)
         return self
 
+# %% ../nbs/06_transfer.ipynb #2339d12d
+register_strategy('zs_em', EMZeroShot)
+
+# %% ../nbs/06_transfer.ipynb #088e4445
+class _Fixed(ClassifierMixin, BaseEstimator):
+    "Stored probabilities as a fitted classifier (for `aligned_proba`)."
+    def __init__(self, P, classes): self.P, self.classes_ = P, np.asarray(classes)
+    def predict_proba(self, X): return self.P
+
 # %% ../nbs/06_transfer.ipynb #7d681d4d
 class ExpertBlend(Strategy, ClassifierMixin, BaseEstimator):
     "Weighted average of a mouse expert and a human-only expert, the weight chosen by inner CV on the labelled cells."
@@ -564,72 +739,6 @@ class ExpertBlend(Strategy, ClassifierMixin, BaseEstimator):
         self.source_expert, self.target_expert, self.combine = source_expert, target_expert, combine
         self.steps, self.criterion, self.folds, self.random_state = steps, criterion, folds, random_state
 
-    def _experts(self):
-        s = clone(self.source_expert) if self.source_expert is not None else MixZeroShot()
-        t = clone(self.target_expert) if self.target_expert is not None else BestOfInnerCV()
-        for e in (s, t):
-            if 'random_state' in e.get_params(): e.set_params(random_state=self.random_state)
-        return s, t
-
-    def blend(self, Ps, Pt, w:float) -> np.ndarray:
-        "The two experts' probabilities combined with weight `w` on the mouse expert."
-        if self.combine == 'mean': return w * Ps + (1 - w) * Pt
-        L = w * np.log(np.clip(Ps, 1e-6, 1)) + (1 - w) * np.log(np.clip(Pt, 1e-6, 1))
-        P = np.exp(L - L.max(1, keepdims=True))
-        return P / P.sum(1, keepdims=True)
-
-    def _source_fit(self, est, X, y, source, unlabelled):
-        kw = dict(unlabelled=unlabelled) if unlabelled is not None and fit_accepts(est, 'unlabelled') else {}
-        return est.fit(X, y, source=source, **kw)
-
-    def _inner(self, X, y, source, unlabelled):
-        "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds if it has them)."
-        s, t = self._experts()
-        t.fit(X, y)
-        self.target_expert_ = t
-        if hasattr(t, 'oof_proba_') and getattr(t, 'inner_fold_', None) is not None:
-            Pt, fold = aligned_proba(_Fixed(t.oof_proba_, t.classes_), None, self.classes_), t.inner_fold_
-        else:
-            k = int(min(self.folds, pd.Series(y).value_counts().min()))
-            if k < 2: return None, None
-            fold, Pt = np.zeros(len(y), int), np.zeros((len(y), len(self.classes_)))
-            for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
-                fold[va] = i
-                Pt[va] = aligned_proba(clone(t).fit(X.iloc[tr], y[tr]), X.iloc[va], self.classes_)
-        Ps = np.zeros_like(Pt)
-        for i in np.unique(fold):
-            tr, va = np.flatnonzero(fold != i), np.flatnonzero(fold == i)
-            Ps[va] = aligned_proba(self._source_fit(clone(s), X.iloc[tr], y[tr], source, unlabelled),
-                                   X.iloc[va], self.classes_)
-        return Ps, Pt
-
-    def fit(self, X, y, source=None):
-        return self._fit(X, y, source, None)
-
-    def _fit(self, X, y, source, unlabelled):
-        from sklearn.metrics import f1_score
-        if self.combine not in ('mean', 'product'): raise ValueError("combine must be 'mean' or 'product'")
-        if self.criterion not in ('log_loss', 'macro_f1'):
-            raise ValueError("criterion must be 'log_loss' or 'macro_f1'")
-        y = np.asarray(y).astype(str)
-        s, _ = self._experts()
-        self.source_expert_ = self._source_fit(s, X, y, source, unlabelled)
-        self.classes_ = np.array(sorted(set(y) | set(map(str, self.source_expert_.classes_))))
-        Ps, Pt = self._inner(X, y, source, unlabelled)
-        rows = []
-        for w in np.linspace(0, 1, self.steps + 1):
-            if Ps is None: break
-            P = self.blend(Ps, Pt, w)
-            rows.append(dict(weight=w, log_loss=_log_loss(y, P, self.classes_),
-                             macro_f1=f1_score(y, self.classes_[P.argmax(1)], average='macro', zero_division=0)))
-        self.inner_scores_ = pd.DataFrame(rows)
-        if not rows: self.weight_ = 0.5          # no inner fold possible: an even blend
-        else:
-            key = ['log_loss', 'weight'] if self.criterion == 'log_loss' else ['macro_f1', 'log_loss', 'weight']
-            asc = [True, True] if self.criterion == 'log_loss' else [False, True, True]
-            self.weight_ = float(self.inner_scores_.round(9).sort_values(key, ascending=asc).weight.iloc[0])
-        return self
-
     def predict_proba(self, X) -> np.ndarray:
         "The blended probabilities, columns in `classes_` order."
         return self.blend(aligned_proba(self.source_expert_, X, self.classes_),
@@ -637,65 +746,85 @@ class ExpertBlend(Strategy, ClassifierMixin, BaseEstimator):
 
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
-class _Fixed(ClassifierMixin, BaseEstimator):
-    "Stored probabilities as a fitted classifier (for `aligned_proba`)."
-    def __init__(self, P, classes): self.P, self.classes_ = P, np.asarray(classes)
-    def predict_proba(self, X): return self.P
+# %% ../nbs/06_transfer.ipynb #ff1c5d9c
+@patch
+def blend(self:ExpertBlend, Ps, Pt, w:float) -> np.ndarray:
+    "The two experts' probabilities combined with weight `w` on the mouse expert."
+    if self.combine == 'mean': return w * Ps + (1 - w) * Pt
+    L = w * np.log(np.clip(Ps, 1e-6, 1)) + (1 - w) * np.log(np.clip(Pt, 1e-6, 1))
+    P = np.exp(L - L.max(1, keepdims=True))
+    return P / P.sum(1, keepdims=True)
 
-# %% ../nbs/06_transfer.ipynb #4d5e0a04
-FACTS = ('setting', 'uses_mouse', 'needs_pretraining', 'small_budget')   # what a strategy states about itself
+# %% ../nbs/06_transfer.ipynb #5eef05d4
+@patch
+def _experts(self:ExpertBlend):
+    s = clone(self.source_expert) if self.source_expert is not None else MixZeroShot()
+    t = clone(self.target_expert) if self.target_expert is not None else BestOfInnerCV()
+    for e in (s, t):
+        if 'random_state' in e.get_params(): e.set_params(random_state=self.random_state)
+    return s, t
 
-def strategy_facts(source) -> dict:
-    "The facts (`FACTS`) a strategy class, or a registered model's factory, states; `Strategy`'s where it is silent."
-    facts = {k: getattr(source, k, getattr(Strategy, k)) for k in FACTS}
-    if facts['setting'] not in ('labelled', 'labelled + unlabelled'):
-        raise ValueError(f"{getattr(source, '__name__', source)}: unknown setting {facts['setting']!r}")
-    return facts
+# %% ../nbs/06_transfer.ipynb #54864d29
+@patch
+def _source_fit(self:ExpertBlend, est, X, y, source, unlabelled):
+    kw = dict(unlabelled=unlabelled) if unlabelled is not None and fit_accepts(est, 'unlabelled') else {}
+    return est.fit(X, y, source=source, **kw)
 
-# %% ../nbs/06_transfer.ipynb #2ece580e
-STRATEGIES = {}    # name -> the strategy's facts, its description and its class (None: a registered model)
-
-def _factory(cls, params:dict):
-    "The registry's factory of strategy class `cls` built with `params` (module and docstring: the class's)."
-    takes_schema = 'schema' in inspect.signature(cls).parameters
-    def factory(schema='human', random_state=0, **kw):
-        return cls(random_state=random_state, **(dict(schema=schema) if takes_schema else {}), **(params | kw))
-    factory.__doc__, factory.__module__ = cls.__doc__, cls.__module__   # its code enters the run stores' keys
-    return factory
-
-def register_strategy(name:str,             # the strategy's name, in `STRATEGIES` and the model registry
-                      cls=None,             # its class (None: `name` is a registered model, used as it is)
-                      description:str='',   # one line for the tables (default: the class's docstring)
-                      **params,             # constructor settings that make this strategy (e.g. `mix='pooled'`)
-                     ):
-    "Register a transfer strategy: its class in the evaluation registry, its facts (read from it) in `STRATEGIES`."
-    if cls is None:
-        if name not in MODELS: load_plugins()
-        source = MODELS[name][0]
+# %% ../nbs/06_transfer.ipynb #2524bed4
+@patch
+def _inner(self:ExpertBlend, X, y, source, unlabelled):
+    "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds if it has them)."
+    s, t = self._experts()
+    t.fit(X, y)
+    self.target_expert_ = t
+    if hasattr(t, 'oof_proba_') and getattr(t, 'inner_fold_', None) is not None:
+        Pt, fold = aligned_proba(_Fixed(t.oof_proba_, t.classes_), None, self.classes_), t.inner_fold_
     else:
-        source = cls
-        register_model(name, _factory(cls, params), description)
-    desc = description or (cls.__doc__ if cls is not None else MODELS[name][1]) or ''
-    STRATEGIES[name] = dict(strategy_facts(source), description=desc, cls=cls)
+        k = int(min(self.folds, pd.Series(y).value_counts().min()))
+        if k < 2: return None, None
+        fold, Pt = np.zeros(len(y), int), np.zeros((len(y), len(self.classes_)))
+        for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
+            fold[va] = i
+            Pt[va] = aligned_proba(clone(t).fit(X.iloc[tr], y[tr]), X.iloc[va], self.classes_)
+    Ps = np.zeros_like(Pt)
+    for i in np.unique(fold):
+        tr, va = np.flatnonzero(fold != i), np.flatnonzero(fold == i)
+        Ps[va] = aligned_proba(self._source_fit(clone(s), X.iloc[tr], y[tr], source, unlabelled),
+                               X.iloc[va], self.classes_)
+    return Ps, Pt
 
-# %% ../nbs/06_transfer.ipynb #8f07713c
-register_strategy('rf', description='random forest on all human features')
-register_strategy('hgb', description='gradient boosting on all human features')
-register_strategy('logreg', description='logistic regression on all human features')
-register_strategy('best_human', BestOfInnerCV,
-                  'Baseline of record: the best of rf / hgb / logreg by inner 3-fold CV on the labelled cells')
-register_strategy('nn_human', NetHuman)
-register_strategy('nn_zeroshot', NetZeroShot)
-register_strategy('nn_finetune', NetFinetune)
-register_strategy('nn_joint', NetJoint)
-register_strategy('rf_mouse', MouseFeatureForest)
-register_strategy('selftrain', SelfTrainedHuman)
-register_strategy('nn_dann', NetDANN)
-register_strategy('selftrain_mouse', SelfTrainedMouse)
-register_strategy('zs_pooled', MixZeroShot, 'Zero-shot logistic regression in the aligned space with each '
-                  "species' own pooled statistics (no reweighting)", mix='pooled')
-register_strategy('zs_mix', MixZeroShot)
-register_strategy('zs_em', EMZeroShot)
+# %% ../nbs/06_transfer.ipynb #bcd355a4
+@patch
+def _fit(self:ExpertBlend, X, y, source, unlabelled):
+    from sklearn.metrics import f1_score
+    if self.combine not in ('mean', 'product'): raise ValueError("combine must be 'mean' or 'product'")
+    if self.criterion not in ('log_loss', 'macro_f1'):
+        raise ValueError("criterion must be 'log_loss' or 'macro_f1'")
+    y = np.asarray(y).astype(str)
+    s, _ = self._experts()
+    self.source_expert_ = self._source_fit(s, X, y, source, unlabelled)
+    self.classes_ = np.array(sorted(set(y) | set(map(str, self.source_expert_.classes_))))
+    Ps, Pt = self._inner(X, y, source, unlabelled)
+    rows = []
+    for w in np.linspace(0, 1, self.steps + 1):
+        if Ps is None: break
+        P = self.blend(Ps, Pt, w)
+        rows.append(dict(weight=w, log_loss=_log_loss(y, P, self.classes_),
+                         macro_f1=f1_score(y, self.classes_[P.argmax(1)], average='macro', zero_division=0)))
+    self.inner_scores_ = pd.DataFrame(rows)
+    if not rows: self.weight_ = 0.5          # no inner fold possible: an even blend
+    else:
+        key = ['log_loss', 'weight'] if self.criterion == 'log_loss' else ['macro_f1', 'log_loss', 'weight']
+        asc = [True, True] if self.criterion == 'log_loss' else [False, True, True]
+        self.weight_ = float(self.inner_scores_.round(9).sort_values(key, ascending=asc).weight.iloc[0])
+    return self
+
+# %% ../nbs/06_transfer.ipynb #17502818
+@patch
+def fit(self:ExpertBlend, X, y, source=None):
+    return self._fit(X, y, source, None)
+
+# %% ../nbs/06_transfer.ipynb #9e827587
 register_strategy('blend_mix', ExpertBlend)
 
 # %% ../nbs/06_transfer.ipynb #9269db3f
@@ -704,31 +833,22 @@ SAME_ARCH = 'nn_human'            # the same-architecture human-only network
 SEMI_BASELINE = 'selftrain'       # the human-only baseline of the labelled + unlabelled setting
 RECORD_STRATEGY = 'blend_mix'     # the transfer strategy of record
 
-# %% ../nbs/06_transfer.ipynb #fcae6561
-def network_settings(cache_dir=None,         # folder of the cached mouse pretrainings (None: kept in memory only)
-                     random_state:int=0,     # seed of the mouse pretraining
-                     device='auto',          # 'auto' (CUDA when torch sees a GPU), 'cpu' or 'cuda'
-                     tiny:bool=False,        # the networks' small budget (`NetStrategy.small_budget`)
-                     recipe:dict|None=None,  # network settings over the defaults (e.g. `EARLIER_TRANSFER_RECIPE`)
-                    ) -> dict:               # settings of every network of the experiment
-    "The experiment's settings of the networks: pretraining cache and seed, device, `recipe`, small budget."
-    net = dict(cache_dir=None if cache_dir is None else str(cache_dir), pretrain_random_state=random_state,
-               device=device, **(recipe or {}))
-    return net | (NetStrategy.small_budget if tiny else {})
-
-# %% ../nbs/06_transfer.ipynb #c1a3e759
-def strategy_settings(name:str,         # a registered strategy name
-                      network:dict,     # the experiment's network settings (`network_settings`)
-                      tiny:bool=False,  # its small budget too
-                     ) -> dict:         # its settings in the experiment
-    "A strategy's settings in an experiment: the network settings it takes (its class says), its small budget."
-    st = STRATEGIES[name]
-    kw = st['cls'].experiment_params(network) if st['cls'] is not None else {}
-    return kw | (copy.deepcopy(st['small_budget']) if tiny else {})
-
 # %% ../nbs/06_transfer.ipynb #da040a85
 TRANSFER_PROTOCOL = Protocol(repeats=5, folds=5, val_frac=0.0, random_state=1, sizes='10,20,40,80,160,all')
 
+# %% ../nbs/06_transfer.ipynb #61217786
+def strategy_names(strategies) -> list:
+    "Strategy names from a list or comma-separated string ('all': every strategy); an unknown name is an error."
+    if isinstance(strategies, str): strategies = strategies.split(',')
+    out = []
+    for s in strategies:
+        s = s.strip()
+        if s == 'all': out += [x for x in STRATEGIES if x not in out]
+        elif s not in STRATEGIES: raise ValueError(f"unknown strategy {s!r}; choose from {list(STRATEGIES)} or 'all'")
+        elif s not in out: out.append(s)
+    return out
+
+# %% ../nbs/06_transfer.ipynb #a083ead0
 def transfer_experiment(strategies='all',                   # strategy names: a list, comma-separated, or 'all'
                         protocol:Protocol=TRANSFER_PROTOCOL,  # repeats, folds, seed (also of the pretraining), sizes
                         executor:Executor=Executor(n_workers=2, out='results/transfer'),  # workers, run folder, ...
@@ -756,18 +876,6 @@ def transfer_experiment(strategies='all',                   # strategy names: a 
     res.to_parquet(out / 'results.parquet', index=False)
     return res
 
-# %% ../nbs/06_transfer.ipynb #61217786
-def strategy_names(strategies) -> list:
-    "Strategy names from a list or comma-separated string ('all': every strategy); an unknown name is an error."
-    if isinstance(strategies, str): strategies = strategies.split(',')
-    out = []
-    for s in strategies:
-        s = s.strip()
-        if s == 'all': out += [x for x in STRATEGIES if x not in out]
-        elif s not in STRATEGIES: raise ValueError(f"unknown strategy {s!r}; choose from {list(STRATEGIES)} or 'all'")
-        elif s not in out: out.append(s)
-    return out
-
 # %% ../nbs/06_transfer.ipynb #d1e71c86
 def curve_of(results:pd.DataFrame, metric:str='macro_f1') -> pd.DataFrame:
     "Mean ± SD of `metric` per strategy (rows) and size (columns)."
@@ -788,7 +896,7 @@ def gains_of(results:pd.DataFrame,   # one row per strategy x size x repeat x fo
     g['_o'] = g['size'].map({z: i for i, z in enumerate(sizes_list(list(g['size'].unique())))})
     return g.sort_values(['model', '_o']).drop(columns='_o').reset_index(drop=True)
 
-# %% ../nbs/06_transfer.ipynb #39185110
+# %% ../nbs/06_transfer.ipynb #469d3a2a
 def _plot_gains(ax, g:pd.DataFrame, xs:np.ndarray, color, ls:str, label:str):
     "One strategy's paired gains with their 95% CI on `ax`; the markers are filled where p < 0.05."
     ax.errorbar(xs, g['mean_diff'], [g['mean_diff'] - g['ci_low'], g['ci_high'] - g['mean_diff']], fmt=ls,
@@ -797,6 +905,7 @@ def _plot_gains(ax, g:pd.DataFrame, xs:np.ndarray, color, ls:str, label:str):
     ax.scatter(xs[sig], g['mean_diff'][sig], color=color, zorder=3, s=30, label=label)
     ax.scatter(xs[~sig], g['mean_diff'][~sig], facecolor='white', edgecolor=color, zorder=3, s=30)
 
+# %% ../nbs/06_transfer.ipynb #09395520
 def _label_axes(axs, sizes:list, metric:str, baseline:str):
     "The zero and +0.05 lines of the gains, the sizes on both x axes, the axis labels and the legend."
     axs[1].axhline(0, color='k', lw=0.8)
@@ -809,6 +918,7 @@ def _label_axes(axs, sizes:list, metric:str, baseline:str):
     axs[0].legend(fontsize=7, ncol=2, title='dashed: no mouse cell')
     axs[1].set_ylabel(f'gain over {baseline} (95% CI; filled: p < 0.05)')
 
+# %% ../nbs/06_transfer.ipynb #f04680a6
 def plot_curve(results:pd.DataFrame,   # one row per strategy x size x repeat x fold (`transfer_experiment`)
                baseline:str=BASELINE,  # the strategy the gains are measured against (the thick curve)
                metric:str='macro_f1',  # a metric column of `results`
@@ -830,7 +940,8 @@ def plot_curve(results:pd.DataFrame,   # one row per strategy x size x repeat x 
                         color=colors[m], ls=ls, lw=2.5 if m == baseline else 1.2, label=m)
         g = gains[gains.model == m]
         if m == baseline or not len(g): continue
-        _plot_gains(axs[1], g, np.array([x[z] + 0.03 * k for z in g['size']]), colors[m], ls, m)
+        _plot_gains(axs[1], g, xs=np.array([x[z] + 0.03 * k for z in g['size']]), color=colors[m], ls=ls,
+                    label=m)
     _label_axes(axs, sizes, metric, baseline)
     fig.suptitle(title or f"Human subclass: {results.repeat.nunique()} repeats x {results.fold.nunique()} folds"
                  + (', donor-grouped' if (results.get('protocol') == 'grouped').any() else ''))
@@ -935,6 +1046,7 @@ def _human_transform(ft:FamilyTransform) -> FamilyTransform:
     h.group_missing_ = {'all': ft.group_missing_.get('human', [])}
     return h
 
+# %% ../nbs/06_transfer.ipynb #69ce761e
 def to_bundle(est:NetStrategy, path) -> Path:
     "Save a fitted neural strategy as an `ephys2tx.bundles` bundle folder (`ephys2tx predict` reads it)."
     from ephys2tx.bilstm import BiLSTMClassifier
@@ -979,26 +1091,7 @@ def write_tables(res:pd.DataFrame,       # the experiment's results (`transfer_e
                                    f"## Verdict\n\n{text}\n")
     return text
 
-# %% ../nbs/06_transfer.ipynb #e2c3abd9
-def register_cli(sub):
-    "Add the `transfer` command to an argparse subparsers object."
-    p = sub.add_parser('transfer', help='mouse -> human transfer: label-efficiency experiment and transfer models')
-    p.add_argument('--strategy', action='append', default=None,
-                   help=f"strategy (repeatable, comma-separated, or 'all'); registered: {', '.join(STRATEGIES)}")
-    fields = ['sizes', 'grouped', 'repeats', 'folds', 'random_state']   # the protocol's, with the experiment's defaults
-    options_from(p, Protocol, fields, flags=dict(sizes='--human-sizes', random_state='--seed'),
-                 **{f: dict(default=getattr(TRANSFER_PROTOCOL, f)) for f in fields})
-    options_from(p, Executor, ['out', 'scheduler', 'n_workers', 'progress'],
-                 out=dict(default='results/transfer', help='output folder (resumes from its parts/)'),
-                 n_workers=dict(default=2))
-    options_from(p, transfer_experiment, ['tiny', 'device'])
-    p.add_argument('--baseline', default=BASELINE,
-                   help='strategy the gains are measured against (default: the baseline of record)')
-    p.add_argument('--save-model', default=None,
-                   help='also train a neural strategy on all human cells and save a bundle here')
-    p.add_argument('--save-strategy', default='nn_finetune', help='strategy for --save-model (default nn_finetune)')
-    p.set_defaults(func=_cli_transfer)
-
+# %% ../nbs/06_transfer.ipynb #df3cf475
 def _cli_transfer(args):
     names = strategy_names(sum([s.split(',') for s in (args.strategy or ['all'])], []))
     if args.baseline not in names and args.repeats > 0: names = [args.baseline] + names
@@ -1020,24 +1113,48 @@ def _cli_transfer(args):
         print(f"saved {args.save_strategy} trained on {est.n_train_} human cells -> {args.save_model}")
     return 0
 
+# %% ../nbs/06_transfer.ipynb #e2c3abd9
+def register_cli(sub):
+    "Add the `transfer` command to an argparse subparsers object."
+    p = sub.add_parser('transfer', help='mouse -> human transfer: label-efficiency experiment and transfer models')
+    p.add_argument('--strategy', action='append', default=None,
+                   help=f"strategy (repeatable, comma-separated, or 'all'); registered: {', '.join(STRATEGIES)}")
+    fields = ['sizes', 'grouped', 'repeats', 'folds', 'random_state']   # the protocol's, with the experiment's defaults
+    options_from(p, Protocol, fields, flags=dict(sizes='--human-sizes', random_state='--seed'),
+                 **{f: dict(default=getattr(TRANSFER_PROTOCOL, f)) for f in fields})
+    options_from(p, Executor, ['out', 'scheduler', 'n_workers', 'progress'],
+                 out=dict(default='results/transfer', help='output folder (resumes from its parts/)'),
+                 n_workers=dict(default=2))
+    options_from(p, transfer_experiment, ['tiny', 'device'])
+    p.add_argument('--baseline', default=BASELINE,
+                   help='strategy the gains are measured against (default: the baseline of record)')
+    p.add_argument('--save-model', default=None,
+                   help='also train a neural strategy on all human cells and save a bundle here')
+    p.add_argument('--save-strategy', default='nn_finetune', help='strategy for --save-model (default nn_finetune)')
+    p.set_defaults(func=_cli_transfer)
+
 # %% ../nbs/06_transfer.ipynb #02275a0d
 TRANSFER_QUICK = dict(strategies='best_human,rf,nn_human,nn_finetune,rf_mouse,zs_mix,blend_mix',   # --quick
                       sizes='20,all')
 
+# %% ../nbs/06_transfer.ipynb #55da9dfe
 def _transfer_protocol(run) -> Protocol:
     "The stage's protocol: the run's repeats, folds and seed, every size (`--quick`: the quick ones), no inner split."
     return run.protocol(val_frac=0.0, sizes=TRANSFER_QUICK['sizes'] if run.quick else TRANSFER_PROTOCOL.sizes)
 
+# %% ../nbs/06_transfer.ipynb #813f1607
 def _transfer_config(run) -> dict:
     "The transfer stage's settings (`run`: a reproduce `RunConfig`): every strategy and size, or the quick ones."
     return dict(strategies=TRANSFER_QUICK['strategies'] if run.quick else 'all',
                 **dataclasses.asdict(_transfer_protocol(run)), quick=run.quick)
 
+# %% ../nbs/06_transfer.ipynb #fc7c1a6f
 def _transfer_scheduler(run):
     "The run's shared cluster on CPU (on a GPU the experiment starts its own: a named scheduler's work runs on CPU)."
     shared = scheduler_for(run) if run.device == 'cpu' else None
     return shared or ('sync' if run.quick else None)
 
+# %% ../nbs/06_transfer.ipynb #0417cf44
 def _run_transfer(ctx):
     "The transfer stage: `transfer_experiment` on the run's folds, then its tables and figure (`write_tables`)."
     cfg = ctx.config
@@ -1062,6 +1179,7 @@ def _transfer_headline(d:Path, run) -> pd.DataFrame:
                          versus=f"{BASELINE} {h[f'human-only ({BASELINE})']}", gain=h['gain'], p=h['p']))
     return pd.DataFrame(rows)
 
+# %% ../nbs/06_transfer.ipynb #5e38af2b
 def _gains_table(path:Path, order=()) -> pd.DataFrame:
     "A gains file (size, model, versus, mean_diff, p, ...): one row per strategy (`order` first), one column per size."
     g = pd.read_csv(path, dtype={'size': str})
@@ -1072,10 +1190,12 @@ def _gains_table(path:Path, order=()) -> pd.DataFrame:
     t.columns = [f'n = {c}' for c in t.columns]
     return t.rename_axis('strategy').reset_index().assign(strategy=lambda x: '`' + x.strategy + '`')
 
+# %% ../nbs/06_transfer.ipynb #0f09d8fa
 GAINS_FILES = [('gains.csv', 'Paired gains over the baseline of record `best_human`'),
                ('gains_same_arch.csv', 'Against the same-architecture human-only network `nn_human`'),
                ('gains_semi.csv', 'The labelled + unlabelled setting against its human-only baseline `selftrain`')]
 
+# %% ../nbs/06_transfer.ipynb #d4548d30
 def _transfer_markdown(d:Path) -> list:
     "The transfer stage's part of `results.md`: the curve, the headline and the paired gains (lines and tables)."
     if not (d/'curve.csv').is_file(): return []
