@@ -198,8 +198,9 @@ def __getstate__(self:BiLSTMClassifier):   # pickle the network on the CPU, so a
     return s
 
 # %% ../nbs/05_bilstm.ipynb #da162eaf
+# `net_` as ('state_dict', tensors): the network rebuilt; anything else kept as is
 @patch
-def __setstate__(self:BiLSTMClassifier, s):   # `net_` as ('state_dict', tensors): the network rebuilt; anything else kept as is
+def __setstate__(self:BiLSTMClassifier, s):
     self.__dict__.update(s)
     net = s.get('net_')
     if isinstance(net, tuple) and net[:1] == ('state_dict',):
