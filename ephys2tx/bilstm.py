@@ -6,6 +6,7 @@
 from __future__ import annotations
 import time, warnings
 from pathlib import Path
+from fastcore.basics import patch
 import numpy as np, pandas as pd
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -54,132 +55,158 @@ class BiLSTMClassifier(ClassifierMixin, BaseEstimator):
         self.device, self.random_state, self.progress = device, random_state, progress
         self.family_dropout, self.feature_dropout = family_dropout, feature_dropout   # masking augmentation
 
-    # -- data -> tensors ------------------------------------------------------------------------
-    def _tensors(self, X):
-        T = self.transform_.transform(X)
-        check_families(T.fam_mask, T.index)
-        return T
+# %% ../nbs/05_bilstm.ipynb #92650b7d
+@patch
+def _tensors(self:BiLSTMClassifier, X):
+    T = self.transform_.transform(X)
+    check_families(T.fam_mask, T.index)
+    return T
 
-    def _labels(self, y, what='y'):
-        y = np.asarray(y).astype(str)
-        unknown = sorted(set(y) - set(self.classes_))
-        if unknown:
-            raise ValueError(f"{what} has labels {unknown} absent from the training labels {list(self.classes_)}")
-        return np.searchsorted(self.classes_, y)
+# %% ../nbs/05_bilstm.ipynb #75071612
+@patch
+def _labels(self:BiLSTMClassifier, y, what='y'):
+    y = np.asarray(y).astype(str)
+    unknown = sorted(set(y) - set(self.classes_))
+    if unknown:
+        raise ValueError(f"{what} has labels {unknown} absent from the training labels {list(self.classes_)}")
+    return np.searchsorted(self.classes_, y)
 
-    def _carve_validation(self, X, y):
-        "A stratified `val_frac` of the training cells (unstratified if a class has < 2 cells)."
-        _, cnt = np.unique(y, return_counts=True)
-        strat = y if cnt.min() >= 2 else None
-        if strat is None:
-            warnings.warn('a class has fewer than 2 training cells: the validation split is not stratified')
-        tr, va = train_test_split(np.arange(len(y)), test_size=self.val_frac, stratify=strat,
-                                  random_state=self.random_state)
-        self.val_ids_ = X['specimen_id'].iloc[va].tolist() if 'specimen_id' in X.columns else []
-        return X.iloc[tr], y[tr], X.iloc[va], y[va]
-
-    def _oversampled(self, T, y_idx) -> tuple:
-        "The training tensors `(values, obs, fam, y)`, SMOTE-oversampled when `smote`."
-        if not self.smote: return (T.values, T.obs_mask, T.fam_mask, y_idx)
-        return smote_families(T.values, T.obs_mask, y_idx, self.widths_, k=self.smote_k,
+# %% ../nbs/05_bilstm.ipynb #d25d827e
+@patch
+def _carve_validation(self:BiLSTMClassifier, X, y):
+    "A stratified `val_frac` of the training cells (unstratified if a class has < 2 cells)."
+    _, cnt = np.unique(y, return_counts=True)
+    strat = y if cnt.min() >= 2 else None
+    if strat is None:
+        warnings.warn('a class has fewer than 2 training cells: the validation split is not stratified')
+    tr, va = train_test_split(np.arange(len(y)), test_size=self.val_frac, stratify=strat,
                               random_state=self.random_state)
+    self.val_ids_ = X['specimen_id'].iloc[va].tolist() if 'specimen_id' in X.columns else []
+    return X.iloc[tr], y[tr], X.iloc[va], y[va]
 
-    def _new_net(self) -> FamilySeqNet:
-        "An untrained network of this estimator's architecture."
-        return FamilySeqNet(self.widths_, len(self.classes_), self.variant, self.token_dim, self.hidden,
-                            self.attn_dim, self.dropout)
+# %% ../nbs/05_bilstm.ipynb #2883ea6a
+@patch
+def _oversampled(self:BiLSTMClassifier, T, y_idx) -> tuple:
+    "The training tensors `(values, obs, fam, y)`, SMOTE-oversampled when `smote`."
+    if not self.smote: return (T.values, T.obs_mask, T.fam_mask, y_idx)
+    return smote_families(T.values, T.obs_mask, y_idx, self.widths_, k=self.smote_k,
+                          random_state=self.random_state)
 
-    # -- fit --------------------------------------------------------------------------------------
-    def fit(self, X, y, validation=None):
-        "Fit the transform and the network on `X, y`; early stopping on `validation=(X_val, y_val)` (else carved)."
-        if self.variant not in VARIANTS: raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        y = np.asarray(y).astype(str)
-        if len(X) != len(y): raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-        self.val_ids_ = []
-        if validation is None: Xtr, ytr, Xva, yva = self._carve_validation(X, y)
-        else: (Xtr, ytr), (Xva, yva) = (X, y), (validation[0], np.asarray(validation[1]).astype(str))
-        self.classes_ = np.unique(ytr)
-        ytr_i, yva_i = self._labels(ytr), self._labels(yva, 'the validation labels')
-        self.device_ = resolve_device(self.device)
-        self.transform_ = FamilyTransform(schema=self.schema, log_skewed=self.log_skewed,
-                                          per_species=self.per_species).fit(Xtr)
-        Ttr, Tva = self._tensors(Xtr), self._tensors(Xva)
-        self.families_, self.widths_ = list(Ttr.families), [int(w) for w in Ttr.widths]
-        tr = self._oversampled(Ttr, ytr_i)
-        self._train(tr, (Tva.values, Tva.obs_mask, Tva.fam_mask, yva_i))
-        self.n_train_, self.n_synthetic_, self.n_val_ = len(ytr_i), len(tr[3]) - len(ytr_i), len(yva_i)
+# %% ../nbs/05_bilstm.ipynb #acda6272
+@patch
+def _new_net(self:BiLSTMClassifier) -> FamilySeqNet:
+    "An untrained network of this estimator's architecture."
+    return FamilySeqNet(self.widths_, len(self.classes_), self.variant, token_dim=self.token_dim,
+                        hidden=self.hidden, attn_dim=self.attn_dim, dropout=self.dropout)
+
+# %% ../nbs/05_bilstm.ipynb #c5afd193
+@patch
+def _train(self:BiLSTMClassifier, tr:tuple, va:tuple):
+    "A new network trained on `tr`, stopping early on `va`, in a forked torch random state."
+    self.class_weight_ = inverse_frequency_weights(tr[3], len(self.classes_))
+    devs = [self.device_.index or 0] if self.device_.type == 'cuda' else []
+    aug = (FamilyMasking(self.family_dropout, self.feature_dropout, self.random_state)
+           if self.family_dropout or self.feature_dropout else None)
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=devs):
+        torch.manual_seed(self.random_state)
+        self.net_ = self._new_net()
+        self.history_ = train_net(self.net_, tr, va, self.class_weight_, epochs=self.epochs,
+                                  batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                                  patience=self.patience, device=self.device_, amp=self.amp,
+                                  random_state=self.random_state, progress=self.progress, augment=aug)
+    self.fit_seconds_ = time.perf_counter() - t0
+    self.best_epoch_ = int(self.history_.loc[self.history_.best, 'epoch'].iloc[0])
+
+# %% ../nbs/05_bilstm.ipynb #6196821d
+@patch
+def fit(self:BiLSTMClassifier, X, y, validation=None):
+    "Fit the transform and the network on `X, y`; early stopping on `validation=(X_val, y_val)` (else carved)."
+    if self.variant not in VARIANTS: raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+    y = np.asarray(y).astype(str)
+    if len(X) != len(y): raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    self.val_ids_ = []
+    if validation is None: Xtr, ytr, Xva, yva = self._carve_validation(X, y)
+    else: (Xtr, ytr), (Xva, yva) = (X, y), (validation[0], np.asarray(validation[1]).astype(str))
+    self.classes_ = np.unique(ytr)
+    ytr_i, yva_i = self._labels(ytr), self._labels(yva, 'the validation labels')
+    self.device_ = resolve_device(self.device)
+    self.transform_ = FamilyTransform(schema=self.schema, log_skewed=self.log_skewed,
+                                      per_species=self.per_species).fit(Xtr)
+    Ttr, Tva = self._tensors(Xtr), self._tensors(Xva)
+    self.families_, self.widths_ = list(Ttr.families), [int(w) for w in Ttr.widths]
+    tr = self._oversampled(Ttr, ytr_i)
+    self._train(tr, (Tva.values, Tva.obs_mask, Tva.fam_mask, yva_i))
+    self.n_train_, self.n_synthetic_, self.n_val_ = len(ytr_i), len(tr[3]) - len(ytr_i), len(yva_i)
+    self.net_.eval()
+    return self
+
+# %% ../nbs/05_bilstm.ipynb #2e245c06
+@patch
+def _run(self:BiLSTMClassifier, values, obs, fam, batch=2048):
+    "Probabilities (N, C) and pooling weights (N, F) or None, float32 inference in batches."
+    from sklearn.utils.validation import check_is_fitted
+    check_is_fitted(self, 'net_')
+    dev = next(self.net_.parameters()).device
+    self.net_.eval()
+    P, A = [], []
+    with torch.no_grad():
+        for s in range(0, len(values), batch):
+            sl = slice(s, s + batch)
+            logits, a = self.net_(torch.as_tensor(values[sl], dtype=torch.float32).to(dev),
+                                  torch.as_tensor(obs[sl]).to(dev), torch.as_tensor(fam[sl]).to(dev))
+            P.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            if a is not None: A.append(a.float().cpu().numpy())
+    P = np.concatenate(P) if P else np.zeros((0, len(self.classes_)), np.float32)
+    return P.astype(np.float64), (np.concatenate(A) if A else None)
+
+# %% ../nbs/05_bilstm.ipynb #9459ab21
+@patch
+def predict_proba(self:BiLSTMClassifier, X) -> np.ndarray:
+    "Class probabilities (N, C), columns in `classes_` order."
+    T = self._tensors(X)
+    return self._run(T.values, T.obs_mask, T.fam_mask)[0]
+
+# %% ../nbs/05_bilstm.ipynb #850dd850
+@patch
+def predict(self:BiLSTMClassifier, X) -> np.ndarray:
+    "Predicted labels."
+    return self.classes_[self.predict_proba(X).argmax(1)]
+
+# %% ../nbs/05_bilstm.ipynb #1e79c529
+@patch
+def attention(self:BiLSTMClassifier, X) -> np.ndarray:
+    "Per-cell attention weights over families (N, F); for `mean`, the uniform weights over present families."
+    if self.variant == 'last':
+        raise ValueError("variant 'last' pools the final LSTM states: it has no attention weights")
+    T = self._tensors(X)
+    return self._run(T.values, T.obs_mask, T.fam_mask)[1]
+
+# %% ../nbs/05_bilstm.ipynb #a498a7c6
+@patch
+def attention_frame(self:BiLSTMClassifier, X) -> pd.DataFrame:
+    "`attention(X)` as a DataFrame: rows = cells (the tensors' index), columns = families."
+    T = self._tensors(X)
+    return pd.DataFrame(self.attention(X), index=T.index, columns=self.families_)
+
+# %% ../nbs/05_bilstm.ipynb #290ff5e6
+@patch
+def __getstate__(self:BiLSTMClassifier):   # pickle the network on the CPU, so a CUDA-trained model loads anywhere
+    s = self.__dict__.copy()
+    if isinstance(s.get('net_'), torch.nn.Module):
+        s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()})
+    return s
+
+# %% ../nbs/05_bilstm.ipynb #da162eaf
+# `net_` as ('state_dict', tensors): the network rebuilt; anything else kept as is
+@patch
+def __setstate__(self:BiLSTMClassifier, s):
+    self.__dict__.update(s)
+    net = s.get('net_')
+    if isinstance(net, tuple) and net[:1] == ('state_dict',):
+        self.net_ = self._new_net()
+        self.net_.load_state_dict(net[1])
         self.net_.eval()
-        return self
-
-    def _train(self, tr:tuple, va:tuple):
-        "A new network trained on `tr`, stopping early on `va`, in a forked torch random state."
-        self.class_weight_ = inverse_frequency_weights(tr[3], len(self.classes_))
-        devs = [self.device_.index or 0] if self.device_.type == 'cuda' else []
-        aug = (FamilyMasking(self.family_dropout, self.feature_dropout, self.random_state)
-               if self.family_dropout or self.feature_dropout else None)
-        t0 = time.perf_counter()
-        with torch.random.fork_rng(devices=devs):
-            torch.manual_seed(self.random_state)
-            self.net_ = self._new_net()
-            self.history_ = train_net(self.net_, tr, va, self.class_weight_, epochs=self.epochs,
-                                      batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                                      patience=self.patience, device=self.device_, amp=self.amp,
-                                      random_state=self.random_state, progress=self.progress, augment=aug)
-        self.fit_seconds_ = time.perf_counter() - t0
-        self.best_epoch_ = int(self.history_.loc[self.history_.best, 'epoch'].iloc[0])
-
-    # -- inference --------------------------------------------------------------------------------
-    def _run(self, values, obs, fam, batch=2048):
-        "Probabilities (N, C) and pooling weights (N, F) or None, float32 inference in batches."
-        from sklearn.utils.validation import check_is_fitted
-        check_is_fitted(self, 'net_')
-        dev = next(self.net_.parameters()).device
-        self.net_.eval()
-        P, A = [], []
-        with torch.no_grad():
-            for s in range(0, len(values), batch):
-                sl = slice(s, s + batch)
-                logits, a = self.net_(torch.as_tensor(values[sl], dtype=torch.float32).to(dev),
-                                      torch.as_tensor(obs[sl]).to(dev), torch.as_tensor(fam[sl]).to(dev))
-                P.append(torch.softmax(logits.float(), 1).cpu().numpy())
-                if a is not None: A.append(a.float().cpu().numpy())
-        P = np.concatenate(P) if P else np.zeros((0, len(self.classes_)), np.float32)
-        return P.astype(np.float64), (np.concatenate(A) if A else None)
-
-    def predict_proba(self, X) -> np.ndarray:
-        "Class probabilities (N, C), columns in `classes_` order."
-        T = self._tensors(X)
-        return self._run(T.values, T.obs_mask, T.fam_mask)[0]
-
-    def predict(self, X) -> np.ndarray:
-        "Predicted labels."
-        return self.classes_[self.predict_proba(X).argmax(1)]
-
-    def attention(self, X) -> np.ndarray:
-        "Per-cell attention weights over families (N, F); for `mean`, the uniform weights over present families."
-        if self.variant == 'last':
-            raise ValueError("variant 'last' pools the final LSTM states: it has no attention weights")
-        T = self._tensors(X)
-        return self._run(T.values, T.obs_mask, T.fam_mask)[1]
-
-    def attention_frame(self, X) -> pd.DataFrame:
-        "`attention(X)` as a DataFrame: rows = cells (the tensors' index), columns = families."
-        T = self._tensors(X)
-        return pd.DataFrame(self.attention(X), index=T.index, columns=self.families_)
-
-    def __getstate__(self):   # pickle the network on the CPU, so a CUDA-trained model loads anywhere
-        s = self.__dict__.copy()
-        if isinstance(s.get('net_'), torch.nn.Module):
-            s['net_'] = ('state_dict', {k: v.detach().cpu() for k, v in s['net_'].state_dict().items()})
-        return s
-
-    def __setstate__(self, s):   # `net_` as ('state_dict', tensors): the network rebuilt; anything else kept as is
-        self.__dict__.update(s)
-        net = s.get('net_')
-        if isinstance(net, tuple) and net[:1] == ('state_dict',):
-            self.net_ = self._new_net()
-            self.net_.load_state_dict(net[1])
-            self.net_.eval()
 
 # %% ../nbs/05_bilstm.ipynb #8c23681e
 # the training recipe of the registered models, chosen by `bench/bench_bilstm_recipe.py` (inner validation) and
@@ -194,6 +221,7 @@ def _factory(variant:str, doc:str, **preset):
     factory.__doc__ = doc
     return factory
 
+# %% ../nbs/05_bilstm.ipynb #b83dd7e8
 BILSTM_MODELS = {
     'bilstm': _factory('attention', 'Attention BiLSTM over feature families (per-family encoder, masked attention, '
                        'SMOTE)', **BILSTM_RECIPE),
@@ -237,9 +265,13 @@ def bilstm_results(task,                         # a `Task`, or a species for `l
 
 # %% ../nbs/05_bilstm.ipynb #42bc5b06
 MODEL_COMPARISON = [*BASELINES, 'bilstm', 'record']   # the baselines, the BiLSTM and the model of record
+
+# %% ../nbs/05_bilstm.ipynb #99c55aba
 _SMALL = {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=50), 'bilstm': dict(epochs=5)}
+
 QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL, 'record': dict(folds=2, params=_SMALL)}   # --quick: small budgets
 
+# %% ../nbs/05_bilstm.ipynb #84fa2d09
 def _models_config(run) -> dict:
     "The models stage's configuration (`run`: a reproduce `RunConfig`); the BiLSTM trains on the run's device."
     cfg = evaluation_config(MODEL_COMPARISON, run, QUICK_PARAMS)
@@ -254,6 +286,7 @@ def _models_headline(d:Path, run) -> pd.DataFrame:
     if 'protocol' in r.columns and (r.protocol == 'stratified').any(): r = r[r.protocol == 'stratified']
     return pd.DataFrame([best_row(r[r.species == sp], sp) for sp in ['mouse', 'human'] if (r.species == sp).any()])
 
+# %% ../nbs/05_bilstm.ipynb #3b6cdf19
 def _vs(r:pd.DataFrame, ref:str='rf') -> pd.DataFrame:
     "Every model against `ref` on the same folds: mean macro-F1 of each, difference, corrected p, bootstrap CI."
     from ephys2tx.evaluation import compare_all
@@ -264,6 +297,7 @@ def _vs(r:pd.DataFrame, ref:str='rf') -> pd.DataFrame:
                          '95% CI': [f'[{a:+.3f}, {b:+.3f}]' for a, b in zip(c.ci_low, c.ci_high)],
                          'folds': c.n_pairs})
 
+# %% ../nbs/05_bilstm.ipynb #7aaefee3
 def _models_species_md(d:Path, sp:str) -> list:
     "One species' part of the models stage's Markdown: its summary, its paired tests against `rf` and the record."
     from ephys2tx.evaluation import own_metrics
@@ -285,6 +319,7 @@ def _models_species_md(d:Path, sp:str) -> list:
                         'mean ± SD over the folds:', '', own, '']
     return out
 
+# %% ../nbs/05_bilstm.ipynb #58f59bfa
 def _models_markdown(d:Path) -> list:
     "The models stage's part of `results.md` (lines and tables)."
     if not d.is_dir(): return []

@@ -39,21 +39,29 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FORMATS', 'MODEL_FILE', 'W
 
 # %% ../nbs/05c_bundles.ipynb #1d8ae55e
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bundle', 3   # what `save_bundle` writes: any fitted model
+
 BUNDLE_FORMATS = {2: 'ephys2tx-bilstm-bundle', 3: BUNDLE_FORMAT}   # the format of each version `load_bundle` reads
+
 MODEL_FILE, WEIGHTS_FILE = 'model.skops', 'weights.pt'   # the model (skops); its torch networks' tensors
+
 REFERENCE_FILE = 'reference.npz'   # optional: the training cells (numbers and labels)
+
 BUNDLE_FILES = {2: ('bundle.json', 'transform.json', WEIGHTS_FILE), 3: ('bundle.json', MODEL_FILE)}   # always there
+
 OPTIONAL_FILES = {2: (REFERENCE_FILE,), 3: (WEIGHTS_FILE, REFERENCE_FILE)}   # when written: listed the same way
 
+# %% ../nbs/05c_bundles.ipynb #bfed17c1
 class BundleError(DataError):
     "A model bundle that is missing, damaged, changed after it was written, or of an unknown format."
 
+# %% ../nbs/05c_bundles.ipynb #c42f0b48
 def _versions():
     import sklearn, skops, ephys2tx
     return {'ephys2tx': ephys2tx.__version__, 'torch': torch.__version__, 'numpy': np.__version__,
             'pandas': pd.__version__, 'scikit-learn': sklearn.__version__, 'skops': skops.__version__,
             'python': platform.python_version()}
 
+# %% ../nbs/05c_bundles.ipynb #bdffd161
 def _json_default(o):
     "JSON for what `json` does not write itself: numpy numbers and arrays as numbers and lists, the rest as text."
     if isinstance(o, np.generic): return o.item()
@@ -91,6 +99,7 @@ def save_reference(path,                  # the file to write (`reference.npz` i
                             features=np.array(list(features), dtype=str), label=np.array(label))
     return Path(path)
 
+# %% ../nbs/05c_bundles.ipynb #ae49d8a5
 def load_reference(path, species:str|None=None) -> pd.DataFrame:
     "The cell table of a `reference.npz` (no pickle: object arrays are refused); a damaged file is a `BundleError`."
     try:
@@ -111,8 +120,10 @@ def type_name(t) -> str:
     "The fully qualified name of type `t` as skops writes it (module, then class name); a name is returned as is."
     return t if isinstance(t, str) else f'{t.__module__}.{t.__name__}'
 
+# %% ../nbs/05c_bundles.ipynb #846bdb07
 TRANSFER_TYPES = ('BestOfInnerCV', 'MouseFeatureForest', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint',
                   'NetDANN', 'SelfTrainedHuman', 'SelfTrainedMouse')   # the strategies of `ephys2tx.transfer`
+
 TRUSTED_TYPES = [
     'sklearn.tree._tree.Tree',                                             # the trees of a random forest
     'sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor',    # the trees of gradient boosting
@@ -120,6 +131,7 @@ TRUSTED_TYPES = [
                      BiLSTMClassifier)),
     *(f'ephys2tx.transfer.{c}' for c in TRANSFER_TYPES)]
 
+# %% ../nbs/05c_bundles.ipynb #090e15d5
 def trust(*types) -> list:
     "Let `load_bundle` construct objects of `types` (classes, or their fully qualified names) from `model.skops`."
     for t in map(type_name, types):
@@ -145,6 +157,7 @@ def _attributes(obj):
             yield o, k, v
             queue.append(v)
 
+# %% ../nbs/05c_bundles.ipynb #f623c9ba
 def _objects(obj):
     "`obj` and everything inside it (`_attributes`)."
     yield obj
@@ -158,6 +171,7 @@ def model_schema(model) -> str|None:
     if isinstance(s, str): return s
     return next((o.schema for o in _objects(model) if isinstance(getattr(o, 'schema', None), str)), None)
 
+# %% ../nbs/05c_bundles.ipynb #008a04c4
 def model_features(model) -> list:
     "The feature columns `model` reads: its bundle's record, else its fitted `FamilyTransform`'s, else its schema's."
     names = (getattr(model, 'bundle_', None) or {}).get('input_features')
@@ -169,11 +183,13 @@ def model_features(model) -> list:
     s = model_schema(model)
     return [f.name for f in schema_features(s)] if s in SCHEMAS else []
 
+# %% ../nbs/05c_bundles.ipynb #644bde34
 def _shape(est) -> tuple:
     "What tells registered models apart: the class, the steps of a pipeline, the variant of a BiLSTM."
     if isinstance(est, Pipeline): return ('Pipeline',) + tuple((n, _shape(s)) for n, s in est.steps)
     return (type_name(type(est)), getattr(est, 'variant', None))
 
+# %% ../nbs/05c_bundles.ipynb #44a5f0ba
 def registry_name(model, schema:str='human') -> str|None:
     "The registered name whose fresh model has the class, steps and variant of `model`; None unless exactly one."
     list_models()                                    # the chapters that register models, imported
@@ -186,6 +202,7 @@ def registry_name(model, schema:str='human') -> str|None:
         except Exception: continue                   # a model that cannot be made for this schema
     return hits[0] if len(hits) == 1 else None
 
+# %% ../nbs/05c_bundles.ipynb #f72fac49
 def model_label(model) -> str:
     "How the outputs name `model`: its bundle's registry name, else 'bilstm' for the BiLSTM, else its class."
     name = (getattr(model, 'bundle_', None) or {}).get('model_name')
@@ -193,13 +210,16 @@ def model_label(model) -> str:
 
 # %% ../nbs/05c_bundles.ipynb #cfd6b5b6
 _REF = 'ephys2tx-bundle'   # first item of the placeholders that stand, in model.skops, for what skops cannot store
+
 _BUNDLE_ATTRS = ('bundle_', 'manifest_', 'reference_')   # what `load_bundle` adds; written again by `save_bundle`
 
+# %% ../nbs/05c_bundles.ipynb #c0dc595e
 def _put(owner, key, value):
     "Attribute or item `key` of `owner` set to `value`."
     if isinstance(owner, (dict, list)): owner[key] = value
     else: vars(owner)[key] = value
 
+# %% ../nbs/05c_bundles.ipynb #6b8b3d64
 def _network_ref(owner, key, ref:str, weights:dict) -> tuple:
     "The placeholder of the network `owner.key`, its tensors added to `weights` under `ref/`, from the owner's state."
     state = owner.__getstate__() if not isinstance(owner, (dict, list, tuple)) else None
@@ -211,6 +231,7 @@ def _network_ref(owner, key, ref:str, weights:dict) -> tuple:
     weights.update({f'{ref}/{n}': t.detach().cpu() for n, t in st[1].items()})
     return (_REF, 'network', ref, *st[2:])
 
+# %% ../nbs/05c_bundles.ipynb #f134da0b
 def _frame_ref(df:pd.DataFrame) -> tuple|None:
     "A table of numbers or booleans under distinct string names and the default index, as its columns; else None."
     plain = (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
@@ -245,6 +266,7 @@ def _swap(o, k, v, weights:dict, rec:dict):
         return str(v)
     return False
 
+# %% ../nbs/05c_bundles.ipynb #4bfcf447
 @contextmanager
 def _storable(model):
     "`model` with what skops cannot store swapped for placeholders (`_swap`), put back on exit: (weights, record)."
@@ -273,6 +295,7 @@ def _load_weights(f:Path) -> dict:
         raise BundleError(f"{f}: not a table of named tensors")
     return w
 
+# %% ../nbs/05c_bundles.ipynb #c88536af
 def _rebuild(owner, key, ref:tuple, weights:dict, device, path:Path) -> set:
     "Network `owner.key` rebuilt by its owner's `__setstate__` from its tensors, on `device`; returns the tensors used."
     pre = f'{ref[2]}/'
@@ -289,6 +312,7 @@ def _rebuild(owner, key, ref:tuple, weights:dict, device, path:Path) -> set:
     net.to(resolve_device(device)).eval()
     return {pre + n for n in sd}
 
+# %% ../nbs/05c_bundles.ipynb #4d46ec44
 def _restore(model, weights:dict, device, path:Path):
     "Put back what `_storable` swapped out: devices, tables, tensors, then the networks (`_rebuild`), on `device`."
     dev, used, nets = resolve_device(device), set(), []
@@ -304,7 +328,7 @@ def _restore(model, weights:dict, device, path:Path):
         else:
             raise BundleError(f"{path / MODEL_FILE}: {type(o).__name__}.{k} stands for {v[1:3]}, not in the bundle")
         if v[1] != 'network': _put(o, k, new)
-    for o, k, v in nets: used |= _rebuild(o, k, v, weights, device, path)
+    for o, k, v in nets: used |= _rebuild(o, k, v, weights, device=device, path=path)
     if set(weights) - used:
         raise BundleError(f"{path / WEIGHTS_FILE}: tensors of no network of {MODEL_FILE}, e.g. "
                           f"{sorted(set(weights) - used)[:3]}")
@@ -325,6 +349,7 @@ def _bilstm_meta(model:BiLSTMClassifier, data:dict, extra:dict|None) -> dict:
         validation=validation_metrics(model), validation_ids=[int(i) for i in getattr(model, 'val_ids_', [])],
         versions=_versions(), data_sha256=data, **(extra or {}))
 
+# %% ../nbs/05c_bundles.ipynb #f56351e9
 _TRAINING = dict(best_epoch='best_epoch_', n_train='n_train_', n_synthetic='n_synthetic_', n_val='n_val_',
                  fit_seconds='fit_seconds_')   # a field of `bundle.json` -> the fitted attribute it records
 
@@ -336,12 +361,14 @@ def _training_record(model) -> dict:
     if hasattr(model, 'class_weight_'): rec['class_weight'] = [float(w) for w in np.ravel(model.class_weight_)]
     return rec
 
+# %% ../nbs/05c_bundles.ipynb #9f7c9127
 def _trained_on(reference:pd.DataFrame|None, label:str, schema) -> dict|None:
     "Species, label, cell and class counts of the training cells, when they are given."
     if reference is None or label not in reference.columns: return None
     counts = {str(k): int(v) for k, v in reference[label].value_counts().items()}
     return dict(species=schema if schema in SPECIES else None, label=label, n_cells=len(reference), class_counts=counts)
 
+# %% ../nbs/05c_bundles.ipynb #f4be531d
 def _model_meta(model, schema, stored:dict, data:dict, extra:dict|None, trained_on:dict|None) -> dict:
     "The content of `bundle.json` of format 3: the model's name, class, schema, features, labels, record, versions."
     extra = dict(extra or {})
@@ -367,6 +394,7 @@ def _write_manifest(path:Path, version:int, schema, data:dict, validation:dict, 
     (path / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     return manifest
 
+# %% ../nbs/05c_bundles.ipynb #aeaaf4e7
 def _write_v2(model:BiLSTMClassifier, path:Path):
     "The files of format 2 (a BiLSTM alone): the network's weights and the transform as plain numbers."
     if not isinstance(model, BiLSTMClassifier):
@@ -375,6 +403,7 @@ def _write_v2(model:BiLSTMClassifier, path:Path):
     torch.save({k: v.detach().cpu() for k, v in model.net_.state_dict().items()}, path / WEIGHTS_FILE)
     (path / 'transform.json').write_text(json.dumps(transform_state(model.transform_)))
 
+# %% ../nbs/05c_bundles.ipynb #d7107c5a
 def _write_model(model, path:Path) -> dict:
     "`model.skops`, and `weights.pt` when the model holds torch networks; returns what was converted or dropped."
     with _storable(model) as (weights, stored):
@@ -388,6 +417,7 @@ def _write_model(model, path:Path) -> dict:
                          "add them with `ephys2tx.bundles.trust` first")
     return stored
 
+# %% ../nbs/05c_bundles.ipynb #379315b9
 def save_bundle(model,                             # a fitted model (any: a pipeline, the BiLSTM, an ensemble...)
                 path,                              # the bundle folder (created; the files of a bundle in it replaced)
                 extra:dict|None=None,              # more fields for `bundle.json` (`train_bundle` adds `trained_on`)
@@ -410,11 +440,12 @@ def save_bundle(model,                             # a fitted model (any: a pipe
         meta = _bilstm_meta(model, data, extra)
     else:
         stored = _write_model(model, path)
-        meta = _model_meta(model, schema, stored, data, extra, _trained_on(reference, label, schema))
+        meta = _model_meta(model, schema, stored=stored, data=data, extra=extra,
+                           trained_on=_trained_on(reference, label, schema))
     (path / 'bundle.json').write_text(json.dumps(meta, indent=1, default=_json_default))
     if reference is not None: save_reference(path / REFERENCE_FILE, reference, model_features(model), label)
     files = [f for f in BUNDLE_FILES[version] + OPTIONAL_FILES[version] if (path / f).is_file()]
-    _write_manifest(path, version, schema, data, meta['validation'], files)
+    _write_manifest(path, version, schema=schema, data=data, validation=meta['validation'], files=files)
     return path
 
 # %% ../nbs/05c_bundles.ipynb #b105bae5
@@ -426,6 +457,7 @@ def _json_file(path:Path) -> dict:
     if not isinstance(obj, dict): raise BundleError(f"{path}: expected a JSON object, got {type(obj).__name__}")
     return obj
 
+# %% ../nbs/05c_bundles.ipynb #44d2d2f4
 def _check_manifest(path:Path, m:dict) -> int:
     "The manifest's format, format version and own checksum; returns the format version."
     where, v = path / 'manifest.json', m.get('format_version')
@@ -439,6 +471,7 @@ def _check_manifest(path:Path, m:dict) -> int:
                           "the bundle was written")
     return v
 
+# %% ../nbs/05c_bundles.ipynb #03c2fdf6
 def _check_files(path:Path, files, version:int):
     "Every file the manifest lists is known, present, and has the SHA-256 the manifest gives."
     where, need = path / 'manifest.json', BUNDLE_FILES[version]
@@ -453,6 +486,7 @@ def _check_files(path:Path, files, version:int):
             raise BundleError(f"{path / f}: SHA-256 {got[:12]}… differs from {str(files[f])[:12]}… in "
                               "manifest.json: the file was changed or damaged after the bundle was written")
 
+# %% ../nbs/05c_bundles.ipynb #bb9edbb1
 def check_bundle(path) -> dict:
     "Verify a bundle folder against its manifest (format, version, every file's SHA-256); returns the manifest."
     path = Path(path)
@@ -487,6 +521,7 @@ def _load_v2(path:Path, meta:dict, device) -> BiLSTMClassifier:
     model.net_.to(model.device_).eval()
     return model
 
+# %% ../nbs/05c_bundles.ipynb #7525c1d9
 def _check_types(f:Path) -> list:
     "The types of `model.skops` beyond skops' defaults, each of them trusted (`TRUSTED_TYPES`); else a `BundleError`."
     list_models()                            # the chapters that register models, imported: their `trust` calls run
@@ -497,6 +532,7 @@ def _check_types(f:Path) -> list:
                               "(a chapter whose model this is trusts them with `ephys2tx.bundles.trust`)")
     return found
 
+# %% ../nbs/05c_bundles.ipynb #d9b82398
 def _load_v3(path:Path, manifest:dict, device):
     "The model of a bundle of format 3: its types checked, `model.skops` loaded, its networks and tables restored."
     f = path / MODEL_FILE
@@ -510,6 +546,7 @@ def _load_v3(path:Path, manifest:dict, device):
     except Exception as e: raise BundleError(f"{f}: its placeholders do not fit the model ({type(e).__name__}: {e})")
     return model
 
+# %% ../nbs/05c_bundles.ipynb #7976f950
 def load_bundle(path,              # bundle folder written by `save_bundle` or `ephys2tx train`
                 device:str='cpu',  # where the model runs: 'cpu' or 'cuda'
                ):                  # the fitted model, ready to predict
@@ -538,6 +575,7 @@ def id_column(df:pd.DataFrame,     # the cell table
         return name
     return next((c for c in ID_COLUMNS if c in df.columns), None)
 
+# %% ../nbs/05c_bundles.ipynb #2f6024f2
 def missing_features(model, df:pd.DataFrame) -> list:
     "Feature columns the model reads (`model_features`) that `df` lacks."
     return [c for c in model_features(model) if c not in df.columns]
@@ -564,12 +602,13 @@ def check_species(model,              # a fitted model or a loaded bundle
                             f"this bundle was trained on {own} cells")
 
 # %% ../nbs/05c_bundles.ipynb #a4d43172
-_CELLS = {}
-
 def _validation_ids(model) -> list:
     "The IDs of the model's validation cells: its bundle's record, else the fitted model's own."
     meta = getattr(model, 'bundle_', None) or {}
     return list(meta.get('validation_ids') or []) if meta else list(getattr(model, 'val_ids_', []))
+
+# %% ../nbs/05c_bundles.ipynb #58232be0
+_CELLS = {}
 
 def validation_cells(model, data_dir=None) -> tuple:
     "The model's validation cells and their labels (from its reference table, else the data mirror), or (None, None)."
@@ -591,10 +630,12 @@ def validation_cells(model, data_dir=None) -> tuple:
 # %% ../nbs/05c_bundles.ipynb #429619b7
 def _f1(model, t, p) -> float: return float(f1_score(t, p, average='macro', labels=model.classes_, zero_division=0))
 
+# %% ../nbs/05c_bundles.ipynb #5ff3d933
 def _family_mask(X:pd.DataFrame, schema) -> np.ndarray:
     "Per cell of `X` (rows) and family of `schema` (columns): whether any feature of the family is observed."
     return np.column_stack([X.reindex(columns=f.names).notna().any(axis=1).to_numpy() for f in get_schema(schema)])
 
+# %% ../nbs/05c_bundles.ipynb #3d24bd6c
 def _masked_predict(model, X:pd.DataFrame) -> tuple:
     "(mask of the cells of `X` with an observed family, the model's predictions for them): what `predict_cells` does."
     if isinstance(model, BiLSTMClassifier):
@@ -604,6 +645,7 @@ def _masked_predict(model, X:pd.DataFrame) -> tuple:
     ok = _family_mask(X, model_schema(model)).any(1)
     return ok, np.asarray(model.predict(X[ok])).astype(str) if ok.any() else np.array([], str)
 
+# %% ../nbs/05c_bundles.ipynb #29e2f0e8
 def expected_macro_f1(model,          # a fitted model or a loaded bundle
                       masked:list,    # the features hidden
                       data_dir=None,  # the data mirror, without a reference table (default: $EPHYS2TX_DATA)
@@ -623,6 +665,7 @@ def _on_validation(model, R, y, val, schema, random_state) -> tuple|None:
     rf = make_model('rf', schema, random_state).fit(R[~val], y[~val])
     return _f1(model, y[val][ok], pred), _f1(model, y[val][ok], rf.predict(R[val][ok])), int(ok.sum()), None
 
+# %% ../nbs/05c_bundles.ipynb #97fb1ffa
 def _by_cv(model, ref, R, y, schema, random_state, folds, fit_kw) -> tuple|None:
     "Mean scores of fresh copies of the model (fit with every feature) and of a forest (without the hidden ones)."
     k = int(min(folds, pd.Series(y).value_counts().min()))
@@ -637,6 +680,7 @@ def _by_cv(model, ref, R, y, schema, random_state, folds, fit_kw) -> tuple|None:
         f_rf.append(_f1(model, y[te], rf.predict(R.iloc[te])))
     return (float(np.mean(f_model)), float(np.mean(f_rf)), int(ok.sum()), k) if f_model else None
 
+# %% ../nbs/05c_bundles.ipynb #0766cd76
 def subset_model(model,                             # a fitted model or a loaded bundle
                  masked:list,                       # the features hidden
                  reference:pd.DataFrame|None=None,  # the training cells (default: the bundle's reference table)
@@ -657,11 +701,13 @@ def subset_model(model,                             # a fitted model or a loaded
         warnings.simplefilter('ignore')
         if ids and 'specimen_id' in ref.columns:
             val = ref['specimen_id'].isin(ids).to_numpy()
-            got, how = _on_validation(model, R, y, val, schema, random_state), 'validation'
+            got = _on_validation(model, R, y, val, schema=schema, random_state=random_state)
+            how = 'validation'
         elif fit_accepts(model, 'source') and source is None: return None
         else:
             kw = dict(source=source) if fit_accepts(model, 'source') else {}
-            got, how = _by_cv(model, ref, R, y, schema, random_state, folds, kw), 'cross-validation'
+            got = _by_cv(model, ref, R, y, schema=schema, random_state=random_state, folds=folds, fit_kw=kw)
+            how = 'cross-validation'
         if got is None: return None
         f_model, f_rf, n, k = got
         use = 'forest' if f_rf > f_model else name
@@ -681,6 +727,7 @@ def _numeric(df:pd.DataFrame, feats, where:str) -> pd.DataFrame:
         df[bad] = conv
     return df
 
+# %% ../nbs/05c_bundles.ipynb #11f2d7ec
 def _checked_table(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col) -> tuple:
     "The checks of a table as a whole; returns (numeric table, masked features, ID column or None)."
     feats, schema = model_features(model), model_schema(model)
@@ -710,6 +757,7 @@ def _unscorable(df:pd.DataFrame, feats) -> tuple:
     clean = df.assign(**{c: df[c].where(~np.isinf(df[c]) & (~bad[c] if c in bad else True)) for c in feats})
     return clean, inf, imp
 
+# %% ../nbs/05c_bundles.ipynb #f63d0daa
 def _status(feats, inf, imp, fam) -> np.ndarray:
     "Per cell 'ok', or why it is not predicted: an infinite value, an impossible value, no observed family."
     inf_in = pd.Series([';'.join(np.array(feats)[r]) for r in inf])
@@ -717,12 +765,14 @@ def _status(feats, inf, imp, fam) -> np.ndarray:
                      ['not predicted: infinite value in ' + inf_in, 'not predicted: impossible value ' + imp,
                       'not predicted: no observed feature family'], 'ok')
 
+# %% ../nbs/05c_bundles.ipynb #9546b02a
 def _outside(df:pd.DataFrame, schema) -> list:
     "Per cell, the features whose (finite) value lies outside the plausible range, joined by ';'."
     fs = [f for f in schema_features(schema) if f.lo is not None and f.name in df.columns] if schema in SCHEMAS else []
     flags = pd.DataFrame({f.name: (df[f.name] < f.lo) | (df[f.name] > f.hi) for f in fs}, index=df.index)
     return [';'.join(flags.columns[r]) for r in flags.to_numpy(bool)] if fs else [''] * len(df)
 
+# %% ../nbs/05c_bundles.ipynb #006c0086
 def _scores(model, T, X:pd.DataFrame, ok, choice, name:str) -> tuple:
     "Probabilities (NaN where not scored), attention (or None) and what scored: the model or the chosen forest."
     classes = [str(c) for c in model.classes_]
@@ -741,6 +791,7 @@ def _scores(model, T, X:pd.DataFrame, ok, choice, name:str) -> tuple:
     else: P[ok] = model.predict_proba(X[ok])
     return P, A, by
 
+# %% ../nbs/05c_bundles.ipynb #9f37dfaa
 def _prediction_sets(model, X:pd.DataFrame, rows, classes) -> tuple:
     "`prediction_set` (classes joined by '|') and `set_size` of the cells `rows`, by `model.predict_set`; else None."
     sets, size = np.full(len(X), None, dtype=object), np.full(len(X), np.nan)
@@ -771,7 +822,7 @@ def predict_cells(model,                          # a fitted model or a loaded b
     fam = T.fam_mask if T is not None else _family_mask(clean, schema)
     ok = fam.any(1) & ~inf.any(1) & (imp == '')
     choice = subset_model(model, missing, source=source) if (missing and subset) else None
-    P, A, by = _scores(model, T, clean, ok, choice, name)
+    P, A, by = _scores(model, T, clean, ok, choice=choice, name=name)
     classes = [str(c) for c in model.classes_]
     out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(len(df)),
                         'status': _status(feats, inf, imp, fam)})
@@ -795,6 +846,7 @@ def predict_cells(model,                          # a fitted model or a loaded b
 # the masking of `ephys2tx train`, fixed before it was measured (bench/bench_missing.py measures it)
 MASKING = dict(family_p=0.25, feature_p=0.1)
 
+# %% ../nbs/05c_bundles.ipynb #12351ef7
 def train_bundle(species:str,                                 # a registered species (`SPECIES`)
                  out,                                         # the bundle folder to write
                  epochs:int=100,                              # most epochs (early stopping on a validation split)

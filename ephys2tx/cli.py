@@ -7,8 +7,13 @@ __all__ = ['CLI_MODULES', 'COMMANDS', 'EXIT_CODES', 'build_parser', 'exit_status
 
 # %% ../nbs/09_cli.ipynb #f39a7110
 import argparse, importlib, inspect, os, sys
+from pathlib import Path
+from .console import quiet_warnings
 
+# %% ../nbs/09_cli.ipynb #ecc91825
 CLI_MODULES = ['data', 'features', 'predictor', 'adapt', 'reproduce', 'nwb', 'transfer', 'evaluation', 'docs']
+
+# %% ../nbs/09_cli.ipynb #20480d32
 COMMANDS = {   # command -> (module that registers it, one-line help), in the order `ephys2tx --help` lists them
     'data': ('data', 'list, fetch and summarize the datasets'),
     'features': ('features', 'feature families, widths, tensor shapes and missingness'),
@@ -31,6 +36,7 @@ def _command(argv) -> str|None:
     rest = pre.parse_known_args(argv)[1]
     return rest[0] if rest and rest[0] in COMMANDS else None
 
+# %% ../nbs/09_cli.ipynb #dadf01f7
 def build_parser(command:str|None=None) -> argparse.ArgumentParser:
     "The `ephys2tx` parser: `command`'s module registered (all modules with `command='all'`), the others listed."
     p = argparse.ArgumentParser(prog='ephys2tx', description='Predict GABAergic interneuron subclass from '
@@ -52,14 +58,13 @@ EXIT_CODES = (   # (exception type, exit status): the first that matches decides
     (ValueError, 2),          # bad input: a `DataError` (it names the file and the field), an unknown name, a bad value
 )
 
+# %% ../nbs/09_cli.ipynb #8fe79ee3
 def exit_status(e:BaseException) -> int|None:
     "The exit status of exception `e`: its own `exit_status`, else `EXIT_CODES`; None for a bug (keep the traceback)."
     own = getattr(e, 'exit_status', None)
     return own if own is not None else next((code for kind, code in EXIT_CODES if isinstance(e, kind)), None)
 
 # %% ../nbs/09_cli.ipynb #a7d55a17
-from pathlib import Path
-
 def run_log(args:argparse.Namespace) -> Path:
     "Where `main` logs a command's expected warnings: reproduce's `<out>/run.log`, else $EPHYS2TX_LOG, else the cache."
     out = getattr(args, 'out', None)
@@ -69,8 +74,6 @@ def run_log(args:argparse.Namespace) -> Path:
     return cache_dir()/'ephys2tx.log'
 
 # %% ../nbs/09_cli.ipynb #468667bf
-from .console import quiet_warnings
-
 def main(argv=None) -> int:
     "Entry point of the `ephys2tx` console script: bad input is one line on stderr and an exit status."
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -5,6 +5,7 @@
 # %% ../nbs/04_gouwens.ipynb #2fbee338
 from __future__ import annotations
 import warnings
+from fastcore.basics import patch
 import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import SparsePCA
@@ -45,49 +46,55 @@ class FamilySparsePCA(TransformerMixin, BaseEstimator):
         self.schema, self.alpha, self.max_components, self.min_var = schema, alpha, max_components, min_var
         self.per_species, self.max_iter, self.random_state = per_species, max_iter, random_state
 
-    def fit(self, X, y=None):
-        "Fit the standardization and one SparsePCA per family on these cells (a training fold) only."
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            self.ft_ = FamilyTransform(self.schema, per_species=self.per_species).fit(X)
-            T = self.ft_.transform(X)
-        self.families_, self.spca_, self.keep_, self.explained_ = list(T.families), [], [], []
-        for i, w in enumerate(T.widths):
-            A = T.values[:, i, :w].astype(np.float64)
-            sp = SparsePCA(min(w, self.max_components), alpha=self.alpha, max_iter=self.max_iter,
-                           random_state=self.random_state).fit(A)
-            Z = sp.transform(A)
-            order, frac = explained_gains(A, Z)
-            keep = [int(j) for j, f in zip(order, frac) if f >= self.min_var] or [int(order[0])]
-            self.spca_.append(sp)
-            self.keep_.append(keep)
-            self.explained_.append({int(j): float(f) for j, f in zip(order, frac)})
-        self.feature_names_out_ = [f'{fam}_spc{k}' for fam, keep in zip(self.families_, self.keep_)
-                                   for k in range(len(keep))]
-        self.n_components_ = len(self.feature_names_out_)
-        return self
-
-    def transform(self, X) -> np.ndarray:
-        "float32 (N, n_components_): the kept sPCA scores of every family, concatenated."
-        if not hasattr(self, 'spca_'): raise ValueError("FamilySparsePCA is not fitted: call fit(training cells) first")
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            T = self.ft_.transform(X)
-        out = [sp.transform(T.values[:, i, :w].astype(np.float64))[:, keep]
-               for i, (sp, keep, w) in enumerate(zip(self.spca_, self.keep_, T.widths))]
-        return np.hstack(out).astype(np.float32)
-
     def get_feature_names_out(self, input_features=None): return np.array(self.feature_names_out_, dtype=object)
 
-    def components_table(self) -> pd.DataFrame:
-        """Per family: width, components fitted and kept, variance explained by the kept ones,
-        sparsity of their loadings."""
-        rows = []
-        for fam, sp, keep, ex in zip(self.families_, self.spca_, self.keep_, self.explained_):
-            L = sp.components_[keep]
-            rows.append(dict(family=fam, width=sp.components_.shape[1], fitted=len(sp.components_), kept=len(keep),
-                             explained=sum(ex[k] for k in keep), zero_loadings=float((L == 0).mean())))
-        return pd.DataFrame(rows)
+# %% ../nbs/04_gouwens.ipynb #99164bc3
+@patch
+def fit(self:FamilySparsePCA, X, y=None):
+    "Fit the standardization and one SparsePCA per family on these cells (a training fold) only."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        self.ft_ = FamilyTransform(self.schema, per_species=self.per_species).fit(X)
+        T = self.ft_.transform(X)
+    self.families_, self.spca_, self.keep_, self.explained_ = list(T.families), [], [], []
+    for i, w in enumerate(T.widths):
+        A = T.values[:, i, :w].astype(np.float64)
+        sp = SparsePCA(min(w, self.max_components), alpha=self.alpha, max_iter=self.max_iter,
+                       random_state=self.random_state).fit(A)
+        Z = sp.transform(A)
+        order, frac = explained_gains(A, Z)
+        keep = [int(j) for j, f in zip(order, frac) if f >= self.min_var] or [int(order[0])]
+        self.spca_.append(sp)
+        self.keep_.append(keep)
+        self.explained_.append({int(j): float(f) for j, f in zip(order, frac)})
+    self.feature_names_out_ = [f'{fam}_spc{k}' for fam, keep in zip(self.families_, self.keep_)
+                               for k in range(len(keep))]
+    self.n_components_ = len(self.feature_names_out_)
+    return self
+
+# %% ../nbs/04_gouwens.ipynb #5b2b3dd7
+@patch
+def transform(self:FamilySparsePCA, X) -> np.ndarray:
+    "float32 (N, n_components_): the kept sPCA scores of every family, concatenated."
+    if not hasattr(self, 'spca_'): raise ValueError("FamilySparsePCA is not fitted: call fit(training cells) first")
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        T = self.ft_.transform(X)
+    out = [sp.transform(T.values[:, i, :w].astype(np.float64))[:, keep]
+           for i, (sp, keep, w) in enumerate(zip(self.spca_, self.keep_, T.widths))]
+    return np.hstack(out).astype(np.float32)
+
+# %% ../nbs/04_gouwens.ipynb #01f9bf98
+@patch
+def components_table(self:FamilySparsePCA) -> pd.DataFrame:
+    """Per family: width, components fitted and kept, variance explained by the kept ones,
+    sparsity of their loadings."""
+    rows = []
+    for fam, sp, keep, ex in zip(self.families_, self.spca_, self.keep_, self.explained_):
+        L = sp.components_[keep]
+        rows.append(dict(family=fam, width=sp.components_.shape[1], fitted=len(sp.components_), kept=len(keep),
+                         explained=sum(ex[k] for k in keep), zero_loadings=float((L == 0).mean())))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/04_gouwens.ipynb #56c88145
 def embed(Z:np.ndarray, # rows to embed (cells x sPCA scores)
@@ -124,6 +131,7 @@ def subsample(y,                   # class label of each row (the subsample keep
 # %% ../nbs/04_gouwens.ipynb #8992c89c
 SUBCLASS_COLORS = dict(Lamp5='#DA808C', Pvalb='#D93137', Sncg='#D633FF', Sst='#FF9900', Vip='#B864CC')
 
+# %% ../nbs/04_gouwens.ipynb #ba07a380
 def plot_embedding(E:np.ndarray,  # (N, 2) coordinates of the cells
                    labels,        # subclass of each cell (colours from `SUBCLASS_COLORS`, matplotlib's for others)
                    ax=None,       # matplotlib axes to draw on (None: the current axes)
@@ -204,16 +212,20 @@ def _rf_spca(schema='mouse', random_state=0, n_estimators:int=500, alpha:float=1
                      ('clf', RandomForestClassifier(n_estimators=n_estimators, class_weight='balanced',
                                                     random_state=random_state, n_jobs=1, **kw))])
 
+# %% ../nbs/04_gouwens.ipynb #7e38456d
 register_model('rf_spca', _rf_spca)
 
 # %% ../nbs/04_gouwens.ipynb #ff343243
 GOUWENS_MODELS = ['rf_spca']                             # per-family sparse PCA + RF, registered by ephys2tx.gouwens
+
 GOUWENS_QUICK = {'rf_spca': dict(n_estimators=100)}     # --quick: a small forest
 
+# %% ../nbs/04_gouwens.ipynb #5f3e648b
 def _run_gouwens(ctx:StageContext):
     "The Gouwens stage: the protocol for `GOUWENS_MODELS` on the mouse cells."
     run_evaluation(ctx, ['mouse'])
 
+# %% ../nbs/04_gouwens.ipynb #b0555691
 register_stage(Stage(
     'gouwens', 'Gouwens 2020 reproduction', run=_run_gouwens, order=20, report='gouwens.ipynb', species='mouse',
     datasets=('mouse_gouwens2020',), config=lambda run: evaluation_config(GOUWENS_MODELS, run, GOUWENS_QUICK),

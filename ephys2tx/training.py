@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
+from fastcore.basics import patch
 import numpy as np, pandas as pd
 import torch
 from torch import nn
@@ -35,6 +36,7 @@ def _synthetic(Xc, Mc, need:int, k:int, rng) -> tuple:
     Xs[empty], m[empty] = Xc[base[empty]], Mc[base[empty]]
     return Xs, m
 
+# %% ../nbs/04b_training.ipynb #2048c9f7
 def smote(X,                # (cells, features) values, 0 where not observed
           y,                # class label of each cell
           k:int=5,          # nearest same-class neighbours a synthetic cell may lie towards
@@ -99,7 +101,7 @@ class TrainTask:
         "A task from arrays (numpy or torch), moved to `device`."
         tt = lambda a, dt=None: torch.as_tensor(a, dtype=dt).to(device)
         return cls(tt(values, torch.float32), tt(obs, torch.bool), tt(fam, torch.bool),
-                   None if y is None else tt(y, torch.long), head, weight)
+                   None if y is None else tt(y, torch.long), head=head, weight=weight)
 
     def batch(self, b) -> tuple:
         "(values, obs, fam) of the rows `b`."
@@ -110,11 +112,13 @@ def _as_task(t, device):
     if t is None or isinstance(t, TrainTask): return t
     return TrainTask.of(*t, device=device)   # the (values, obs, fam, y_idx) tuple form
 
+# %% ../nbs/04b_training.ipynb #9cbd977b
 def _cycled(rng, n:int, length:int) -> torch.Tensor:
     "`length` indices into range(n): concatenated fresh permutations (every cell once before any repeats)."
     reps = int(np.ceil(length / n))
     return torch.as_tensor(np.concatenate([rng.permutation(n) for _ in range(reps)])[:length])
 
+# %% ../nbs/04b_training.ipynb #c7370505
 def _step_batches(tasks, ep_orders, s, bts, device):
     "The rows of every task in batch `s` of an epoch."
     out = []
@@ -123,6 +127,7 @@ def _step_batches(tasks, ep_orders, s, bts, device):
         out.append(b.to(device))
     return out
 
+# %% ../nbs/04b_training.ipynb #f038e9ad
 def _forward(net, t:TrainTask, b, augment=None):
     "`(logits, extra)` of the network on the rows `b` of task `t` (through `augment` when given)."
     x = t.batch(b) if augment is None else augment(*t.batch(b))
@@ -135,10 +140,12 @@ def _amp_context(device, amp):
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return (lambda: torch.autocast('cuda', dtype=dtype)), dtype
 
+# %% ../nbs/04b_training.ipynb #49781a7d
 def _task_weights(t:TrainTask, n_classes:int, device):
     if t.y is None: return None
     return torch.as_tensor(inverse_frequency_weights(t.y, n_classes), dtype=torch.float32).to(device)
 
+# %% ../nbs/04b_training.ipynb #4e8f9637
 def _class_weights(net, tasks, class_weight, device) -> list:
     "Per task, the class weights of its loss: inverse frequencies, or `class_weight` for the first task."
     n_classes = len(class_weight) if class_weight is not None else net.n_classes
@@ -146,6 +153,7 @@ def _class_weights(net, tasks, class_weight, device) -> list:
     if class_weight is not None: cws[0] = torch.as_tensor(class_weight, dtype=torch.float32).to(device)
     return cws
 
+# %% ../nbs/04b_training.ipynb #68cb9ecf
 @dataclass
 class _Loop:
     "What every update of one `train_net` run reads."
@@ -161,48 +169,54 @@ class _Loop:
     augment: object = None
     aux_loss: object = None
 
-    def step(self, bs) -> float:
-        "One optimizer update on the rows `bs` (one batch per task); the loss."
-        with self.autocast():
-            outs = [_forward(self.net, t, b, self.augment) for t, b in zip(self.tasks, bs)]
-        loss = 0.0
-        for t, b, cw, (logits, _) in zip(self.tasks, bs, self.cws, outs):
-            if t.y is not None:
-                loss = loss + t.weight * nn.functional.cross_entropy(logits.float(), t.y[b], weight=cw)
-        if self.aux_loss is not None: loss = loss + self.aux_loss([extra for _, extra in outs])
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.opt)
-        else: loss.backward()
-        nn.utils.clip_grad_norm_(self.params, self.clip)
-        if self.scaler:
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else: self.opt.step()
-        return loss.item()
+# %% ../nbs/04b_training.ipynb #fb258ef4
+@patch
+def step(self:_Loop, bs) -> float:
+    "One optimizer update on the rows `bs` (one batch per task); the loss."
+    with self.autocast():
+        outs = [_forward(self.net, t, b, self.augment) for t, b in zip(self.tasks, bs)]
+    loss = 0.0
+    for t, b, cw, (logits, _) in zip(self.tasks, bs, self.cws, outs):
+        if t.y is not None:
+            loss = loss + t.weight * nn.functional.cross_entropy(logits.float(), t.y[b], weight=cw)
+    if self.aux_loss is not None: loss = loss + self.aux_loss([extra for _, extra in outs])
+    self.opt.zero_grad(set_to_none=True)
+    if self.scaler:
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+    else: loss.backward()
+    nn.utils.clip_grad_norm_(self.params, self.clip)
+    if self.scaler:
+        self.scaler.step(self.opt)
+        self.scaler.update()
+    else: self.opt.step()
+    return loss.item()
 
-    def epoch(self, g, rng, batch_size:int) -> float:
-        "One pass over the first task's cells in shuffled batches, further tasks cycled in step; the mean loss."
-        self.net.train()
-        n, tot = len(self.tasks[0]), 0.0
-        bts = [min(batch_size, len(t)) for t in self.tasks]
-        first = torch.randperm(n, generator=g).split(batch_size)
-        orders = [first] + [_cycled(rng, len(t), len(first) * bt) for t, bt in zip(self.tasks[1:], bts[1:])]
-        for s in range(len(first)):
-            bs = _step_batches(self.tasks, orders, s, bts, self.device)
-            if len(bs[0]) < 2 and n >= 2: continue            # BatchNorm-free, but a 1-cell batch is noise
-            tot += self.step(bs) * len(bs[0])
-        return tot / n
+# %% ../nbs/04b_training.ipynb #4ff232e8
+@patch
+def epoch(self:_Loop, g, rng, batch_size:int) -> float:
+    "One pass over the first task's cells in shuffled batches, further tasks cycled in step; the mean loss."
+    self.net.train()
+    n, tot = len(self.tasks[0]), 0.0
+    bts = [min(batch_size, len(t)) for t in self.tasks]
+    first = torch.randperm(n, generator=g).split(batch_size)
+    orders = [first] + [_cycled(rng, len(t), len(first) * bt) for t, bt in zip(self.tasks[1:], bts[1:])]
+    for s in range(len(first)):
+        bs = _step_batches(self.tasks, orders, s, bts, self.device)
+        if len(bs[0]) < 2 and n >= 2: continue            # BatchNorm-free, but a 1-cell batch is noise
+        tot += self.step(bs) * len(bs[0])
+    return tot / n
 
-    def validate(self, val:TrainTask) -> dict:
-        "Loss (with the first task's class weights) and macro-F1 on the whole validation task."
-        self.net.eval()
-        with torch.no_grad():
-            lv = _forward(self.net, val, slice(None))[0].float()
-            loss = nn.functional.cross_entropy(lv, val.y, weight=self.cws[0]).item()
-            f1 = f1_score(val.y.cpu().numpy(), lv.argmax(1).cpu().numpy(), average='macro', zero_division=0)
-        return dict(val_loss=loss, val_macro_f1=f1)
+# %% ../nbs/04b_training.ipynb #23e54839
+@patch
+def validate(self:_Loop, val:TrainTask) -> dict:
+    "Loss (with the first task's class weights) and macro-F1 on the whole validation task."
+    self.net.eval()
+    with torch.no_grad():
+        lv = _forward(self.net, val, slice(None))[0].float()
+        loss = nn.functional.cross_entropy(lv, val.y, weight=self.cws[0]).item()
+        f1 = f1_score(val.y.cpu().numpy(), lv.argmax(1).cpu().numpy(), average='macro', zero_division=0)
+    return dict(val_loss=loss, val_macro_f1=f1)
 
 # %% ../nbs/04b_training.ipynb #9e83bc71
 class _EarlyStop:
@@ -219,6 +233,7 @@ class _EarlyStop:
         self.bad += 1
         return self.bad >= self.patience
 
+# %% ../nbs/04b_training.ipynb #528fa3b1
 def _history(rows, validated:bool) -> pd.DataFrame:
     "The epochs as a table; `best` marks the kept epoch (the lowest validation loss, else the last)."
     h = pd.DataFrame(rows)
