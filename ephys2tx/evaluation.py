@@ -244,6 +244,7 @@ def expected_calibration_error(y_true,         # true class of each cell
         ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
     return float(ece)
 
+# %% ../nbs/03_evaluation.ipynb #c609ecb7
 def confusion(y_true,          # true class of each cell
               y_pred,          # predicted class of each cell
               classes,         # the order of the rows and columns (every label must be one of them)
@@ -254,6 +255,7 @@ def confusion(y_true,          # true class of each cell
     for t, p in zip(y_true, y_pred): cm[pos[t], pos[p]] += 1
     return cm
 
+# %% ../nbs/03_evaluation.ipynb #9b928be1
 def score(y_true,        # true class of each test cell
           y_pred,        # predicted class of each test cell
           proba=None,    # predicted probabilities, cells x `classes` (None: log-loss and ECE are NaN)
@@ -583,6 +585,7 @@ def summarize(results:pd.DataFrame,  # the table of `evaluate` or `run_experimen
     w.columns.name = None
     return w.reset_index()
 
+# %% ../nbs/03_evaluation.ipynb #ba1853ec
 def per_class(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
               metric:str='f1',       # 'f1', 'precision' or 'recall'
               by='model',            # the column(s) to group by
@@ -593,6 +596,7 @@ def per_class(results:pd.DataFrame,  # the table of `evaluate` or `run_experimen
     t.columns = [c[len(metric) + 1:] for c in cols]
     return t
 
+# %% ../nbs/03_evaluation.ipynb #124841f1
 def mean_confusion(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
                    model:str,             # the model name
                    normalize:bool=True,   # fractions of each true class (rows sum to 1); False: cell counts
@@ -605,6 +609,7 @@ def mean_confusion(results:pd.DataFrame,  # the table of `evaluate` or `run_expe
     if normalize: cm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     return pd.DataFrame(cm, index=pd.Index(labels, name='true'), columns=pd.Index(labels, name='predicted'))
 
+# %% ../nbs/03_evaluation.ipynb #77b7fe41
 def own_metrics(results:pd.DataFrame,  # the table of `evaluate` or `run_experiment`
                 by='model',            # the column(s) to group by
                ) -> pd.DataFrame:      # one row per group of a model that reports metrics of its own
@@ -653,6 +658,7 @@ def compare(results:pd.DataFrame,   # the table of `evaluate`, one species, prot
                 sd_diff=float(np.sqrt(var)) if J > 1 else np.nan,
                 t=float(t), df=J - 1, p=p, ci_low=float(lo), ci_high=float(hi), correction=1 / J + ratio)
 
+# %% ../nbs/03_evaluation.ipynb #8c6ab178
 def compare_all(results:pd.DataFrame,   # the table of `evaluate`, one species and protocol
                 baseline:str,           # the model every other one is compared with
                 metric:str='macro_f1',  # the metric column
@@ -702,6 +708,7 @@ class LookupClassifier(ClassifierMixin, BaseEstimator):
         draw = self.classes_[rng.choice(len(self.classes_), size=len(X), p=self.prior_)]
         return np.where(seen, self.classes_[P.argmax(1)], draw)
 
+# %% ../nbs/03_evaluation.ipynb #685e84e4
 class RecordingTransformer(TransformerMixin, BaseEstimator):
     "Pass-through step appending the `specimen_id`s it is fitted on to `RecordingTransformer.LOG[tag]` (leak detector)."
     LOG = {}  # class-level: `clone` deep-copies parameters, so the record cannot live in one
@@ -821,6 +828,7 @@ def weighted_bin_thresholds(col:np.ndarray,  # one feature's training values (Na
     edges = np.unique(np.asarray(_weighted_percentile(col, weight, ranks, average=True), dtype=np.float64))
     return np.minimum(edges, np.finfo(np.float64).max)
 
+# %% ../nbs/03_evaluation.ipynb #0be01a59
 def bin_with(X:np.ndarray, thresholds:list) -> np.ndarray:
     "Bin numbers of `X` (cells x features) for per-feature `thresholds` (value <= edge i -> bin i); NaN stays NaN."
     out = np.full(X.shape, np.nan)
@@ -860,6 +868,7 @@ class SmallSampleHGB(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X): return self.model_.predict_proba(self._binned(X))
     def predict(self, X): return self.model_.predict(self._binned(X))
 
+# %% ../nbs/03_evaluation.ipynb #257b5891
 def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0.1, **kw):
     "Histogram gradient boosting (class-balanced, leaf size fitted to small training sets) on the standardized features"
     from sklearn.pipeline import Pipeline
@@ -882,10 +891,12 @@ class Task:
 
 ALIGNED_TASK = 'aligned'   # mouse + human cells in the aligned feature space, with the four shared classes
 
+# %% ../nbs/03_evaluation.ipynb #82e5bea8
 def task_species() -> list:
     "The tasks `load_task` knows: every registered species (`ephys2tx.data.SPECIES`), then the aligned task."
     return list(SPECIES) + [ALIGNED_TASK]
 
+# %% ../nbs/03_evaluation.ipynb #99dde57e
 def load_task(species:str, data_dir=None) -> Task:
     "The task of a registered `species` ('mouse', 'human', ...) or of 'aligned', on the QC-passed cells."
     schema = species
