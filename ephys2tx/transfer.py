@@ -944,7 +944,7 @@ def plot_curve(results:pd.DataFrame,   # one row per strategy x size x repeat x 
                     label=m)
     _label_axes(axs, sizes, metric, baseline)
     fig.suptitle(title or f"Human subclass: {results.repeat.nunique()} repeats x {results.fold.nunique()} folds"
-                 + (', donor-grouped' if (results.get('protocol') == 'grouped').any() else ''))
+                 + (', donor-grouped' if 'protocol' in results and (results['protocol'] == 'grouped').any() else ''))
     fig.tight_layout()
     return fig
 

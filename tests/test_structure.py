@@ -161,6 +161,27 @@ def test_one_name_per_idea():
     assert not bad, bad
 
 
+def export_cell_sizes(nbs: Path = PKG.parent / 'nbs') -> dict:
+    "`{notebook: [lines of each export cell]}`: non-blank lines, the `#|` directives not counted."
+    import json, re
+    out = {}
+    for f in sorted(nbs.glob('[0-9]*.ipynb')):
+        cells = [''.join(c['source']) for c in json.loads(f.read_text())['cells'] if c['cell_type'] == 'code']
+        out[f.name] = [len([l for l in s.splitlines() if l.strip() and not l.strip().startswith('#|')])
+                       for s in cells if re.match(r'\s*#\|\s*export', s)]
+    return out
+
+
+def test_export_cells_are_nbdev_sized():
+    "About one public symbol an export cell: the median export cell is at most 10 lines, none over 60."
+    import statistics
+    sizes = export_cell_sizes()
+    every = sum(sizes.values(), [])
+    assert statistics.median(every) <= 10, statistics.median(every)
+    big = {nb: max(s) for nb, s in sizes.items() if s and max(s) > 60}
+    assert not big, big
+
+
 def test_no_line_over_120_characters():
     long = [f'{p.name}:{i}' for p in _modules() for i, line in _code_lines(p) if len(line) > 120]
     assert not long, f'{len(long)} lines over 120 characters: {long[:20]}'
