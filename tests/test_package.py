@@ -20,8 +20,9 @@ def unpacked_wheel(tmp_path_factory):
 def test_wheel_imports_without_notebooks(unpacked_wheel, tmp_path):
     code = ("import ephys2tx, ephys2tx.cli, ephys2tx.data, ephys2tx.features, ephys2tx.evaluation, ephys2tx.gouwens, "
             "ephys2tx.nets, ephys2tx.training, ephys2tx.bilstm, ephys2tx.bundles, ephys2tx.interpret, "
-            "ephys2tx.sweep, ephys2tx.transfer, ephys2tx.reproduce, ephys2tx.nwb, ephys2tx.synthetic\n"
-            "from ephys2tx.reproduce import REPORTS_DIR, STAGES\n"
+            "ephys2tx.sweep, ephys2tx.transfer, ephys2tx.reproduce, ephys2tx.nwb, ephys2tx.synthetic, "
+            "ephys2tx.commands, ephys2tx.stages, ephys2tx.adapt, ephys2tx.record, ephys2tx.predictor\n"
+            "from ephys2tx.reproduce import REPORTS_DIR\nfrom ephys2tx.stages import STAGES\n"
             "print(ephys2tx.__file__); print(REPORTS_DIR)\n"
             "missing = [s.report for s in STAGES.values() if not (REPORTS_DIR / s.report).is_file()]\n"
             "assert not missing, missing\n")
