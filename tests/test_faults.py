@@ -67,10 +67,12 @@ def test_killed_transfer_finishes_only_the_missing_runs(tmp_path, mirror):
 
 def test_killed_reproduce_resumes_its_stage(tmp_path, mirror):
     out = tmp_path / 'run'
-    cmd = CLI + ['--data-dir', str(mirror), 'reproduce', '--quick', '--stages', 'data,models', '--folds', '2', '--n-workers', '1',
-                 '--out', str(out), '--no-progress', '--device', 'cpu']
-    before = _kill_when(cmd, out / '_runs', 4)
-    assert not (out / 'models' / 'stage.json').exists()
+    # the Gouwens stage (a forest on sparse-PCA features, 3 x 2 folds): the cheapest stage that fits into the shared
+    # store of runs, the store every model stage reads and writes
+    cmd = CLI + ['--data-dir', str(mirror), 'reproduce', '--quick', '--stages', 'data,gouwens', '--repeats', '3',
+                 '--folds', '2', '--n-workers', '1', '--out', str(out), '--no-progress', '--device', 'cpu']
+    before = _kill_when(cmd, out / '_runs', 3)
+    assert not (out / 'gouwens' / 'stage.json').exists()
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     log = (out / 'run.log').read_text()
@@ -79,5 +81,5 @@ def test_killed_reproduce_resumes_its_stage(tmp_path, mirror):
     assert all(after[p] == t for p, t in before.items())                # finished runs were not fitted again
     read = sum(int(n) for n in __import__('re').findall(r'(\d+) read from the shared run store', log.split('resuming')[-1]))
     assert read >= len(before)
-    res = pd.read_parquet(out / 'models' / 'results.parquet')
-    assert len(res) == len(after) and json.loads((out / 'models' / 'stage.json').read_text())['sha256']
+    res = pd.read_parquet(out / 'gouwens' / 'results.parquet')
+    assert len(res) == len(after) == 6 and json.loads((out / 'gouwens' / 'stage.json').read_text())['sha256']
