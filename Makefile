@@ -35,8 +35,9 @@ nbtest: venv
 nbdev-test: venv
 	$(BIN)/nbdev_test --n_workers $(N_WORKERS) --do_print --timing
 
+## pytest on both cores: a test file runs whole on one worker (--dist loadfile), so its fixtures are built once
 pytest: venv
-	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider --ignore=tests/site
+	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider --ignore=tests/site -n 2 --dist loadfile
 
 test: check-export nbtest pytest
 
