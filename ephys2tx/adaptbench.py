@@ -102,7 +102,7 @@ def shift_runs(cells:pd.DataFrame,     # the human cells (`load_cells('human')`)
 def _runs(args): return shift_runs(*args[0], **args[1])
 
 # %% ../nbs/06b_adaptbench.ipynb #f31898a2
-def _run_jobs(jobs:list,      # `_runs` arguments, one per shift and repeat
+def _run_jobs(jobs:list,      # _runs arguments, one per shift and repeat
               n_workers:int,  # worker processes (1: in this process)
               bar,            # a progress bar, updated once a job
              ) -> list:       # the rows of every job, in the order of `jobs`
@@ -161,7 +161,7 @@ def _table_row(shift:str,          # the shift
     return row
 
 # %% ../nbs/06b_adaptbench.ipynb #b6d3a531
-def _in_run_order(table:pd.DataFrame,  # rows of `_table_row`
+def _in_run_order(table:pd.DataFrame,  # rows of _table_row
                   res:pd.DataFrame,    # the rows of `shift_benchmark`
                  ) -> pd.DataFrame:    # `table` sorted by shift (as run) and size (ascending)
     "`table` in the order of the runs: shifts as they first appear in `res`, sizes from fewest to most cells."

@@ -159,7 +159,7 @@ def _attributes(obj):
 
 # %% ../nbs/05c_bundles.ipynb #f623c9ba
 def _objects(obj):
-    "`obj` and everything inside it (`_attributes`)."
+    "`obj` and everything inside it (_attributes)."
     yield obj
     for _, _, v in _attributes(obj): yield v
 
@@ -269,7 +269,7 @@ def _swap(o, k, v, weights:dict, rec:dict):
 # %% ../nbs/05c_bundles.ipynb #4bfcf447
 @contextmanager
 def _storable(model):
-    "`model` with what skops cannot store swapped for placeholders (`_swap`), put back on exit: (weights, record)."
+    "`model` with what skops cannot store swapped for placeholders (_swap), put back on exit: (weights, record)."
     weights, rec, undo = {}, dict(networks=[], converted=[], dropped=[]), []
     try:
         for k in _BUNDLE_ATTRS:
@@ -314,7 +314,7 @@ def _rebuild(owner, key, ref:tuple, weights:dict, device, path:Path) -> set:
 
 # %% ../nbs/05c_bundles.ipynb #4d46ec44
 def _restore(model, weights:dict, device, path:Path):
-    "Put back what `_storable` swapped out: devices, tables, tensors, then the networks (`_rebuild`), on `device`."
+    "Put back what _storable swapped out: devices, tables, tensors, then the networks (_rebuild), on `device`."
     dev, used, nets = resolve_device(device), set(), []
     for o, k, v in list(_attributes(model)):
         if isinstance(o, (tuple, set, frozenset)) or not (isinstance(v, tuple) and len(v) >= 3 and v[0] == _REF):

@@ -492,7 +492,7 @@ def _evaluate_job(X, y, context, run:_Run) -> dict:
 
 # %% ../nbs/03_evaluation.ipynb #6b1e0a1a
 def _plan(models:dict, sp:list, classes:list, protocol:Protocol, tags:dict) -> list:
-    "One `_Run` per model x split."
+    "One _Run per model x split."
     rs = protocol.random_state
     seeds = {(s.repeat, s.fold): int(np.random.RandomState([rs, s.repeat, s.fold]).randint(2**31 - 1)) for s in sp}
     key = lambda n, m: n + (f"#{m.config_hash}" if getattr(m, 'config_hash', '') else '')
@@ -502,7 +502,7 @@ def _plan(models:dict, sp:list, classes:list, protocol:Protocol, tags:dict) -> l
 
 # %% ../nbs/03_evaluation.ipynb #6b1e0a1d
 def take_over(store,      # the `ResultStore` to copy into (None: nothing is taken over)
-              jobs:list,  # the planned runs (`_Run`)
+              jobs:list,  # the planned runs (_Run)
               done:set,   # ids of the runs `store` holds; the ids taken over are added
               reuse=(),   # other run folders to copy finished runs from
              ) -> list:   # ids of the runs taken over

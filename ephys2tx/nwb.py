@@ -519,7 +519,7 @@ def _stream(client, todo, limit, parts, bar, kw) -> int:
 
 # %% ../nbs/07a_nwb.ipynb #103cfb08
 def _run_dask(todo, parts, bar, kw, scheduler, n_workers, memory_limit, max_in_flight) -> int:
-    "Extract `todo` through Dask (see `_client`); the cluster is closed whatever happens."
+    "Extract `todo` through Dask (see _client); the cluster is closed whatever happens."
     client, cluster = _client(scheduler, n_workers, memory_limit)
     try:
         limit = max_in_flight or 2 * max(1, len(client.scheduler_info().get('workers', {})) or n_workers)

@@ -315,7 +315,7 @@ register_strategy('best_human', BestOfInnerCV,
 
 # %% ../nbs/06_transfer.ipynb #2874f942
 class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
-    "Base of the neural strategies: network and budget settings; subclasses define `fit` and `_train`."
+    "Base of the neural strategies: network and budget settings; subclasses define `fit` and _train."
     uses_mouse, needs_pretraining = True, True
     small_budget = dict(epochs=2, warmup_epochs=1, pretrain_epochs=2)
     @classmethod
