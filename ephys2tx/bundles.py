@@ -122,7 +122,8 @@ def type_name(t) -> str:
 
 # %% ../nbs/05c_bundles.ipynb #846bdb07
 TRANSFER_TYPES = ('BestOfInnerCV', 'MouseFeatureForest', 'NetHuman', 'NetZeroShot', 'NetFinetune', 'NetJoint',
-                  'NetDANN', 'SelfTrainedHuman', 'SelfTrainedMouse')   # the strategies of `ephys2tx.transfer`
+                  'NetDANN', 'SelfTrainedHuman', 'SelfTrainedMouse',
+                  'RefitOnce')   # the strategies of `ephys2tx.transfer` and the forest wrapper of self-training
 
 TRUSTED_TYPES = [
     'sklearn.tree._tree.Tree',                                             # the trees of a random forest

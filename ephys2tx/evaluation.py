@@ -19,12 +19,13 @@ from .commands import from_args, options_from
 # %% auto #0
 __all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'BOTH_PROTOCOLS', 'subsample', 'sizes_list',
            'Protocol', 'Executor', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
-           'accepts_validation', 'aligned_proba', 'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over',
-           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare', 'compare_all',
-           'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models', 'make_model',
-           'config_hash', 'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB',
-           'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'key_hash',
-           'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir', 'register_cli']
+           'accepts_validation', 'aligned_proba', 'data_key', 'FitMemo', 'run_split', 'run_id', 'ResultStore',
+           'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare',
+           'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models',
+           'make_model', 'config_hash', 'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with',
+           'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'Task', 'task_species', 'load_task', 'model_specs',
+           'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums', 'module_closure',
+           'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -114,6 +115,7 @@ class Executor:
     progress:bool=True         # progress bars
     out:str|None=None          # folder of finished runs: they are skipped when run again
     reuse:tuple=()             # other run folders whose finished runs are taken over
+    share_fits:bool=True       # keep fitted models' predictions under `out/fits`: a repeated fit is read, not redone
     def __post_init__(self):
         if self.n_workers < 1: raise ValueError(f"n_workers must be >= 1, got {self.n_workers}")
         object.__setattr__(self, 'threads', self.threads or None)
@@ -289,8 +291,12 @@ def score(y_true,        # true class of each test cell
     return out
 
 # %% ../nbs/03_evaluation.ipynb #181360a6
-def _estimator(spec, random_state:int):
-    "A fresh estimator from an estimator (cloned, random_state set) or a factory f(random_state)."
+def _estimator(spec, random_state:int, memo=None):
+    """A fresh estimator from an estimator (cloned, random_state set) or a factory f(random_state).
+
+    With a `FitMemo`, a factory that offers `shared(random_state, memo)` (a registered model's, `model_factory`)
+    gives its estimator whose predictions are kept in and read from the memo."""
+    if memo is not None and hasattr(spec, 'shared'): return spec.shared(random_state, memo)
     if isinstance(spec, BaseEstimator) or (hasattr(spec, 'fit') and hasattr(spec, 'get_params')):
         est = clone(spec)
         keys = [k for k in est.get_params() if k == 'random_state' or k.endswith('__random_state')]
@@ -326,19 +332,68 @@ def aligned_proba(est,                  # a fitted classifier
         out[:, pos[c]] = P[:, j]
     return out
 
+# %% ../nbs/03_evaluation.ipynb #fm000002
+def data_key(*tables) -> str:   # tables (DataFrame, Series or array); None is skipped
+    "A short hash of the content of `tables`: values, row labels and column names (arrays: dtype, shape, bytes)."
+    h = hashlib.sha1()
+    for t in tables:
+        if t is None: continue
+        if isinstance(t, (pd.DataFrame, pd.Series)):
+            h.update(pd.util.hash_pandas_object(t, index=True).to_numpy().tobytes())
+            h.update(repr(list(t.columns) if isinstance(t, pd.DataFrame) else t.name).encode())
+        else:
+            a = np.asarray(t)
+            h.update(f'{a.dtype}{a.shape}'.encode())
+            h.update(repr(a.tolist()).encode() if a.dtype == object else np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:20]
+
+# %% ../nbs/03_evaluation.ipynb #fm000005
+class FitMemo:
+    "Predictions of fitted models on disk: `folder/<fit key>/<data key of the cells>.npz` (labels and probabilities)."
+    def __init__(self, folder): self.folder = Path(folder)
+    def _file(self, key:str, X) -> Path: return self.folder / key / f'{data_key(X)}.npz'
+    def has(self, key:str) -> bool:
+        "Whether a fit under `key` predicted anything: if so, it need not be fitted until a new table is asked."
+        d = self.folder / key
+        return d.is_dir() and any(d.glob('*.npz'))
+
+# %% ../nbs/03_evaluation.ipynb #fm000007
+@patch
+def get(self:FitMemo, key:str, X) -> tuple|None:
+    "(labels, probabilities) that the fit `key` predicted for the cells `X`; None if not kept."
+    f = self._file(key, X)
+    if not f.is_file(): return None
+    try:
+        with np.load(f, allow_pickle=False) as z: return z['labels'], z['proba']
+    except Exception as e:
+        warnings.warn(f"{f}: not a readable kept prediction ({e}); the fit is made again")
+        f.unlink(missing_ok=True)
+        return None
+
+@patch
+def put(self:FitMemo, key:str, X, labels, proba) -> Path:
+    "Keep the `labels` and `proba` that the fit `key` predicted for the cells `X` (written whole or not at all)."
+    f = self._file(key, X)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f'{f.stem}.tmp{os.getpid()}.npz')
+    np.savez(tmp, labels=np.asarray(labels).astype(str), proba=np.asarray(proba, float))
+    os.replace(tmp, f)
+    return f
+
 # %% ../nbs/03_evaluation.ipynb #0e608f67
 def _rows(X, idx):
     "Rows `idx` (positions) of a table or an array."
     return X.iloc[idx] if isinstance(X, (pd.DataFrame, pd.Series)) else np.asarray(X)[idx]
 
 def _fit_kwargs(est, X, y, split:Split, context:dict|None):
-    "The rows `est` is fitted on and its fit keywords (validation, source, unlabelled) for `split`."
+    "The rows `est` is fitted on and its fit keywords (validation, source, unlabelled, memo) for `split`."
     kw, rows = {}, split.fit_rows
     if accepts_validation(est) and len(split.val):
         rows = split.train
         kw['validation'] = (_rows(X, split.val), y[split.val])
     if fit_accepts(est, 'source') and (context or {}).get('source') is not None: kw['source'] = context['source']
     if fit_accepts(est, 'unlabelled') and len(split.unlabelled): kw['unlabelled'] = _rows(X, split.unlabelled)
+    if fit_accepts(est, 'memo') and (context or {}).get('memo') is not None: kw['memo'] = context['memo']
     return rows, kw
 
 # %% ../nbs/03_evaluation.ipynb #6b1e0a0c
@@ -357,10 +412,10 @@ def run_split(name:str,                # the model name in the results row
               split:Split,             # positions of the training, validation and test cells
               classes,                 # every class (the columns of the probabilities)
               random_state:int,        # seed of the fitted model
-              context:dict|None=None,  # more fit inputs: {'source': mouse cells} for models that take `source`
+              context:dict|None=None,  # more fit inputs: 'source' (mouse cells), 'memo' (a `FitMemo` of shared fits)
              ) -> dict:                # one results row: the run, its metrics and fit/predict seconds
     "Fit `spec` on one split (validation, source, unlabelled cells if it takes them); score the test fold."
-    est = _estimator(spec, random_state)
+    est = _estimator(spec, random_state, (context or {}).get('memo'))
     rows, kw = _fit_kwargs(est, X, y, split, context)
     t0 = time.perf_counter()
     est.fit(_rows(X, rows), y[rows], **kw)
@@ -555,6 +610,7 @@ def evaluate(models:dict,                   # name -> estimator, or factory f(ra
     done = store.done() if store is not None else set()
     reused = take_over(store, jobs, done, executor.reuse)
     todo = [j for j in jobs if j.rid not in done]
+    if store is not None and executor.share_fits: context = dict(context or {}, memo=FitMemo(store.out / 'fits'))
     rows = fan_out(_evaluate_job, [(j,) for j in todo], dict(X=X, y=y, context=context), executor,
                    on_result=store.write if store is not None else None, desc='evaluate')
     res = _stored(store, jobs, rows)
@@ -775,13 +831,15 @@ def config_hash(params:dict) -> str:
 def model_factory(name:str,        # a registered model name
                   schema='human',  # feature schema: 'human', 'mouse' or 'aligned'
                   **params,        # settings passed to the model's factory
-                 ):                # f(random_state) -> estimator, with `config_hash` of `params`
-    "A factory `f(random_state) -> estimator` of model `name`, for `evaluate`."
+                 ):                # f(random_state) -> estimator, with `config_hash` of `params` and `shared`
+    "A factory `f(random_state) -> estimator` of model `name`, for `evaluate` (`f.shared`: its `SharedFit`)."
     if name not in MODELS: load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     def f(random_state=0): return make_model(name, schema, random_state, **params)
-    f.__name__ = name
-    f.config_hash = config_hash(params)
+    def shared(random_state, memo):   # its estimator with predictions kept in `memo`, when its fit takes only X, y
+        est = f(random_state)
+        return SharedFit(name, schema, random_state, params, memo) if plain_fit(est) else est
+    f.__name__, f.config_hash, f.shared = name, config_hash(params), shared
     return f
 
 # %% ../nbs/03_evaluation.ipynb #7c3d0a0d
@@ -877,6 +935,63 @@ def _hgb(schema='human', random_state=0, max_iter:int=200, learning_rate:float=0
 
 _hgb.small_budget = dict(max_iter=2)       # the settings of a quick run (`--tiny`, `reproduce --quick`)
 register_model('hgb', _hgb)
+
+# %% ../nbs/03_evaluation.ipynb #fm000011
+def plain_fit(est) -> bool:
+    "Whether `est` is fitted on cells and labels alone and reports no metrics of its own (so its fit can be shared)."
+    return (not any(fit_accepts(est, k) for k in ('validation', 'source', 'unlabelled', 'memo'))
+            and not hasattr(est, 'test_metrics'))
+
+# %% ../nbs/03_evaluation.ipynb #fm000012
+def fit_key(model:str,          # a registered model name
+            schema,             # its feature schema
+            random_state:int,   # its seed
+            params:dict|None,   # its settings (`config_hash`)
+            X, y,               # the cells and labels it is fitted on
+           ) -> str:            # the key of the fit in a `FitMemo`
+    "The key of one fit: model, schema, seed, settings, cells, labels, package and scikit-learn versions."
+    import sklearn, ephys2tx
+    parts = [model, str(schema), int(random_state), config_hash(params or {}), data_key(X, np.asarray(y).astype(str)),
+             ephys2tx.__version__, sklearn.__version__]
+    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:24]
+
+# %% ../nbs/03_evaluation.ipynb #fm000013
+class SharedFit(ClassifierMixin, BaseEstimator):
+    "A registered model whose predictions are kept in a `FitMemo`: one fit per model, settings, seed and cells."
+    def __init__(self,
+                 model:str='rf',          # a registered model name
+                 schema='human',          # its feature schema
+                 random_state:int=0,      # its seed
+                 params:dict|None=None,   # its settings
+                 memo:FitMemo|None=None): # where predictions are kept (None: an ordinary fit)
+        self.model, self.schema, self.random_state, self.params, self.memo = model, schema, random_state, params, memo
+    def fit(self, X, y):
+        "Remember the cells; fit now unless the memo holds predictions of this very fit."
+        y = np.asarray(y).astype(str)
+        self.key_, self.classes_, self.estimator_ = fit_key(self.model, self.schema, self.random_state,
+                                                            self.params, X, y), np.unique(y), None
+        self._cells = (X, y)
+        if self.memo is None or not self.memo.has(self.key_): self._fit_now()
+        return self
+    def predict(self, X): return self._answer(X)[0]
+    def predict_proba(self, X): return self._answer(X)[1]
+
+# %% ../nbs/03_evaluation.ipynb #fm000015
+@patch
+def _fit_now(self:SharedFit):
+    X, y = self._cells
+    self.estimator_ = make_model(self.model, self.schema, self.random_state, **(self.params or {})).fit(X, y)
+    self._cells = None
+
+@patch
+def _answer(self:SharedFit, X) -> tuple:
+    "(labels, probabilities in `classes_` order) for `X`: read from the memo, or predicted and kept."
+    kept = self.memo.get(self.key_, X) if self.memo is not None else None
+    if kept is not None: return kept
+    if self.estimator_ is None: self._fit_now()
+    out = np.asarray(self.estimator_.predict(X)).astype(str), aligned_proba(self.estimator_, X, list(self.classes_))
+    if self.memo is not None: self.memo.put(self.key_, X, *out)
+    return out
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab
 @dataclass

@@ -10,7 +10,8 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
-from .evaluation import aligned_proba, expected_calibration_error, make_model, register_model
+from .evaluation import (FitMemo, SharedFit, aligned_proba, expected_calibration_error, make_model, plain_fit,
+                                 register_model)
 from .bundles import trust
 from fastcore.basics import patch
 
@@ -173,10 +174,11 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
 
 # %% ../nbs/05f_record.ipynb #b31436f1
 @patch
-def _make(self:CalibratedVote, name):
+def _make(self:CalibratedVote, name, memo:FitMemo|None=None):
     p = dict((self.params or {}).get(name, {}))
     if name.startswith('bilstm'): p.setdefault('progress', False)
-    return make_model(name, self.schema, self.random_state, **p)
+    m = make_model(name, self.schema, self.random_state, **p)
+    return SharedFit(name, self.schema, self.random_state, p, memo) if memo is not None and plain_fit(m) else m
 
 # %% ../nbs/05f_record.ipynb #6b285c61
 def _inner_scores(table:pd.DataFrame,  # every weighting's macro-F1 and log-loss (`vote_weights`)
@@ -192,12 +194,12 @@ def _calibrated(self:CalibratedVote, P): return P if self.calibrator_ is None el
 
 # %% ../nbs/05f_record.ipynb #1f9c2cbb
 @patch
-def fit(self:CalibratedVote, X, y):
+def fit(self:CalibratedVote, X, y, memo:FitMemo|None=None):
     "Out-of-fold probabilities, then the vote's weights, the calibration and the set thresholds; fit the members."
     from tqdm.auto import tqdm
     y = np.asarray(y).astype(str)
     self.classes_ = np.unique(y)
-    oof = out_of_fold({c: self._make(c) for c in self.candidates}, X, y, self.classes_, folds=self.folds,
+    oof = out_of_fold({c: self._make(c, memo) for c in self.candidates}, X, y, self.classes_, folds=self.folds,
                       random_state=self.random_state, progress=self.progress)
     self.weights_, table = vote_weights(oof, y, self.classes_, self.steps)
     self.inner_scores_ = _inner_scores(table, oof)
@@ -206,8 +208,8 @@ def fit(self:CalibratedVote, X, y):
         P, y, self.classes_, methods=self.calibrations, folds=5, random_state=self.random_state)
     self.scores_ = conformity_scores(self._calibrated(P), y, self.classes_)
     kept = [n for n in oof if self.weights_[n] > 0]
-    self.members_ = [(n, self._make(n).fit(X, y)) for n in tqdm(kept, desc='members', disable=not self.progress,
-                                                                 leave=False)]
+    self.members_ = [(n, self._make(n, memo).fit(X, y))
+                     for n in tqdm(kept, desc='members', disable=not self.progress, leave=False)]
     return self
 
 # %% ../nbs/05f_record.ipynb #929ed460

@@ -20,10 +20,10 @@ __all__ = ['SHARED', 'HUMAN_FEATURES', 'PRETRAIN_KEYS', 'EARLIER_TRANSFER_RECIPE
            'BASELINE', 'SAME_ARCH', 'SEMI_BASELINE', 'RECORD_STRATEGY', 'TRANSFER_PROTOCOL', 'TRANSFER_QUICK',
            'GAINS_FILES', 'species_transform', 'TransferNet', 'pretrain_key', 'pretrain', 'Strategy', 'strategy_facts',
            'register_strategy', 'network_settings', 'strategy_settings', 'BestOfInnerCV', 'NetStrategy', 'NetHuman',
-           'NetZeroShot', 'NetFinetune', 'NetJoint', 'MouseFeatureForest', 'SelfTrained', 'SelfTrainedHuman', 'NetDANN',
-           'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend', 'strategy_names', 'transfer_experiment',
-           'curve_of', 'gains_of', 'plot_curve', 'verdict_text', 'strongest_human_only', 'headline', 'train_final',
-           'to_bundle', 'write_tables', 'register_cli']
+           'NetZeroShot', 'NetFinetune', 'NetJoint', 'MouseFeatureForest', 'SelfTrained', 'RefitOnce',
+           'SelfTrainedHuman', 'NetDANN', 'SelfTrainedMouse', 'MixZeroShot', 'EMZeroShot', 'ExpertBlend',
+           'strategy_names', 'transfer_experiment', 'curve_of', 'gains_of', 'plot_curve', 'verdict_text',
+           'strongest_human_only', 'headline', 'train_final', 'to_bundle', 'write_tables', 'register_cli']
 
 # %% ../nbs/06_transfer.ipynb #fdb96279
 from .commands import from_args, options_from
@@ -34,7 +34,8 @@ from .features import (FamilyTransform, FlatFeatures, check_columns, class_mix, 
 from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE
-from .evaluation import (MODELS, Executor, Protocol, aligned_proba, compare_all, fit_accepts, load_plugins,
+from .evaluation import (MODELS, Executor, FitMemo, Protocol, SharedFit, aligned_proba, compare_all, data_key,
+                                 fit_accepts, load_plugins, plain_fit,
                                  load_task, make_model, model_factory, register_model, run_experiment, summarize,
                                  sizes_list)
 from .stages import Stage, register_stage, runs_store, scheduler_for
@@ -282,13 +283,18 @@ class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
                  params:dict|None=None):              # candidate name -> its settings (e.g. small budgets)
         self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
         self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
-    def _make(self, c): return make_model(c, self.schema, self.random_state, **(self.params or {}).get(c, {}))
+    def _make(self, c, memo=None):
+        "Candidate `c`, unfitted; with a `FitMemo`, as a `SharedFit` (its fits on the same cells made once)."
+        p = (self.params or {}).get(c, {})
+        m = make_model(c, self.schema, self.random_state, **p)
+        return SharedFit(c, self.schema, self.random_state, p, memo) if memo is not None and plain_fit(m) else m
     def predict_proba(self, X): return self.model_.predict_proba(X)
     def predict(self, X): return self.model_.predict(X)
 
 # %% ../nbs/06_transfer.ipynb #f03464f1
 @patch
-def fit(self:BestOfInnerCV, X, y):
+def fit(self:BestOfInnerCV, X, y, memo:FitMemo|None=None):
+    "Score the candidates on inner folds, refit the best; with `memo`, fits on the same cells are shared."
     from sklearn.metrics import f1_score
     y = np.asarray(y).astype(str)
     classes = np.array(sorted(set(y)))
@@ -299,13 +305,13 @@ def fit(self:BestOfInnerCV, X, y):
         for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
             self.inner_fold_[va] = i
             for c in self.candidates:
-                m = self._make(c).fit(X.iloc[tr], y[tr])
+                m = self._make(c, memo).fit(X.iloc[tr], y[tr])
                 oof[c][va] = aligned_proba(m, X.iloc[va], classes)
                 scores[c].append(f1_score(y[va], classes[oof[c][va].argmax(1)], average='macro'))
     self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
     self.chosen_ = max(self.candidates, key=lambda c: np.nan_to_num(self.cv_scores_[c], nan=-1.0))
     self.oof_proba_ = oof[self.chosen_] if k >= 2 else None   # the chosen model's out-of-fold probabilities
-    self.model_ = self._make(self.chosen_).fit(X, y)
+    self.model_ = self._make(self.chosen_, memo).fit(X, y)
     self.classes_ = self.model_.classes_
     return self
 
@@ -566,6 +572,20 @@ class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
         return out
     def predict(self, X): return self.classes_[self.predict_proba(X).argmax(1)]
 
+# %% ../nbs/06_transfer.ipynb #5c93b0c9
+class RefitOnce(ClassifierMixin, BaseEstimator):
+    "A classifier that skips a fit on exactly the cells and labels of its last fit (the same model would result)."
+    def __init__(self, estimator=None): self.estimator = estimator   # the classifier (with a fixed random_state)
+    def fit(self, X, y):
+        key = data_key(X, y)
+        if getattr(self, 'key_', None) != key:
+            self.estimator_, self.key_ = clone(self.estimator).fit(X, y), key
+            self.n_fits_ = getattr(self, 'n_fits_', 0) + 1
+        self.classes_, self.n_features_in_ = self.estimator_.classes_, self.estimator_.n_features_in_
+        return self
+    def predict_proba(self, X): return self.estimator_.predict_proba(X)
+    def predict(self, X): return self.estimator_.predict(X)
+
 # %% ../nbs/06_transfer.ipynb #4beca12d
 @patch
 def _fit(self:SelfTrained, X, y, source, unlabelled):
@@ -580,10 +600,11 @@ def _fit(self:SelfTrained, X, y, source, unlabelled):
         codes = np.array([LABEL4.index(v) if v is not None else -1 for v in labels])
         base = RandomForestClassifier(self.n_estimators, class_weight='balanced', n_jobs=1,
                                       random_state=self.random_state)
-        st = SelfTrainingClassifier(base, threshold=self.threshold, max_iter=self.max_iter)
+        st = SelfTrainingClassifier(RefitOnce(base), threshold=self.threshold, max_iter=self.max_iter)
         self.model_ = st.fit(self._inputs(XU), codes)
     self.classes_ = np.array(LABEL4)
     self.n_pseudo_ = int((self.model_.labeled_iter_ > 0).sum())
+    self.n_forests_ = self.model_.estimator_.n_fits_   # forests fitted: one a round, none repeated
     return self
 
 # %% ../nbs/06_transfer.ipynb #cf80c372
@@ -772,10 +793,11 @@ def _source_fit(self:ExpertBlend, est, X, y, source, unlabelled):
 
 # %% ../nbs/06_transfer.ipynb #2524bed4
 @patch
-def _inner(self:ExpertBlend, X, y, source, unlabelled):
+def _inner(self:ExpertBlend, X, y, source, unlabelled, memo=None):
     "Out-of-fold probabilities of both experts on the labelled cells (the human expert's own folds if it has them)."
     s, t = self._experts()
-    t.fit(X, y)
+    shared = dict(memo=memo) if memo is not None and fit_accepts(t, 'memo') else {}
+    t.fit(X, y, **shared)
     self.target_expert_ = t
     if hasattr(t, 'oof_proba_') and getattr(t, 'inner_fold_', None) is not None:
         Pt, fold = aligned_proba(_Fixed(t.oof_proba_, t.classes_), None, self.classes_), t.inner_fold_
@@ -785,7 +807,7 @@ def _inner(self:ExpertBlend, X, y, source, unlabelled):
         fold, Pt = np.zeros(len(y), int), np.zeros((len(y), len(self.classes_)))
         for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
             fold[va] = i
-            Pt[va] = aligned_proba(clone(t).fit(X.iloc[tr], y[tr]), X.iloc[va], self.classes_)
+            Pt[va] = aligned_proba(clone(t).fit(X.iloc[tr], y[tr], **shared), X.iloc[va], self.classes_)
     Ps = np.zeros_like(Pt)
     for i in np.unique(fold):
         tr, va = np.flatnonzero(fold != i), np.flatnonzero(fold == i)
@@ -795,7 +817,7 @@ def _inner(self:ExpertBlend, X, y, source, unlabelled):
 
 # %% ../nbs/06_transfer.ipynb #bcd355a4
 @patch
-def _fit(self:ExpertBlend, X, y, source, unlabelled):
+def _fit(self:ExpertBlend, X, y, source, unlabelled, memo=None):
     from sklearn.metrics import f1_score
     if self.combine not in ('mean', 'product'): raise ValueError("combine must be 'mean' or 'product'")
     if self.criterion not in ('log_loss', 'macro_f1'):
@@ -804,7 +826,7 @@ def _fit(self:ExpertBlend, X, y, source, unlabelled):
     s, _ = self._experts()
     self.source_expert_ = self._source_fit(s, X, y, source, unlabelled)
     self.classes_ = np.array(sorted(set(y) | set(map(str, self.source_expert_.classes_))))
-    Ps, Pt = self._inner(X, y, source, unlabelled)
+    Ps, Pt = self._inner(X, y, source, unlabelled, memo)
     rows = []
     for w in np.linspace(0, 1, self.steps + 1):
         if Ps is None: break
@@ -821,8 +843,9 @@ def _fit(self:ExpertBlend, X, y, source, unlabelled):
 
 # %% ../nbs/06_transfer.ipynb #17502818
 @patch
-def fit(self:ExpertBlend, X, y, source=None):
-    return self._fit(X, y, source, None)
+def fit(self:ExpertBlend, X, y, source=None, memo:FitMemo|None=None):
+    "Fit both experts and choose the weight (`memo`: the experiment's shared fits, for the human expert)."
+    return self._fit(X, y, source, None, memo)
 
 # %% ../nbs/06_transfer.ipynb #9e827587
 register_strategy('blend_mix', ExpertBlend)
