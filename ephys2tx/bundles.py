@@ -31,11 +31,11 @@ from .commands import options_from
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FORMATS', 'MODEL_FILE', 'WEIGHTS_FILE', 'REFERENCE_FILE', 'BUNDLE_FILES',
-           'OPTIONAL_FILES', 'TRANSFER_TYPES', 'TRUSTED_TYPES', 'ID_COLUMNS', 'MASKING', 'BundleError',
+           'OPTIONAL_FILES', 'TRANSFER_TYPES', 'TRUSTED_TYPES', 'ID_COLUMNS', 'CHUNK', 'MASKING', 'BundleError',
            'validation_metrics', 'manifest_checksum', 'save_reference', 'load_reference', 'type_name', 'trust',
            'model_schema', 'model_features', 'registry_name', 'model_label', 'save_bundle', 'check_bundle',
            'load_bundle', 'id_column', 'missing_features', 'check_species', 'validation_cells', 'expected_macro_f1',
-           'subset_model', 'predict_cells', 'train_bundle']
+           'subset_model', 'joined_names', 'in_chunks', 'predict_cells', 'train_bundle']
 
 # %% ../nbs/05c_bundles.ipynb #1d8ae55e
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bundle', 3   # what `save_bundle` writes: any fitted model
@@ -753,15 +753,31 @@ def _checked_table(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col
 # %% ../nbs/05c_bundles.ipynb #6168b1a8
 def _unscorable(df:pd.DataFrame, feats) -> tuple:
     "The table with infinite and impossible values blanked; the mask of infinite values; each cell's impossible ones."
-    inf = np.isinf(df[feats].to_numpy(float))
+    inf = np.zeros((len(df), len(feats)), bool)
+    for j, c in enumerate(feats): inf[:, j] = np.isinf(df[c].to_numpy(float))   # a column at a time: no float copy
     imp, bad = impossible_values(df, feats).to_numpy(object), impossible_mask(df, feats)
-    clean = df.assign(**{c: df[c].where(~np.isinf(df[c]) & (~bad[c] if c in bad else True)) for c in feats})
+    drop = {c: inf[:, j] | (bad[c].to_numpy() if c in bad else False) for j, c in enumerate(feats)}
+    clean = df.assign(**{c: df[c].where(~d) for c, d in drop.items() if d.any()})   # the other columns are shared
     return clean, inf, imp
+
+# %% ../nbs/05c_bundles.ipynb #25d59fa0
+def joined_names(names,         # the name of each column of `M`
+                 M,             # cells x names, True where the name belongs to the cell's set
+                 sep:str=';',   # what joins the names of one cell
+                ) -> np.ndarray:  # per cell, its names joined by `sep` ('' for none), an object array
+    "Per row of the boolean matrix `M`, the `names` of its True columns joined by `sep`, each distinct row joined once."
+    M = np.asarray(M, dtype=bool).reshape(len(M), len(names))
+    if not M.size: return np.full(len(M), '', dtype=object)
+    packed = np.packbits(M, axis=1)                                  # each row as a few bytes, hashed below
+    codes, _ = pd.factorize(np.array([r.tobytes() for r in packed], dtype=object))
+    _, first = np.unique(codes, return_index=True)                   # one cell of each distinct row
+    names = np.asarray([str(n) for n in names], dtype=object)
+    return np.array([sep.join(names[M[i]]) for i in first], dtype=object)[codes]
 
 # %% ../nbs/05c_bundles.ipynb #f63d0daa
 def _status(feats, inf, imp, fam) -> np.ndarray:
     "Per cell 'ok', or why it is not predicted: an infinite value, an impossible value, no observed family."
-    inf_in = pd.Series([';'.join(np.array(feats)[r]) for r in inf])
+    inf_in = pd.Series(joined_names(feats, inf), dtype=object)
     return np.select([inf.any(1), imp != '', ~fam.any(1)],
                      ['not predicted: infinite value in ' + inf_in, 'not predicted: impossible value ' + imp,
                       'not predicted: no observed feature family'], 'ok')
@@ -770,8 +786,21 @@ def _status(feats, inf, imp, fam) -> np.ndarray:
 def _outside(df:pd.DataFrame, schema) -> list:
     "Per cell, the features whose (finite) value lies outside the plausible range, joined by ';'."
     fs = [f for f in schema_features(schema) if f.lo is not None and f.name in df.columns] if schema in SCHEMAS else []
-    flags = pd.DataFrame({f.name: (df[f.name] < f.lo) | (df[f.name] > f.hi) for f in fs}, index=df.index)
-    return [';'.join(flags.columns[r]) for r in flags.to_numpy(bool)] if fs else [''] * len(df)
+    if not fs: return [''] * len(df)
+    flags = np.column_stack([((df[f.name] < f.lo) | (df[f.name] > f.hi)).to_numpy(bool) for f in fs])
+    return joined_names([f.name for f in fs], flags).tolist()
+
+# %% ../nbs/05c_bundles.ipynb #006c0085
+CHUNK = 16_384   # cells a model scores at once: its working copies of the table stay this small
+
+def in_chunks(predict,                  # a function of a cell table, e.g. a model's `predict_proba`
+              X:pd.DataFrame,           # the cells
+              rows,                     # which cells to predict (a boolean mask)
+              size:int=CHUNK,           # cells per call
+             ) -> np.ndarray:           # `predict` of the cells `rows`, stacked in their order
+    "`predict(X[rows])`, made `size` cells at a time (the models here score each cell on its own)."
+    idx = np.flatnonzero(rows)
+    return np.concatenate([np.asarray(predict(X.iloc[idx[i:i + size]])) for i in range(0, len(idx), size)])
 
 # %% ../nbs/05c_bundles.ipynb #006c0086
 def _scores(model, T, X:pd.DataFrame, ok, choice, name:str) -> tuple:
@@ -781,7 +810,7 @@ def _scores(model, T, X:pd.DataFrame, ok, choice, name:str) -> tuple:
     if not ok.any(): return P, A, by
     if choice is not None and choice['use'] == 'forest':
         rf = choice['forest_model']
-        P[np.ix_(ok, [classes.index(str(c)) for c in rf.classes_])] = rf.predict_proba(X[ok])
+        P[np.ix_(ok, [classes.index(str(c)) for c in rf.classes_])] = in_chunks(rf.predict_proba, X, ok)
         P[ok] = np.nan_to_num(P[ok])
         by = f"forest on the {choice['n_features']} features present"
     elif T is not None:                                       # the BiLSTM: probabilities and attention at once
@@ -789,19 +818,20 @@ def _scores(model, T, X:pd.DataFrame, ok, choice, name:str) -> tuple:
         if a is not None:
             A = np.full((len(X), len(model.families_)), np.nan)
             A[ok] = a
-    else: P[ok] = model.predict_proba(X[ok])
+    else: P[ok] = in_chunks(model.predict_proba, X, ok)
     return P, A, by
 
 # %% ../nbs/05c_bundles.ipynb #9f37dfaa
-def _prediction_sets(model, X:pd.DataFrame, rows, classes) -> tuple:
-    "`prediction_set` (classes joined by '|') and `set_size` of the cells `rows`, by `model.predict_set`; else None."
+def _prediction_sets(model, X:pd.DataFrame, rows, classes, P=None) -> tuple:
+    "`prediction_set` (classes joined by '|') and `set_size` of the cells `rows`, by the model's sets; else None."
     sets, size = np.full(len(X), None, dtype=object), np.full(len(X), np.nan)
     if rows.any():
-        S = np.asarray(model.predict_set(X[rows]), dtype=bool)
+        S = np.asarray(model.sets_of(P[rows]) if P is not None and hasattr(model, 'sets_of')
+                       else model.predict_set(X[rows]), dtype=bool)
         if S.shape != (int(rows.sum()), len(classes)):
             raise ValueError(f"{type(model).__name__}.predict_set gave an array of shape {S.shape}, not "
                              f"(cells, classes) = {(int(rows.sum()), len(classes))}")
-        sets[rows], size[rows] = ['|'.join(np.asarray(classes)[r]) for r in S], S.sum(1)
+        sets[rows], size[rows] = joined_names(classes, S, sep='|'), S.sum(1)
     return sets, size
 
 # %% ../nbs/05c_bundles.ipynb #1717ca49
@@ -831,8 +861,8 @@ def predict_cells(model,                          # a fitted model or a loaded b
     out['predicted_by'] = np.where(ok, by, None)
     for j, c in enumerate(classes): out[f'prob_{c}'] = P[:, j]
     if hasattr(model, 'predict_set'):                        # the model's own sets, for the cells it predicted
-        out['prediction_set'], out['set_size'] = _prediction_sets(model, clean, ok & (by == name), classes)
-    out['families'] = [';'.join(np.array(fams)[r]) for r in fam]
+        out['prediction_set'], out['set_size'] = _prediction_sets(model, clean, ok & (by == name), classes, P)
+    out['families'] = joined_names(fams, fam)
     out['n_families'] = fam.sum(1)
     out['outside_range'] = _outside(df, schema)
     if A is not None:

@@ -13,12 +13,13 @@ from .schema import (HUMAN_SUBCLASS, LABEL4, META_COLS, MOUSE_EXCLUDED, MOUSE_TO
                              family_of, feature_unit)
 
 # %% auto #0
-__all__ = ['DATASETS', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE', 'HUMAN_DONOR_FILE',
-           'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'REPRODUCE_STAGES', 'DataError', 'ChecksumError', 'DataFile',
-           'Dataset', 'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir', 'sha256sum', 'verify_file', 'download',
-           'fetch', 'read_table', 'write_table', 'mouse_subclass', 'human_subclass', 'feature_columns', 'tidy_table',
-           'load_mouse', 'load_human', 'Species', 'register_species', 'load_raw', 'impossible_rule', 'impossible_mask',
-           'impossible_values', 'QCResult', 'qc', 'load_cells', 'summary', 'register_cli']
+__all__ = ['DATASETS', 'ROWS_AT_ONCE', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE',
+           'HUMAN_DONOR_FILE', 'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'REPRODUCE_STAGES', 'DataError',
+           'ChecksumError', 'DataFile', 'Dataset', 'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir',
+           'sha256sum', 'verify_file', 'download', 'fetch', 'read_table', 'write_table', 'mouse_subclass',
+           'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse', 'load_human', 'Species', 'register_species',
+           'load_raw', 'impossible_rule', 'impossible_mask', 'impossible_values', 'QCResult', 'qc', 'load_cells',
+           'summary', 'register_cli']
 
 # %% ../nbs/01_data.ipynb #ead3657a
 class DataError(ValueError):
@@ -287,13 +288,18 @@ def _sniff_table(text:str, # the first lines of a delimited text file
     return sep, (',' if comma > point else '.')
 
 # %% ../nbs/01_data.ipynb #d2996d27
+ROWS_AT_ONCE = 50_000   # rows of a delimited file parsed at a time
+
 def _read_delimited(path:Path, lines:int=1000) -> pd.DataFrame:
     "Delimited text file `path`, its separator and decimal mark detected from its first `lines` lines."
     try:
         with open(path, encoding='utf-8-sig', newline='') as f: head = ''.join(l for _, l in zip(range(lines), f))
         sep, dec = _sniff_table(head)
     except (UnicodeDecodeError, csv.Error) as e: raise DataError(f"{path}: not a delimited text table ({e})") from e
-    try: return pd.read_csv(path, sep=sep, decimal=dec, encoding='utf-8-sig', low_memory=False)
+    try:
+        with pd.read_csv(path, sep=sep, decimal=dec, encoding='utf-8-sig', low_memory=False,
+                         chunksize=ROWS_AT_ONCE) as reader: parts = list(reader)
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         detail = str(e).strip().replace('Error tokenizing data. C error: ', '')
         raise DataError(f"{path}: cannot be parsed as a table read with separator {sep!r} and decimal mark {dec!r} "

@@ -230,9 +230,14 @@ def predict(self:CalibratedVote, X) -> np.ndarray: return self.classes_[self.pre
 
 # %% ../nbs/05f_record.ipynb #662fccfd
 @patch
+def sets_of(self:CalibratedVote, P, coverage:float|None=None) -> np.ndarray:
+    "Conformal prediction sets of the vote's calibrated probabilities `P` (`predict_proba`), at `coverage`."
+    return prediction_sets(P, class_thresholds(self.scores_, coverage or self.coverage))
+
+@patch
 def predict_set(self:CalibratedVote, X, coverage:float|None=None) -> np.ndarray:
     "Conformal prediction sets, cells x `classes_` (True: in the set), at `coverage` (default: the model's)."
-    return prediction_sets(self.predict_proba(X), class_thresholds(self.scores_, coverage or self.coverage))
+    return self.sets_of(self.predict_proba(X), coverage)
 
 # %% ../nbs/05f_record.ipynb #9288618e
 @patch
