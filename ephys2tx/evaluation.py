@@ -968,8 +968,8 @@ class SharedFit(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         "Remember the cells; fit now unless the memo holds predictions of this very fit."
         y = np.asarray(y).astype(str)
-        self.key_, self.classes_, self.estimator_ = fit_key(self.model, self.schema, self.random_state,
-                                                            self.params, X, y), np.unique(y), None
+        self.key_ = fit_key(self.model, self.schema, self.random_state, params=self.params, X=X, y=y)
+        self.classes_, self.estimator_ = np.unique(y), None
         self._cells = (X, y)
         if self.memo is None or not self.memo.has(self.key_): self._fit_now()
         return self
