@@ -65,6 +65,7 @@ lab: venv
 bench: venv
 	$(BIN)/python bench/bench_bilstm.py --device auto
 	$(BIN)/python bench/bench_extract.py --n-files 8 --n-workers $(N_WORKERS)
+	$(BIN)/python bench/bench_predict.py
 
 clean:
 	rm -rf _docs _proc .cache/docs build dist *.egg-info
