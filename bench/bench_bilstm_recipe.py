@@ -52,11 +52,12 @@ def choose(seed: int, n_jobs: int, progress: bool) -> tuple:
     return json.loads(best), sweep
 
 
-def check(species: str, recipe: dict, repeats: int, folds: int, seed: int, n_jobs: int, progress: bool) -> pd.DataFrame:
+def check(species: str, recipe: dict, repeats: int, folds: int, seed: int, n_jobs: int, progress: bool,
+          reference: dict = REFERENCE) -> pd.DataFrame:
     "Reference and candidate on the same folds of `species`: one row per recipe x repeat x fold."
     from ephys2tx.evaluation import Executor, Protocol, load_task, run_experiment, make_model
     t = load_task(species)
-    models = {'bilstm': make_model('bilstm', t.schema, device='cpu', **REFERENCE),
+    models = {'bilstm': make_model('bilstm', t.schema, device='cpu', **reference),
               'bilstm_cheap': make_model('bilstm', t.schema, device='cpu', **recipe)}
     return run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
                           Executor(n_workers=n_jobs, progress=progress))
@@ -80,6 +81,7 @@ def main(argv=None):
     ap.add_argument('--n-jobs', type=int, default=2)
     ap.add_argument('--threads', type=int, default=2, help='torch threads for the single timed fits')
     ap.add_argument('--recipe', default=None, help='skip the choice: a JSON recipe to check')
+    ap.add_argument('--reference', default=None, help='a JSON recipe to check against (default: REFERENCE)')
     ap.add_argument('--out', default=str(HERE / 'results' / 'bilstm_recipe.json'))
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
@@ -87,12 +89,13 @@ def main(argv=None):
     warnings.filterwarnings('ignore')
     prog = not a.no_progress
     t0 = time.time()
+    ref = json.loads(a.reference) if a.reference else REFERENCE
     if a.recipe: recipe, sweep = json.loads(a.recipe), None
     else: recipe, sweep = choose(a.seed, a.n_jobs, prog)
     print('chosen by inner validation (mean over both species):', recipe, flush=True)
     rows, tables = [], []
     for sp in a.species.split(','):
-        r = check(sp, recipe, a.repeats, a.folds, a.seed, a.n_jobs, prog); tables.append(r)
+        r = check(sp, recipe, a.repeats, a.folds, a.seed, a.n_jobs, prog, reference=ref); tables.append(r)
         c = compare(r, 'bilstm_cheap', 'bilstm')
         m = r.groupby('model').macro_f1.agg(['mean', 'std']); s = r.groupby('model').fit_seconds.mean()
         rows.append(dict(species=sp, folds=int(c['n_pairs']), reference=f"{m.loc['bilstm', 'mean']:.3f} ± {m.loc['bilstm', 'std']:.3f}",
@@ -102,16 +105,16 @@ def main(argv=None):
                          fit_s_reference=float(s['bilstm']), fit_s_cheaper=float(s['bilstm_cheap'])))
         print(rows[-1], flush=True)
     torch.set_num_threads(a.threads)
-    single = dict(reference=one_fit(REFERENCE, a.seed), cheaper=one_fit(recipe, a.seed))
+    single = dict(reference=one_fit(ref, a.seed), cheaper=one_fit(recipe, a.seed))
     res = dict(tolerance=TOLERANCE, command='python bench/bench_bilstm_recipe.py ' + ' '.join(argv or sys.argv[1:]), recipe=recipe,
-               reference_recipe=REFERENCE, candidates=CANDIDATES,
+               reference_recipe=ref, candidates=CANDIDATES,
                sweep=None if sweep is None else sweep.to_dict('records'), checks=rows,
                one_fit_all_mouse_s=single, threads=a.threads, cpus=os.cpu_count(), machine=platform.machine(),
                torch=torch.__version__, wall_s=time.time() - t0, measured=time.strftime('%Y-%m-%d %H:%M'))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1, default=float))
     pd.concat(tables).to_parquet(Path(a.out).with_suffix('.parquet'), index=False)
-    print('\n| species | folds | `bilstm` (SMOTE, 128 hidden, batch 64) | cheaper recipe | difference | corrected p | 95% CI | s / fit (reference → cheaper) |')
+    print(f'\n| species | folds | reference {ref} | cheaper recipe | difference | corrected p | 95% CI | s / fit (reference → cheaper) |')
     print('|---|---:|---:|---:|---:|---:|---|---:|')
     for r in rows:
         print(f"| {r['species']} | {r['folds']} | {r['reference']} | {r['cheaper']} | {r['diff']:+.3f} | {r['p']:.2g} | "
