@@ -23,9 +23,9 @@ __all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_T
            'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare',
            'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models',
            'make_model', 'config_hash', 'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with',
-           'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'Task', 'task_species', 'load_task', 'model_specs',
-           'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums', 'module_closure',
-           'model_code', 'runs_dir', 'register_cli']
+           'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'shared_model', 'Task', 'task_species', 'load_task',
+           'model_specs', 'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums',
+           'module_closure', 'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -836,9 +836,7 @@ def model_factory(name:str,        # a registered model name
     if name not in MODELS: load_plugins()
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
     def f(random_state=0): return make_model(name, schema, random_state, **params)
-    def shared(random_state, memo):   # its estimator with predictions kept in `memo`, when its fit takes only X, y
-        est = f(random_state)
-        return SharedFit(name, schema, random_state, params, memo) if plain_fit(est) else est
+    def shared(random_state, memo): return shared_model(name, schema, random_state, params, memo)
     f.__name__, f.config_hash, f.shared = name, config_hash(params), shared
     return f
 
@@ -992,6 +990,17 @@ def _answer(self:SharedFit, X) -> tuple:
     out = np.asarray(self.estimator_.predict(X)).astype(str), aligned_proba(self.estimator_, X, list(self.classes_))
     if self.memo is not None: self.memo.put(self.key_, X, *out)
     return out
+
+# %% ../nbs/03_evaluation.ipynb #fm000018
+def shared_model(name:str,                # a registered model name
+                 schema='human',          # its feature schema
+                 random_state:int=0,      # its seed
+                 params:dict|None=None,   # its settings
+                 memo:FitMemo|None=None,  # the experiment's shared fits (None: the plain model)
+                ):                        # an unfitted estimator
+    "Registered model `name`; with `memo`, a `SharedFit` when its fit can be shared (`plain_fit`)."
+    est = make_model(name, schema, random_state, **(params or {}))
+    return SharedFit(name, schema, random_state, params, memo) if memo is not None and plain_fit(est) else est
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab
 @dataclass

@@ -10,8 +10,8 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
-from .evaluation import (FitMemo, SharedFit, aligned_proba, expected_calibration_error, make_model, plain_fit,
-                                 register_model)
+from .evaluation import (FitMemo, SharedFit, aligned_proba, expected_calibration_error, make_model,
+                                 register_model, shared_model)
 from .bundles import trust
 from fastcore.basics import patch
 
@@ -177,8 +177,7 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
 def _make(self:CalibratedVote, name, memo:FitMemo|None=None):
     p = dict((self.params or {}).get(name, {}))
     if name.startswith('bilstm'): p.setdefault('progress', False)
-    m = make_model(name, self.schema, self.random_state, **p)
-    return SharedFit(name, self.schema, self.random_state, p, memo) if memo is not None and plain_fit(m) else m
+    return shared_model(name, self.schema, self.random_state, p, memo)
 
 # %% ../nbs/05f_record.ipynb #6b285c61
 def _inner_scores(table:pd.DataFrame,  # every weighting's macro-F1 and log-loss (`vote_weights`)

@@ -35,7 +35,7 @@ from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE
 from .evaluation import (MODELS, Executor, FitMemo, Protocol, SharedFit, aligned_proba, compare_all, data_key,
-                                 fit_accepts, load_plugins, plain_fit,
+                                 fit_accepts, load_plugins, shared_model,
                                  load_task, make_model, model_factory, register_model, run_experiment, summarize,
                                  sizes_list)
 from .stages import Stage, register_stage, runs_store, scheduler_for
@@ -285,9 +285,7 @@ class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
         self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
     def _make(self, c, memo=None):
         "Candidate `c`, unfitted; with a `FitMemo`, as a `SharedFit` (its fits on the same cells made once)."
-        p = (self.params or {}).get(c, {})
-        m = make_model(c, self.schema, self.random_state, **p)
-        return SharedFit(c, self.schema, self.random_state, p, memo) if memo is not None and plain_fit(m) else m
+        return shared_model(c, self.schema, self.random_state, (self.params or {}).get(c, {}), memo)
     def predict_proba(self, X): return self.model_.predict_proba(X)
     def predict(self, X): return self.model_.predict(X)
 
