@@ -10,8 +10,7 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
-from .evaluation import (FitMemo, SharedFit, aligned_proba, expected_calibration_error, make_model,
-                                 register_model, shared_model)
+from .evaluation import FitMemo, aligned_proba, expected_calibration_error, register_model, shared_model
 from .bundles import trust
 from fastcore.basics import patch
 

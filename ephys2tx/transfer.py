@@ -34,7 +34,7 @@ from .features import (FamilyTransform, FlatFeatures, check_columns, class_mix, 
 from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE
-from .evaluation import (MODELS, Executor, FitMemo, Protocol, SharedFit, aligned_proba, compare_all, data_key,
+from .evaluation import (MODELS, Executor, FitMemo, Protocol, aligned_proba, compare_all, data_key,
                                  fit_accepts, load_plugins, shared_model,
                                  load_task, make_model, model_factory, register_model, run_experiment, summarize,
                                  sizes_list)
