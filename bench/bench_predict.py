@@ -2,15 +2,17 @@
 
     python bench/bench_predict.py                      # 100,000 cells, the named human model, 3 repeats
     python bench/bench_predict.py --cells 20000 --repeats 1
+    python bench/bench_predict.py --chunk 16384 --keep-freed --json /tmp/p.json   # another part size; no release
 
 The input is the QC-passed human cells of the data mirror, tiled to `--cells` rows with unique IDs (a CSV of the
 model's feature columns and `specimen_id`). Each measurement runs in a fresh process:
 
 - **pandas**: `pd.read_csv` of the input, then `to_csv` of that table: the reference time, and its memory above the
   interpreter.
-- **predict**: what `ephys2tx predict --input in.csv --out out.csv` does once the model is loaded: read and check the
-  table (`read_table`), predict every cell (`predict`), write the predictions (`write_table`); its time per stage,
-  and its peak memory above the process with the package imported and the model loaded.
+- **predict**: what `ephys2tx predict --input in.csv --out out.csv` does once the model is loaded: read, check and
+  predict the file a part at a time (`predict` of the path: `iter_table`, `predict_cells`), write the predictions
+  (`write_table`); its time per stage, and its peak memory above the process with the package imported and the
+  model loaded.
 - **command**: the whole command in a subprocess (interpreter start, imports and the model's loading included).
 
 The ratios: predict's time over pandas' (aim: at most 3) and predict's memory above the loaded model over the
@@ -56,19 +58,21 @@ def child_pandas(inp: str, out: str) -> dict:
                 base_mb=base, peak_mb=peak_mb(), extra_mb=peak_mb() - base)
 
 
-def child_predict(inp: str, out: str, model: str) -> dict:
+def child_predict(inp: str, out: str, model: str, chunk: str = '0', keep_freed: str = '0') -> dict:
     import warnings
-    from ephys2tx.data import read_table, write_table
+    import ephys2tx.bundles, ephys2tx.predictor
+    from ephys2tx.data import write_table
     from ephys2tx.predictor import load_model, predict
+    if int(chunk): ephys2tx.predictor.CHUNK = int(chunk)                  # cells a part (default: `CHUNK`)
+    if int(keep_freed): ephys2tx.bundles.release_memory = lambda: False  # freed memory stays with the process
     base0 = rss_mb()
     t0 = time.perf_counter(); m = load_model(model, progress=False); t1 = time.perf_counter()
     base = rss_mb()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        t2 = time.perf_counter(); cells = read_table(inp); t3 = time.perf_counter()
-        pred = predict(cells, m); t4 = time.perf_counter()
+        t2 = time.perf_counter(); pred = predict(inp, m); t4 = time.perf_counter()   # read, check, predict: in parts
         write_table(pred, out, source=inp); t5 = time.perf_counter()
-    return dict(load_model_s=t1 - t0, model_mb=base - base0, read_s=t3 - t2, predict_s=t4 - t3, write_s=t5 - t4,
+    return dict(load_model_s=t1 - t0, model_mb=base - base0, read_predict_s=t4 - t2, write_s=t5 - t4,
                 total_s=t5 - t2, base_mb=base, peak_mb=peak_mb(), extra_mb=peak_mb() - base,
                 predicted=int((pred.status == 'ok').sum()))
 
@@ -101,6 +105,8 @@ def main(argv=None):
     ap.add_argument('--model', default='human', help='a named model or a bundle folder')
     ap.add_argument('--repeats', type=int, default=3, help='measurements of each kind (fresh processes)')
     ap.add_argument('--json', default=str(HERE / 'results' / 'predict.json'), help='where to write the results')
+    ap.add_argument('--chunk', type=int, default=0, help='cells a part (default: the package\'s CHUNK)')
+    ap.add_argument('--keep-freed', action='store_true', help='no release of freed memory between the parts')
     ap.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -113,7 +119,8 @@ def main(argv=None):
         runs = dict(pandas=[], predict=[], command=[])
         for i in range(a.repeats):
             runs['pandas'].append(run_child('pandas', str(inp), str(Path(d) / 'pandas_out.csv')))
-            runs['predict'].append(run_child('predict', str(inp), str(Path(d) / 'pred_out.csv'), a.model))
+            runs['predict'].append(run_child('predict', str(inp), str(Path(d) / 'pred_out.csv'), a.model,
+                                             str(a.chunk), str(int(a.keep_freed))))
             print(f"repeat {i + 1}/{a.repeats}: pandas {runs['pandas'][-1]['total_s']:.2f} s, "
                   f"predict {runs['predict'][-1]['total_s']:.2f} s", file=sys.stderr)
         runs['command'].append(run_command(str(inp), str(Path(d) / 'cmd_out.csv'), a.model))
@@ -122,9 +129,12 @@ def main(argv=None):
     summary = dict(time_ratio=mean_sd(time_ratio), memory_ratio=mean_sd(mem_ratio),
                    **{f'{k}_{s}': mean_sd([r[s] for r in runs[k]]) for k, ss in
                       dict(pandas=('read_s', 'write_s', 'total_s', 'table_mb', 'extra_mb'),
-                           predict=('load_model_s', 'model_mb', 'read_s', 'predict_s', 'write_s', 'total_s',
+                           predict=('load_model_s', 'model_mb', 'read_predict_s', 'write_s', 'total_s',
                                     'base_mb', 'peak_mb', 'extra_mb')).items() for s in ss})
-    res = dict(command=f'python bench/bench_predict.py --cells {a.cells} --model {a.model} --repeats {a.repeats}',
+    import ephys2tx.bundles
+    opts = (f' --chunk {a.chunk}' if a.chunk else '') + (' --keep-freed' if a.keep_freed else '')
+    res = dict(command=f'python bench/bench_predict.py --cells {a.cells} --model {a.model} --repeats {a.repeats}{opts}',
+               chunk=a.chunk or ephys2tx.bundles.CHUNK, release_freed=not a.keep_freed,
                input=info, summary=summary, runs=runs, cpus=os.cpu_count(), machine=platform.machine(),
                python=platform.python_version(), measured=time.strftime('%Y-%m-%d %H:%M'))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +146,8 @@ def main(argv=None):
     print('| | time | memory above the start (pandas) or the loaded model (predict) |\n|---|---:|---:|')
     print(f"| pandas read + write | {f('pandas_total_s')} | {f('pandas_extra_mb', 'MB', 0)} "
           f"(table in memory {s['pandas_table_mb'][0]:.0f} MB) |")
-    print(f"| predict: read + check, predict, write | {f('predict_total_s')} (read {s['predict_read_s'][0]:.2f}, "
-          f"predict {s['predict_predict_s'][0]:.2f}, write {s['predict_write_s'][0]:.2f}) | {f('predict_extra_mb', 'MB', 0)} |")
+    print(f"| predict: read + check + predict (in parts), write | {f('predict_total_s')} (read and predict "
+          f"{s['predict_read_predict_s'][0]:.2f}, write {s['predict_write_s'][0]:.2f}) | {f('predict_extra_mb', 'MB', 0)} |")
     print(f"| **ratio** | **{s['time_ratio'][0]:.2f} ± {s['time_ratio'][1]:.2f}** (aim ≤ 3) | "
           f"**{s['memory_ratio'][0]:.2f} ± {s['memory_ratio'][1]:.2f}** × the table (aim < 2) |")
     c = runs['command'][0]

@@ -20,8 +20,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from .schema import Family, Feature
 from .data import DataError, DATASETS, SPECIES, impossible_mask, impossible_values, load_cells, sha256sum
-from .features import (SCHEMAS, FamilyTransform, FlatFeatures, check_ranges, get_schema, schema_features,
-                               transform_from_state, transform_state)
+from .features import (SCHEMAS, FamilyTransform, FlatFeatures, RangeCheck, check_ranges, get_schema,
+                               schema_features, transform_from_state, transform_state)
 from .nets import VARIANTS, FamilySeqNet
 from .training import resolve_device
 from .evaluation import MODELS, SmallSampleHGB, fit_accepts, list_models, make_model
@@ -35,7 +35,7 @@ __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'BUNDLE_FORMATS', 'MODEL_FILE', 'W
            'validation_metrics', 'manifest_checksum', 'save_reference', 'load_reference', 'type_name', 'trust',
            'model_schema', 'model_features', 'registry_name', 'model_label', 'save_bundle', 'check_bundle',
            'load_bundle', 'id_column', 'missing_features', 'check_species', 'validation_cells', 'expected_macro_f1',
-           'subset_model', 'joined_names', 'in_chunks', 'predict_cells', 'train_bundle']
+           'subset_model', 'joined_names', 'in_chunks', 'release_memory', 'predict_cells', 'train_bundle']
 
 # %% ../nbs/05c_bundles.ipynb #1d8ae55e
 BUNDLE_FORMAT, BUNDLE_VERSION = 'ephys2tx-bundle', 3   # what `save_bundle` writes: any fitted model
@@ -728,12 +728,10 @@ def _numeric(df:pd.DataFrame, feats, where:str) -> pd.DataFrame:
         df[bad] = conv
     return df
 
-# %% ../nbs/05c_bundles.ipynb #11f2d7ec
-def _checked_table(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col) -> tuple:
-    "The checks of a table as a whole; returns (numeric table, masked features, ID column or None)."
+# %% ../nbs/05c_bundles.ipynb #11f2d7e0
+def _columns_checked(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col) -> tuple:
+    "The checks of a table's columns: a feature present, missing ones allowed; returns (missing features, ID column)."
     feats, schema = model_features(model), model_schema(model)
-    if not len(df): raise DataError(f"{where}: no cells (a header and no rows)")
-    check_species(model, df, where)
     if not any(c in df.columns for c in feats):
         raise DataError(f"{where}: none of the {len(feats)} feature columns of the {schema} schema is present "
                         f"(e.g. {feats[:4]}); columns: {list(df.columns)[:8]}")
@@ -742,12 +740,28 @@ def _checked_table(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col
         raise DataError(f"{where}: missing {len(missing)} feature column(s) required by the model "
                         f"(schema {schema!r}): {missing}; add them, or pass --allow-missing "
                         "(allow_missing=True) to mask them as unobserved")
-    idc = id_column(df, id_col, where)
-    if idc is not None and df[idc].duplicated().any():
-        dup = df[idc][df[idc].duplicated()].unique()[:5].tolist()
-        raise DataError(f"{where}: duplicate IDs in column {idc!r}: {dup}")
-    df = _numeric(df.reset_index(drop=True).assign(**{c: np.nan for c in missing}), feats, where)
-    if schema in SCHEMAS: check_ranges(df[feats], schema, where)
+    return missing, id_column(df, id_col, where)
+
+# %% ../nbs/05c_bundles.ipynb #11f2d7e1
+def _unique_ids(ids:pd.Series, where:str):
+    "A `DataError` naming the first duplicate IDs of the column `ids`."
+    if ids.duplicated().any():
+        raise DataError(f"{where}: duplicate IDs in column {ids.name!r}: {ids[ids.duplicated()].unique()[:5].tolist()}")
+
+# %% ../nbs/05c_bundles.ipynb #11f2d7e2
+def _part_checked(model, df:pd.DataFrame, missing, where:str, idc) -> pd.DataFrame:
+    "A part of a table with its IDs unique and its features numbers; the `missing` features added, blank."
+    if idc is not None: _unique_ids(df[idc], where)
+    return _numeric(df.reset_index(drop=True).assign(**{c: np.nan for c in missing}), model_features(model), where)
+
+# %% ../nbs/05c_bundles.ipynb #11f2d7ec
+def _checked_table(model, df:pd.DataFrame, allow_missing:bool, where:str, id_col) -> tuple:
+    "The checks of a table as a whole; returns (numeric table, masked features, ID column or None)."
+    if not len(df): raise DataError(f"{where}: no cells (a header and no rows)")
+    check_species(model, df, where)
+    missing, idc = _columns_checked(model, df, allow_missing, where, id_col)
+    df = _part_checked(model, df, missing, where, idc)
+    if model_schema(model) in SCHEMAS: check_ranges(df[model_features(model)], model_schema(model), where)
     return df, missing, idc
 
 # %% ../nbs/05c_bundles.ipynb #6168b1a8
@@ -791,7 +805,7 @@ def _outside(df:pd.DataFrame, schema) -> list:
     return joined_names([f.name for f in fs], flags).tolist()
 
 # %% ../nbs/05c_bundles.ipynb #006c0085
-CHUNK = 16_384   # cells a model scores at once: its working copies of the table stay this small
+CHUNK = 8_192   # cells a model scores at once: its working copies of the table stay this small
 
 def in_chunks(predict,                  # a function of a cell table, e.g. a model's `predict_proba`
               X:pd.DataFrame,           # the cells
@@ -834,28 +848,19 @@ def _prediction_sets(model, X:pd.DataFrame, rows, classes, P=None) -> tuple:
         sets[rows], size[rows] = joined_names(classes, S, sep='|'), S.sum(1)
     return sets, size
 
-# %% ../nbs/05c_bundles.ipynb #1717ca49
-def predict_cells(model,                          # a fitted model or a loaded bundle
-                  df:pd.DataFrame,                # the cell table: feature columns under their IPFX names
-                  allow_missing:bool=False,       # mask missing feature columns as unobserved instead of failing
-                  where:str='input',              # the table's name in messages
-                  id_col:str|None=None,           # the ID column (default: the first of `ID_COLUMNS` present)
-                  subset:bool=True,               # with features missing, `subset_model` chooses the model or a forest
-                  source:pd.DataFrame|None=None,  # the mouse cells, for `subset_model` of a model that needs them
-                 ) -> tuple:                      # (one row per input cell, the masked features)
-    "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
+# %% ../nbs/05c_bundles.ipynb #1717ca40
+def _predicted_part(model, df:pd.DataFrame, idc, first:int, choice:dict|None) -> pd.DataFrame:
+    "The predictions of a checked part `df` (`_part_checked`) whose first cell is row `first` of the table."
     feats, schema, name = model_features(model), model_schema(model), model_label(model)
-    df, missing, idc = _checked_table(model, df, allow_missing, where, id_col)
     clean, inf, imp = _unscorable(df, feats)
     if 'species' not in clean.columns and schema in SPECIES: clean = clean.assign(species=schema)  # per-species steps
     T = model.transform_.transform(clean) if isinstance(model, BiLSTMClassifier) else None
     fams = list(model.families_) if T is not None else [f.name for f in get_schema(schema)]
     fam = T.fam_mask if T is not None else _family_mask(clean, schema)
     ok = fam.any(1) & ~inf.any(1) & (imp == '')
-    choice = subset_model(model, missing, source=source) if (missing and subset) else None
     P, A, by = _scores(model, T, clean, ok, choice=choice, name=name)
     classes = [str(c) for c in model.classes_]
-    out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(len(df)),
+    out = pd.DataFrame({idc or 'row': df[idc].to_numpy() if idc else np.arange(first, first + len(df)),
                         'status': _status(feats, inf, imp, fam)})
     out['predicted_subclass'] = np.where(ok, np.array(classes)[np.nan_to_num(P).argmax(1)], None)
     out['predicted_by'] = np.where(ok, by, None)
@@ -867,6 +872,50 @@ def predict_cells(model,                          # a fitted model or a loaded b
     out['outside_range'] = _outside(df, schema)
     if A is not None:
         for j, f in enumerate(model.families_): out[f'attention_{f}'] = A[:, j]
+    return out
+
+# %% ../nbs/05c_bundles.ipynb #1717ca47
+def release_memory() -> bool:
+    "Hand the memory the process freed back to the system (glibc's `malloc_trim`); False where there is no glibc."
+    global _LIBC
+    if '_LIBC' not in globals():
+        import ctypes, ctypes.util
+        linux = sys.platform.startswith('linux')
+        try: _LIBC = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6') if linux else None
+        except OSError: _LIBC = None
+    if _LIBC is None or not hasattr(_LIBC, 'malloc_trim'): return False
+    _LIBC.malloc_trim(0)
+    return True
+
+# %% ../nbs/05c_bundles.ipynb #1717ca49
+def predict_cells(model,                          # a fitted model or a loaded bundle
+                  df,                             # the cell table (IPFX feature names), or an iterable of its parts
+                  allow_missing:bool=False,       # mask missing feature columns as unobserved instead of failing
+                  where:str='input',              # the table's name in messages
+                  id_col:str|None=None,           # the ID column (default: the first of `ID_COLUMNS` present)
+                  subset:bool=True,               # with features missing, `subset_model` chooses the model or a forest
+                  source:pd.DataFrame|None=None,  # the mouse cells, for `subset_model` of a model that needs them
+                 ) -> tuple:                      # (one row per input cell, the masked features)
+    "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
+    schema, name = model_schema(model), model_label(model)
+    ranges = RangeCheck(schema, where, spill=True) if schema in SCHEMAS else None
+    outs, n, missing, choice = [], 0, [], None
+    for part in [df] if isinstance(df, pd.DataFrame) else df:
+        if not len(part): continue
+        check_species(model, part, where)
+        if not outs:
+            missing, idc = _columns_checked(model, part, allow_missing, where, id_col)
+            choice = subset_model(model, missing, source=source) if (missing and subset) else None
+        part = _part_checked(model, part, missing, where, idc)
+        if ranges is not None: ranges.add(part[model_features(model)])
+        outs.append(_predicted_part(model, part, idc, n, choice))
+        n += len(part)
+        del part
+        release_memory()
+    if not n: raise DataError(f"{where}: no cells (a header and no rows)")
+    if ranges is not None: ranges.result()
+    out = outs[0] if len(outs) == 1 else pd.concat(outs, ignore_index=True)
+    if idc is not None and len(outs) > 1: _unique_ids(out[idc], where)
     if choice is not None: out.attrs['subset_model'] = {k: v for k, v in choice.items() if k != 'forest_model'}
     elif missing and subset and fit_accepts(model, 'source') and source is None:
         out.attrs['subset_note'] = (f"the choice between {name} and a forest on the features present was not made: "

@@ -16,7 +16,7 @@ from .schema import (HUMAN_SUBCLASS, LABEL4, META_COLS, MOUSE_EXCLUDED, MOUSE_TO
 __all__ = ['DATASETS', 'ROWS_AT_ONCE', 'MOUSE_FEATURES_FILE', 'MOUSE_META_FILE', 'HUMAN_FEATURES_FILE', 'HUMAN_META_FILE',
            'HUMAN_DONOR_FILE', 'SPECIES', 'IMPOSSIBLE_RULES', 'QC_REASONS', 'REPRODUCE_STAGES', 'DataError',
            'ChecksumError', 'DataFile', 'Dataset', 'get_dataset', 'list_datasets', 'mirror_dir', 'cache_dir',
-           'sha256sum', 'verify_file', 'download', 'fetch', 'read_table', 'write_table', 'mouse_subclass',
+           'sha256sum', 'verify_file', 'download', 'fetch', 'read_table', 'iter_table', 'write_table', 'mouse_subclass',
            'human_subclass', 'feature_columns', 'tidy_table', 'load_mouse', 'load_human', 'Species', 'register_species',
            'load_raw', 'impossible_rule', 'impossible_mask', 'impossible_values', 'QCResult', 'qc', 'load_cells',
            'summary', 'register_cli']
@@ -290,20 +290,24 @@ def _sniff_table(text:str, # the first lines of a delimited text file
 # %% ../nbs/01_data.ipynb #d2996d27
 ROWS_AT_ONCE = 50_000   # rows of a delimited file parsed at a time
 
-def _read_delimited(path:Path, lines:int=1000) -> pd.DataFrame:
-    "Delimited text file `path`, its separator and decimal mark detected from its first `lines` lines."
+def _delimited_parts(path:Path, rows:int=ROWS_AT_ONCE, lines:int=1000):
+    "Delimited text file `path` in tables of at most `rows` rows; separator and decimal mark from the first `lines`."
     try:
         with open(path, encoding='utf-8-sig', newline='') as f: head = ''.join(l for _, l in zip(range(lines), f))
         sep, dec = _sniff_table(head)
     except (UnicodeDecodeError, csv.Error) as e: raise DataError(f"{path}: not a delimited text table ({e})") from e
     try:
         with pd.read_csv(path, sep=sep, decimal=dec, encoding='utf-8-sig', low_memory=False,
-                         chunksize=ROWS_AT_ONCE) as reader: parts = list(reader)
-        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+                         chunksize=rows) as reader: yield from reader
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         detail = str(e).strip().replace('Error tokenizing data. C error: ', '')
         raise DataError(f"{path}: cannot be parsed as a table read with separator {sep!r} and decimal mark {dec!r} "
                         f"(detected from its first lines among the separators {_SEPARATORS}): {detail}") from None
+
+def _read_delimited(path:Path, lines:int=1000) -> pd.DataFrame:
+    "Delimited text file `path`, whole: its parts joined."
+    parts = list(_delimited_parts(path, lines=lines))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 # %% ../nbs/01_data.ipynb #1d6eaa77
 def _h5_text(v) -> str:
@@ -414,6 +418,13 @@ def _read_any(path:Path) -> pd.DataFrame:
     except Exception as e: raise DataError(f"{path}: cannot be read as Parquet ({type(e).__name__}: {e})") from None
     return df.reset_index() if any(n is not None for n in df.index.names) else df.reset_index(drop=True)
 
+# %% ../nbs/01_data.ipynb #7a1d0c01
+def _tidied(df:pd.DataFrame) -> pd.DataFrame:
+    "The table as read, column names stripped of surrounding spaces, no attributes."
+    df.attrs = {}
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
 # %% ../nbs/01_data.ipynb #5eb75727
 def read_table(path,                  # a delimited text file (`,` `;` or tab; decimal comma), `.parquet`/`.pq`, `.h5ad`
                required=(),           # columns that must be present
@@ -423,9 +434,7 @@ def read_table(path,                  # a delimited text file (`,` `;` or tab; d
     "Read table `path`, checking `required` columns exist, `numeric` ones parse as numbers, `id_col` is unique."
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: file not found")
-    df = _read_any(path)
-    df.attrs = {}
-    df.columns = [str(c).strip() for c in df.columns]
+    df = _tidied(_read_any(path))
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise DataError(f"{path}: missing required column(s) {missing}; columns present: {list(df.columns)[:12]}...")
@@ -443,6 +452,21 @@ def read_table(path,                  # a delimited text file (`,` `;` or tab; d
         dup = df[id_col][df[id_col].duplicated()]
         if len(dup): raise DataError(f"{path}: duplicate IDs in column {id_col!r}: {dup.unique()[:5].tolist()}")
     return df
+
+# %% ../nbs/01_data.ipynb #7a1d0c04
+def _slices(df:pd.DataFrame, rows:int):
+    "`df` in slices of at most `rows` rows (an empty table: itself)."
+    for i in range(0, max(len(df), 1), rows): yield df.iloc[i:i + rows]
+
+def iter_table(path,                   # a table file, as `read_table` reads it
+               rows:int=ROWS_AT_ONCE,  # most rows of a part
+              ):                       # an iterator of tables, column names stripped of surrounding spaces
+    "The table in `path` a part at a time: delimited text parsed in parts, Parquet and `.h5ad` read whole, then cut."
+    path = Path(path)
+    if not path.is_file(): raise DataError(f"{path}: file not found")
+    kind = _READERS.get(path.suffix.lower(), 'text')
+    parts = _delimited_parts(path, rows) if kind == 'text' else _slices(_read_any(path), rows)
+    return (_tidied(df) for df in parts)
 
 # %% ../nbs/01_data.ipynb #ec9ce301
 def _h5_attrs(elem, kind:str, version:str='0.2.0', **extra):

@@ -114,7 +114,7 @@ class Executor:
     scheduler:str|None=None    # a Dask scheduler address (tcp://host:port); 'sync' = in this process
     progress:bool=True         # progress bars
     out:str|None=None          # folder of finished runs: they are skipped when run again
-    reuse:tuple=()             # other run folders whose finished runs are taken over
+    reuse:tuple=()             # other run folders whose finished runs (and kept fits) are taken over
     share_fits:bool=True       # keep fitted models' predictions under `out/fits`: a repeated fit is read, not redone
     def __post_init__(self):
         if self.n_workers < 1: raise ValueError(f"n_workers must be >= 1, got {self.n_workers}")
@@ -350,25 +350,31 @@ def data_key(*tables) -> str:   # tables (DataFrame, Series or array); None is s
 # %% ../nbs/03_evaluation.ipynb #fm000005
 class FitMemo:
     "Predictions of fitted models on disk: `folder/<fit key>/<data key of the cells>.npz` (labels and probabilities)."
-    def __init__(self, folder): self.folder = Path(folder)
+    def __init__(self,
+                 folder,    # where this memo keeps its fits
+                 also=(),   # more folders of kept fits, only read
+                ):
+        self.folder, self.also = Path(folder), tuple(Path(a) for a in also)
+    def _files(self, key:str, X) -> list:
+        name = f'{data_key(X)}.npz'
+        return [d / key / name for d in (self.folder, *self.also)]
     def _file(self, key:str, X) -> Path: return self.folder / key / f'{data_key(X)}.npz'
     def has(self, key:str) -> bool:
         "Whether a fit under `key` predicted anything: if so, it need not be fitted until a new table is asked."
-        d = self.folder / key
-        return d.is_dir() and any(d.glob('*.npz'))
+        return any((d / key).is_dir() and any((d / key).glob('*.npz')) for d in (self.folder, *self.also))
 
 # %% ../nbs/03_evaluation.ipynb #fm000007
 @patch
 def get(self:FitMemo, key:str, X) -> tuple|None:
     "(labels, probabilities) that the fit `key` predicted for the cells `X`; None if not kept."
-    f = self._file(key, X)
-    if not f.is_file(): return None
-    try:
-        with np.load(f, allow_pickle=False) as z: return z['labels'], z['proba']
-    except Exception as e:
-        warnings.warn(f"{f}: not a readable kept prediction ({e}); the fit is made again")
-        f.unlink(missing_ok=True)
-        return None
+    for f in self._files(key, X):
+        if not f.is_file(): continue
+        try:
+            with np.load(f, allow_pickle=False) as z: return z['labels'], z['proba']
+        except Exception as e:
+            warnings.warn(f"{f}: not a readable kept prediction ({e}); the fit is made again")
+            if f.parent.parent == self.folder: f.unlink(missing_ok=True)   # another memo's files are only read
+    return None
 
 @patch
 def put(self:FitMemo, key:str, X, labels, proba) -> Path:
@@ -610,7 +616,9 @@ def evaluate(models:dict,                   # name -> estimator, or factory f(ra
     done = store.done() if store is not None else set()
     reused = take_over(store, jobs, done, executor.reuse)
     todo = [j for j in jobs if j.rid not in done]
-    if store is not None and executor.share_fits: context = dict(context or {}, memo=FitMemo(store.out / 'fits'))
+    if store is not None and executor.share_fits:
+        memo = FitMemo(store.out / 'fits', also=[Path(r) / 'fits' for r in executor.reuse])
+        context = dict(context or {}, memo=memo)
     rows = fan_out(_evaluate_job, [(j,) for j in todo], dict(X=X, y=y, context=context), executor,
                    on_result=store.write if store is not None else None, desc='evaluate')
     res = _stored(store, jobs, rows)

@@ -4,8 +4,9 @@
 
 # %% ../nbs/02_features.ipynb #5b0e5802
 from __future__ import annotations
-import warnings
+import tempfile, warnings
 from dataclasses import dataclass
+from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -14,11 +15,11 @@ from .schema import (ALIGN_RULES, ALIGNED_UNITS, EXCLUDED, LABEL4, META_COLS, SC
                              family_of, family_table, get_schema, schema_features, schema_overview)
 
 # %% auto #0
-__all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'MIX_MATCHED', 'check_columns', 'unit_hint', 'check_ranges', 'to_aligned',
-           'source_cells', 'FamilyTensors', 'FamilyTransform', 'missingness', 'check_weights', 'weighted_quantile',
-           'class_mix', 'mix_weights', 'em_class_mix', 'transform_state', 'transform_from_state', 'FlatFeatures',
-           'kish_n', 'weighted_cohen_d', 'weighted_ks', 'domain_shift', 'shift_summary', 'plot_domain_shift',
-           'register_cli', 'features_report']
+__all__ = ['SCALED_UNITS', 'TRANSFORM_STATE_VERSION', 'MIX_MATCHED', 'check_columns', 'unit_hint', 'RangeCheck', 'check_ranges',
+           'to_aligned', 'source_cells', 'FamilyTensors', 'FamilyTransform', 'missingness', 'check_weights',
+           'weighted_quantile', 'class_mix', 'mix_weights', 'em_class_mix', 'transform_state', 'transform_from_state',
+           'FlatFeatures', 'kish_n', 'weighted_cohen_d', 'weighted_ks', 'domain_shift', 'shift_summary',
+           'plot_domain_shift', 'register_cli', 'features_report']
 
 # %% ../nbs/02_features.ipynb #c5ae8009
 def check_columns(df:pd.DataFrame,     # the cell table
@@ -50,20 +51,50 @@ def unit_hint(f:Feature, median:float) -> str:
                     (f": given in {alt}?" if alt else "?"))
     return "wrong unit or scale?"
 
-# %% ../nbs/02_features.ipynb #de3a2aa1
-def check_ranges(df:pd.DataFrame,      # the cell table (checked per species where it has a 'species' column)
+# %% ../nbs/02_features.ipynb #5c0e7a01
+class RangeCheck:
+    "`check_ranges` over a table in parts: `add` each part, then `result` checks the medians of all of them."
+    def __init__(self,
                  schema,               # a `get_schema` name ('human', 'mouse', 'aligned', ...) or a list of `Family`
-                 where='cell table',   # what `df` is, for warnings and error messages
+                 where='cell table',   # what the table is, for warnings and error messages
                  warn_frac:float=0.1,  # warn when more than this fraction of a feature's values lies outside its range
-                ) -> pd.DataFrame:     # species x feature checks: median, range, ok (a median outside: `DataError`)
-    "Check each feature's median (per species if present) against its plausible range; return the checks."
-    feats = [f for f in schema_features(schema) if f.lo is not None and f.name in df.columns]
+                 spill:bool=False,     # keep the values in a temporary folder, not in memory
+                ):
+        self.schema, self.where, self.warn_frac, self.spill = schema, where, warn_frac, spill
+        self.values, self.folder = {}, tempfile.TemporaryDirectory(prefix='ephys2tx-ranges-') if spill else None
+
+# %% ../nbs/02_features.ipynb #5c0e7a06
+@patch
+def add(self:RangeCheck, df:pd.DataFrame) -> RangeCheck:
+    "Keep the finite values of `df` (a part of the table; per species where it has a 'species' column)."
+    feats = [f for f in schema_features(self.schema) if f.lo is not None and f.name in df.columns]
     groups = df.groupby('species', sort=True) if 'species' in df.columns else [('all', df)]
-    rows, errors = [], []
     for sp, g in groups:
         for f in feats:
             x = g[f.name].to_numpy(float)
-            x = x[np.isfinite(x)]
+            x, kept = x[np.isfinite(x)], self.values.setdefault(sp, {})
+            if self.folder is None:
+                kept.setdefault(f.name, []).append(x)
+                continue
+            if f.name not in kept: kept[f.name] = Path(self.folder.name) / f'{sum(map(len, self.values.values()))}.f8'
+            with open(kept[f.name], 'ab') as fh: x.astype('<f8').tofile(fh)
+    return self
+
+@patch
+def _kept(self:RangeCheck, sp, name) -> np.ndarray:
+    "All the finite values of feature `name` of species `sp` that were added."
+    v = self.values[sp][name]
+    return np.fromfile(v, dtype='<f8') if isinstance(v, Path) else np.concatenate(v)
+
+# %% ../nbs/02_features.ipynb #5c0e7a02
+@patch
+def result(self:RangeCheck) -> pd.DataFrame:
+    "Species x feature checks: median, range, ok; a median outside its range raises `DataError`, many values warn."
+    rows, errors = [], []
+    feats = [f for f in schema_features(self.schema) if f.lo is not None]
+    for sp in sorted(self.values):
+        for f in (f for f in feats if f.name in self.values[sp]):
+            x = self._kept(sp, f.name)
             if not len(x): continue
             med, out = float(np.median(x)), float(np.mean((x < f.lo) | (x > f.hi)))
             ok = f.lo <= med <= f.hi
@@ -72,11 +103,21 @@ def check_ranges(df:pd.DataFrame,      # the cell table (checked per species whe
             if not ok:
                 errors.append(f"{f.name} (species {sp}): median {med:.4g} outside the plausible range "
                               f"[{f.lo:g}, {f.hi:g}] {f.unit}; {unit_hint(f, med)}")
-            elif out > warn_frac:
-                warnings.warn(f"{where}: {f.name} (species {sp}): {out:.0%} of the values lie outside "
-                              f"[{f.lo:g}, {f.hi:g}] {f.unit}", stacklevel=2)
-    if errors: raise DataError(f"{where}: " + '; '.join(errors))
+            elif out > self.warn_frac:
+                warnings.warn(f"{self.where}: {f.name} (species {sp}): {out:.0%} of the values lie outside "
+                              f"[{f.lo:g}, {f.hi:g}] {f.unit}", stacklevel=3)
+    if self.folder is not None: self.folder.cleanup()
+    if errors: raise DataError(f"{self.where}: " + '; '.join(errors))
     return pd.DataFrame(rows)
+
+# %% ../nbs/02_features.ipynb #de3a2aa1
+def check_ranges(df:pd.DataFrame,      # the cell table (checked per species where it has a 'species' column)
+                 schema,               # a `get_schema` name ('human', 'mouse', 'aligned', ...) or a list of `Family`
+                 where='cell table',   # what `df` is, for warnings and error messages
+                 warn_frac:float=0.1,  # warn when more than this fraction of a feature's values lies outside its range
+                ) -> pd.DataFrame:     # species x feature checks: median, range, ok (a median outside: `DataError`)
+    "Check each feature's median (per species if present) against its plausible range; return the checks."
+    return RangeCheck(schema, where, warn_frac).add(df).result()
 
 # %% ../nbs/02_features.ipynb #9ec77884
 def _align_mouse(df, where):

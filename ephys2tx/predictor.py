@@ -7,10 +7,10 @@ from __future__ import annotations
 import copy, json, os, shutil, sys, tempfile
 from pathlib import Path
 import pandas as pd
-from .data import DataError, SPECIES, cache_dir, load_cells, read_table, write_table
+from .data import DataError, SPECIES, cache_dir, iter_table, load_cells, write_table
 from .evaluation import (code_checksums, model_code, data_checksums, fit_accepts, key_hash, make_model,
                                  list_models)
-from .bundles import expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
+from .bundles import CHUNK, expected_macro_f1, load_bundle, predict_cells, save_bundle, train_bundle
 from .commands import options_from
 
 # %% auto #0
@@ -164,11 +164,11 @@ def predict(cells,                    # the cell table, or the path of one (CSV,
             progress:bool=True,       # progress bars while building a named model
            ) -> pd.DataFrame:         # one row per input cell
     "Predict the subclass of every cell of `cells` with `model`: status, predicted subclass, probabilities, sets."
-    where = 'input'
-    if isinstance(cells, (str, os.PathLike)): where, cells = str(cells), read_table(cells)
+    where, parts = 'input', cells
+    if isinstance(cells, (str, os.PathLike)): where, parts = str(cells), iter_table(cells, rows=CHUNK)
     m = load_model(model, data_dir, device, progress)
     if 'coverage' in getattr(m, 'get_params', dict)(): m = copy.copy(m).set_params(coverage=coverage)   # not theirs
-    out, missing = predict_cells(m, cells, allow_missing=allow_missing, where=where, id_col=id_col)
+    out, missing = predict_cells(m, parts, allow_missing=allow_missing, where=where, id_col=id_col)
     out.attrs.update(masked=missing, model=str(model) if isinstance(model, (str, os.PathLike)) else type(m).__name__)
     return out
 
