@@ -86,6 +86,37 @@ def test_predict_reads_a_spreadsheet_table_and_writes_parquet(rf_bundle, human, 
     assert np.allclose(a.prob_Sst, b.prob_Sst)
 
 
+def test_a_file_in_many_parts_predicts_and_fails_as_the_whole_table(rf_bundle, human, tmp_path, monkeypatch):
+    "Read and predicted a few cells at a time, a file gives the whole table's predictions and its errors."
+    monkeypatch.setattr(predictor, 'CHUNK', 16)                       # 100 cells: 7 parts
+    cells = human.iloc[:100]
+    cells.to_csv(tmp_path / 'cells.csv', index=False)
+    whole = ephys2tx.predict(cells, model=rf_bundle)
+    assert _run('predict', '--model', str(rf_bundle), '--input', str(tmp_path / 'cells.csv'), '--out',
+                str(tmp_path / 'p.csv'))[0] == 0
+    parts = pd.read_csv(tmp_path / 'p.csv')
+    assert parts.specimen_id.tolist() == whole.specimen_id.tolist()
+    assert parts.predicted_subclass.tolist() == whole.predicted_subclass.tolist()
+    assert np.allclose(parts.filter(like='prob_'), whole.filter(like='prob_'))
+    twice = pd.concat([cells, cells.iloc[[3]]])                       # an ID met again in the last part
+    twice.to_csv(tmp_path / 'twice.csv', index=False)
+    rc, _, err = _run('predict', '--model', str(rf_bundle), '--input', str(tmp_path / 'twice.csv'), '--out',
+                      str(tmp_path / 'q.csv'))
+    assert rc == 2 and 'duplicate IDs' in err and str(cells.specimen_id.iloc[3]) in err
+    assert not (tmp_path / 'q.csv').exists()                          # nothing written
+    late = cells.copy()
+    late.loc[late.index[20:], 'tau'] *= 1000                          # the last 80 cells in ms: the median moves
+    late.to_csv(tmp_path / 'late.csv', index=False)
+    rc, _, err = _run('predict', '--model', str(rf_bundle), '--input', str(tmp_path / 'late.csv'), '--out',
+                      str(tmp_path / 'r.csv'))
+    assert rc == 2 and 'tau' in err and 'median' in err and not (tmp_path / 'r.csv').exists()
+    early = cells.copy()
+    early.loc[early.index[:16], 'tau'] *= 1000                        # the first part alone is off; the table is not
+    early.to_csv(tmp_path / 'early.csv', index=False)
+    assert _run('predict', '--model', str(rf_bundle), '--input', str(tmp_path / 'early.csv'), '--out',
+                str(tmp_path / 's.csv'))[0] == 0
+
+
 def test_unknown_model_name_is_a_named_error(human, tmp_path):
     human.iloc[:3].to_csv(tmp_path / 'c.csv', index=False)
     rc, _, err = _run('predict', '--model', 'rat', '--input', str(tmp_path / 'c.csv'), '--out', str(tmp_path / 'p.csv'))
