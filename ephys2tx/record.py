@@ -152,7 +152,7 @@ def prediction_sets(P,           # calibrated probabilities, cells x classes
     return S
 
 # %% ../nbs/05f_record.ipynb #0e84f936
-RECORD_CANDIDATES = ('rf', 'hgb', 'logreg', 'bilstm')   # the registered models the vote may use
+RECORD_CANDIDATES = ('rf', 'hgb', 'logreg')   # the registered models the vote may use
 
 # %% ../nbs/05f_record.ipynb #76f57551
 class CalibratedVote(ClassifierMixin, BaseEstimator):
@@ -257,7 +257,7 @@ def test_metrics(self:CalibratedVote, X, y) -> dict:
 
 # %% ../nbs/05f_record.ipynb #79645a5a
 def _record(schema='human', random_state=0, **kw):
-    "Model of record: soft vote of rf, hgb, logreg and the BiLSTM, weights and calibration by inner CV, conformal sets"
+    "Model of record: soft vote of rf, hgb and logreg, weights and calibration by inner CV, conformal sets"
     return CalibratedVote(schema=schema, random_state=random_state, **kw)
 
 register_model('record', _record)
