@@ -4,7 +4,7 @@
 
 # %% ../nbs/05c_bundles.ipynb #ab243531
 from __future__ import annotations
-import json, platform, sys, time, warnings
+import functools, json, platform, sys, time, warnings
 from collections import deque
 from contextlib import contextmanager
 from pathlib import Path, PurePath
@@ -875,17 +875,19 @@ def _predicted_part(model, df:pd.DataFrame, idc, first:int, choice:dict|None) ->
     return out
 
 # %% ../nbs/05c_bundles.ipynb #1717ca47
+@functools.cache
+def _glibc():
+    "The C library, where it is glibc (it has `malloc_trim`); else None."
+    if not sys.platform.startswith('linux'): return None
+    import ctypes, ctypes.util
+    try: lib = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    except OSError: return None
+    return lib if hasattr(lib, 'malloc_trim') else None
+
 def release_memory() -> bool:
     "Hand the memory the process freed back to the system (glibc's `malloc_trim`); False where there is no glibc."
-    global _LIBC
-    if '_LIBC' not in globals():
-        import ctypes, ctypes.util
-        linux = sys.platform.startswith('linux')
-        try: _LIBC = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6') if linux else None
-        except OSError: _LIBC = None
-    if _LIBC is None or not hasattr(_LIBC, 'malloc_trim'): return False
-    _LIBC.malloc_trim(0)
-    return True
+    if _glibc() is not None: _glibc().malloc_trim(0)
+    return _glibc() is not None
 
 # %% ../nbs/05c_bundles.ipynb #1717ca49
 def predict_cells(model,                          # a fitted model or a loaded bundle
@@ -897,7 +899,7 @@ def predict_cells(model,                          # a fitted model or a loaded b
                   source:pd.DataFrame|None=None,  # the mouse cells, for `subset_model` of a model that needs them
                  ) -> tuple:                      # (one row per input cell, the masked features)
     "Per-cell predictions of `model` for the cell table `df`, one row per input cell; returns (table, masked features)."
-    schema, name = model_schema(model), model_label(model)
+    feats, schema, name = model_features(model), model_schema(model), model_label(model)
     ranges = RangeCheck(schema, where, spill=True) if schema in SCHEMAS else None
     outs, n, missing, choice = [], 0, [], None
     for part in [df] if isinstance(df, pd.DataFrame) else df:
@@ -907,7 +909,7 @@ def predict_cells(model,                          # a fitted model or a loaded b
             missing, idc = _columns_checked(model, part, allow_missing, where, id_col)
             choice = subset_model(model, missing, source=source) if (missing and subset) else None
         part = _part_checked(model, part, missing, where, idc)
-        if ranges is not None: ranges.add(part[model_features(model)])
+        if ranges is not None: ranges.add(part[feats])
         outs.append(_predicted_part(model, part, idc, n, choice))
         n += len(part)
         del part

@@ -355,10 +355,10 @@ class FitMemo:
                  also=(),   # more folders of kept fits, only read
                 ):
         self.folder, self.also = Path(folder), tuple(Path(a) for a in also)
-    def _files(self, key:str, X) -> list:
+    def _files(self, key:str, X) -> list:   # this memo's file first, then the others'
         name = f'{data_key(X)}.npz'
         return [d / key / name for d in (self.folder, *self.also)]
-    def _file(self, key:str, X) -> Path: return self.folder / key / f'{data_key(X)}.npz'
+    def _file(self, key:str, X) -> Path: return self._files(key, X)[0]
     def has(self, key:str) -> bool:
         "Whether a fit under `key` predicted anything: if so, it need not be fitted until a new table is asked."
         return any((d / key).is_dir() and any((d / key).glob('*.npz')) for d in (self.folder, *self.also))
