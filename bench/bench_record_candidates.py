@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-ARMS = {'record': {}, 'record_trees': dict(candidates=('rf', 'hgb', 'logreg'))}
+ARMS = {'record': dict(candidates=('rf', 'hgb', 'logreg', 'bilstm'), inner_params={}),   # the record of that time
+        'record_trees': dict(candidates=('rf', 'hgb', 'logreg'), inner_params={})}
 
 
 def check(species: str, repeats: int, folds: int, seed: int, n_jobs: int, progress: bool, store: Path) -> pd.DataFrame:

@@ -269,7 +269,8 @@ MODEL_COMPARISON = [*BASELINES, 'bilstm', 'record']   # the baselines, the BiLST
 # %% ../nbs/05_bilstm.ipynb #99c55aba
 _SMALL = {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=50), 'bilstm': dict(epochs=5)}
 
-QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL, 'record': dict(folds=2, params=_SMALL)}   # --quick: small budgets
+QUICK_PARAMS = {**GOUWENS_QUICK, **_SMALL,                                    # --quick: small budgets
+                'record': dict(folds=2, params=_SMALL, inner_params=_SMALL)}
 
 # %% ../nbs/05_bilstm.ipynb #84fa2d09
 def _models_config(run) -> dict:

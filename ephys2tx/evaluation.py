@@ -17,15 +17,16 @@ from .data import DataError, SPECIES, get_dataset, load_cells
 from .commands import from_args, options_from
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'ALIGNED_TASK', 'BOTH_PROTOCOLS', 'subsample', 'sizes_list',
-           'Protocol', 'Executor', 'Split', 'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts',
-           'accepts_validation', 'aligned_proba', 'data_key', 'FitMemo', 'run_split', 'run_id', 'ResultStore',
-           'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare',
-           'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models',
-           'make_model', 'config_hash', 'model_factory', 'feature_step', 'weighted_bin_thresholds', 'bin_with',
-           'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'shared_model', 'Task', 'task_species', 'load_task',
-           'model_specs', 'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums',
-           'module_closure', 'model_code', 'runs_dir', 'register_cli']
+__all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'INNER_BUDGET', 'ALIGNED_TASK', 'BOTH_PROTOCOLS',
+           'subsample', 'sizes_list', 'Protocol', 'Executor', 'Split', 'splits', 'expected_calibration_error',
+           'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba', 'data_key', 'FitMemo',
+           'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class',
+           'mean_confusion', 'own_metrics', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer',
+           'register_model', 'load_plugins', 'list_models', 'make_model', 'config_hash', 'model_factory',
+           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit',
+           'shared_model', 'candidate_settings', 'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment',
+           'write_results', 'key_hash', 'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir',
+           'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -1009,6 +1010,18 @@ def shared_model(name:str,                # a registered model name
     "Registered model `name`; with `memo`, a `SharedFit` when its fit can be shared (`plain_fit`)."
     est = make_model(name, schema, random_state, **(params or {}))
     return SharedFit(name, schema, random_state, params, memo) if memo is not None and plain_fit(est) else est
+
+# %% ../nbs/03_evaluation.ipynb #ib000001
+INNER_BUDGET = {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=100, learning_rate=0.2)}   # on inner folds only
+
+def candidate_settings(name:str,                # a registered model name
+                       params:dict|None=None,   # candidate name -> its settings
+                       inner:dict|None=None,    # candidate name -> its settings on inner folds (None: `INNER_BUDGET`)
+                       on_inner:bool=False,     # a fit on an inner fold
+                      ) -> dict:                # the settings of that fit
+    "Settings of candidate `name`: its `params`, with the inner-fold settings over them for a fit on an inner fold."
+    p = dict((params or {}).get(name, {}))
+    return p | dict((INNER_BUDGET if inner is None else inner).get(name, {})) if on_inner else p
 
 # %% ../nbs/03_evaluation.ipynb #19ce4fab
 @dataclass

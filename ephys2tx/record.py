@@ -10,7 +10,8 @@ import numpy as np, pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.metrics import f1_score, log_loss
-from .evaluation import FitMemo, aligned_proba, expected_calibration_error, register_model, shared_model
+from .evaluation import (FitMemo, aligned_proba, candidate_settings, expected_calibration_error,
+                                 register_model, shared_model)
 from .bundles import trust
 from fastcore.basics import patch
 
@@ -165,16 +166,17 @@ class CalibratedVote(ClassifierMixin, BaseEstimator):
                  calibrations=CALIBRATIONS,     # calibrations to choose from ('none': as they are)
                  coverage:float=0.9,            # default coverage of the prediction sets
                  params:dict|None=None,         # candidate name -> its settings (e.g. small budgets)
+                 inner_params:dict|None=None,   # candidate -> its settings on inner folds (None: `INNER_BUDGET`)
                  progress:bool=False,           # progress bars over the fits
                  random_state:int=0):           # seed of the folds and of every fit
         self.candidates, self.schema, self.folds, self.steps = candidates, schema, folds, steps
-        self.calibrations, self.coverage, self.params = calibrations, coverage, params
+        self.calibrations, self.coverage, self.params, self.inner_params = calibrations, coverage, params, inner_params
         self.progress, self.random_state = progress, random_state
 
 # %% ../nbs/05f_record.ipynb #b31436f1
 @patch
-def _make(self:CalibratedVote, name, memo:FitMemo|None=None):
-    p = dict((self.params or {}).get(name, {}))
+def _make(self:CalibratedVote, name, memo:FitMemo|None=None, on_inner:bool=False):
+    p = candidate_settings(name, self.params, self.inner_params, on_inner)
     if name.startswith('bilstm'): p.setdefault('progress', False)
     return shared_model(name, self.schema, self.random_state, p, memo)
 
@@ -197,8 +199,9 @@ def fit(self:CalibratedVote, X, y, memo:FitMemo|None=None):
     from tqdm.auto import tqdm
     y = np.asarray(y).astype(str)
     self.classes_ = np.unique(y)
-    oof = out_of_fold({c: self._make(c, memo) for c in self.candidates}, X, y, self.classes_, folds=self.folds,
-                      random_state=self.random_state, progress=self.progress)
+    inner = {c: self._make(c, memo, on_inner=True) for c in self.candidates}
+    oof = out_of_fold(inner, X, y, self.classes_, folds=self.folds, random_state=self.random_state,
+                      progress=self.progress)
     self.weights_, table = vote_weights(oof, y, self.classes_, self.steps)
     self.inner_scores_ = _inner_scores(table, oof)
     P = np.tensordot([self.weights_[n] for n in oof], np.stack(list(oof.values())), 1)

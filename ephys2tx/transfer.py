@@ -35,7 +35,7 @@ from .nets import FamilySeqNet, check_families
 from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE
 from .evaluation import (MODELS, Executor, FitMemo, Protocol, aligned_proba, compare_all, data_key,
-                                 fit_accepts, load_plugins, shared_model,
+                                 candidate_settings, fit_accepts, load_plugins, shared_model,
                                  load_task, make_model, model_factory, register_model, run_experiment, summarize,
                                  sizes_list)
 from .stages import Stage, register_stage, runs_store, scheduler_for
@@ -274,18 +274,21 @@ register_strategy('logreg', description='logistic regression on all human featur
 # %% ../nbs/06_transfer.ipynb #ea435b3c
 class BestOfInnerCV(Strategy, ClassifierMixin, BaseEstimator):
     "Choose one of the registered `candidates` by inner stratified k-fold macro-F1 on the training cells; refit it."
-    small_budget = dict(candidates=('rf', 'logreg'), params={'rf': dict(n_estimators=20)})
+    small_budget = dict(candidates=('rf', 'logreg'), params={'rf': dict(n_estimators=20)},
+                        inner_params={'rf': dict(n_estimators=20)})
     def __init__(self,
                  candidates=('rf', 'hgb', 'logreg'),  # registered model names to choose from
                  folds:int=3,                         # inner stratified folds (fewer when a class has fewer cells)
                  schema:str='human',                  # feature schema of the candidates: 'human', 'mouse' or 'aligned'
                  random_state:int=0,                  # seed of the inner folds and of every fit
-                 params:dict|None=None):              # candidate name -> its settings (e.g. small budgets)
+                 params:dict|None=None,               # candidate name -> its settings (e.g. small budgets)
+                 inner_params:dict|None=None):        # candidate -> its settings on inner folds (None: `INNER_BUDGET`)
         self.candidates, self.folds, self.schema, self.random_state = candidates, folds, schema, random_state
-        self.params = params   # {candidate: its parameters}, e.g. small budgets for a quick run
-    def _make(self, c, memo=None):
+        self.params, self.inner_params = params, inner_params
+    def _make(self, c, memo=None, on_inner:bool=False):
         "Candidate `c`, unfitted; with a `FitMemo`, as a `SharedFit` (its fits on the same cells made once)."
-        return shared_model(c, self.schema, self.random_state, (self.params or {}).get(c, {}), memo)
+        return shared_model(c, self.schema, self.random_state,
+                            candidate_settings(c, self.params, self.inner_params, on_inner), memo)
     def predict_proba(self, X): return self.model_.predict_proba(X)
     def predict(self, X): return self.model_.predict(X)
 
@@ -303,7 +306,7 @@ def fit(self:BestOfInnerCV, X, y, memo:FitMemo|None=None):
         for i, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(X, y)):
             self.inner_fold_[va] = i
             for c in self.candidates:
-                m = self._make(c, memo).fit(X.iloc[tr], y[tr])
+                m = self._make(c, memo, on_inner=True).fit(X.iloc[tr], y[tr])
                 oof[c][va] = aligned_proba(m, X.iloc[va], classes)
                 scores[c].append(f1_score(y[va], classes[oof[c][va].argmax(1)], average='macro'))
     self.cv_scores_ = {c: float(np.mean(s)) if s else np.nan for c, s in scores.items()}
@@ -517,7 +520,7 @@ class MouseFeatureForest(Strategy, ClassifierMixin, BaseEstimator):
     @classmethod
     def experiment_params(cls, network:dict) -> dict: return dict(net=NetZeroShot(**network))
     def __init__(self,
-                 n_estimators:int=500,       # trees of the forest
+                 n_estimators:int=200,       # trees of the forest
                  net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
                  random_state:int=0):        # seed of the forest and of the mouse network
         self.n_estimators, self.net, self.random_state = n_estimators, net, random_state
@@ -553,7 +556,7 @@ class SelfTrained(Strategy, ClassifierMixin, BaseEstimator):
     def __init__(self,
                  threshold:float=0.7,        # least predicted probability that makes a pseudo-label
                  max_iter:int=10,            # most rounds of pseudo-labelling
-                 n_estimators:int=300,       # trees of the forest
+                 n_estimators:int=100,       # trees of the forest (refitted every round)
                  net:NetZeroShot|None=None,  # unfitted `NetZeroShot`: the mouse network's settings (None: defaults)
                  random_state:int=0):        # seed of the forest and of the mouse network
         self.threshold, self.max_iter, self.n_estimators = threshold, max_iter, n_estimators
