@@ -23,10 +23,10 @@ __all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'INNER_BUD
            'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class',
            'mean_confusion', 'own_metrics', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer',
            'register_model', 'load_plugins', 'list_models', 'make_model', 'config_hash', 'model_factory',
-           'feature_step', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit',
-           'shared_model', 'candidate_settings', 'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment',
-           'write_results', 'key_hash', 'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir',
-           'register_cli']
+           'feature_step', 'weighted_percentiles', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'plain_fit',
+           'fit_key', 'SharedFit', 'shared_model', 'candidate_settings', 'Task', 'task_species', 'load_task',
+           'model_specs', 'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums',
+           'module_closure', 'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -340,6 +340,9 @@ def data_key(*tables) -> str:   # tables (DataFrame, Series or array); None is s
     for t in tables:
         if t is None: continue
         if isinstance(t, (pd.DataFrame, pd.Series)):
+            if t.attrs:   # the hash reads column by column, and each column would copy the attrs: hash without them
+                t = t.copy(deep=False)
+                t.attrs = {}
             h.update(pd.util.hash_pandas_object(t, index=True).to_numpy().tobytes())
             h.update(repr(list(t.columns) if isinstance(t, pd.DataFrame) else t.name).encode())
         else:
@@ -877,20 +880,36 @@ def _logreg(schema='human', random_state=0, C:float=1.0, **kw):
 
 register_model('logreg', _logreg)
 
+# %% ../nbs/03_evaluation.ipynb #b1d0a7f2
+def weighted_percentiles(col:np.ndarray,     # values, none missing
+                         weight:np.ndarray,  # their weights, all positive
+                         ranks,              # percentile ranks in (0, 100]
+                        ) -> np.ndarray:     # one value per rank
+    "Weighted 'averaged inverted CDF' percentiles of `col` at every rank at once, as `_weighted_percentile(average=True)`."
+    col, weight = np.asarray(col, dtype=np.float64), np.asarray(weight, dtype=np.float64)
+    order = np.argsort(col.reshape(-1, 1), axis=0)[:, 0]   # the very sort scikit-learn makes
+    cdf = np.cumsum(weight[order])
+    target = np.asarray(ranks, dtype=np.float64) / 100 * cdf[-1]
+    zero = target == 0
+    target[zero] = np.nextafter(target[zero], target[zero] + 1)
+    last = len(col) - 1
+    i = np.clip(np.searchsorted(cdf, target), 0, last)
+    lo, hi = col[order[i]], col[order[np.clip(i + 1, 0, last)]]
+    return np.where(cdf[i] - target > np.finfo(np.float64).eps, lo, (lo + hi) / 2)
+
 # %% ../nbs/03_evaluation.ipynb #b1d0a7e2
 def weighted_bin_thresholds(col:np.ndarray,  # one feature's training values (NaN: missing)
                             weight:np.ndarray,  # the cells' sample weights (class-balanced)
                             max_bins:int=255,  # bins for the non-missing values
                            ) -> np.ndarray:
     "The bin edges histogram gradient boosting finds for `col` with `weight`, every quantile in one call."
-    from sklearn.utils.stats import _weighted_percentile
     keep = ~np.isnan(col) & (weight != 0)
     col, weight = col[keep], weight[keep]
     distinct = np.unique(col).astype(np.float64)
     if len(distinct) <= 1: return np.asarray([], dtype=np.float64)
     if len(distinct) <= max_bins: return (distinct[:-1] + distinct[1:]) / 2
     ranks = np.linspace(0, 100, num=max_bins + 1)[1:-1]
-    edges = np.unique(np.asarray(_weighted_percentile(col, weight, ranks, average=True), dtype=np.float64))
+    edges = np.unique(weighted_percentiles(col, weight, ranks))
     return np.minimum(edges, np.finfo(np.float64).max)
 
 # %% ../nbs/03_evaluation.ipynb #0be01a59

@@ -32,7 +32,8 @@ def check_columns(df:pd.DataFrame,     # the cell table
     if missing:
         raise DataError(f"{where}: missing required feature column(s) {missing[:10]}"
                         f"{' (+%d more)' % (len(missing) - 10) if len(missing) > 10 else ''} of schema {schema!r}")
-    bad = [c for c in names if not pd.api.types.is_numeric_dtype(df[c])]
+    dtypes = df.dtypes   # one lookup: a column taken one by one copies the table's attrs each time
+    bad = [c for c in names if not pd.api.types.is_numeric_dtype(dtypes[c])]
     if bad: raise DataError(f"{where}: feature column(s) {bad[:10]} are not numeric")
 
 # %% ../nbs/02_features.ipynb #7cc97d39
@@ -70,8 +71,9 @@ def add(self:RangeCheck, df:pd.DataFrame) -> RangeCheck:
     feats = [f for f in schema_features(self.schema) if f.lo is not None and f.name in df.columns]
     groups = df.groupby('species', sort=True) if 'species' in df.columns else [('all', df)]
     for sp, g in groups:
-        for f in feats:
-            x = g[f.name].to_numpy(float)
+        M = g[[f.name for f in feats]].to_numpy(float)   # one block: taking columns one by one copies attrs each time
+        for j, f in enumerate(feats):
+            x = M[:, j]
             x, kept = x[np.isfinite(x)], self.values.setdefault(sp, {})
             if self.folder is None:
                 kept.setdefault(f.name, []).append(x)
