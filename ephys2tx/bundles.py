@@ -24,7 +24,7 @@ from .features import (SCHEMAS, FamilyTransform, FlatFeatures, RangeCheck, check
                                schema_features, transform_from_state, transform_state)
 from .nets import VARIANTS, FamilySeqNet
 from .training import resolve_device
-from .evaluation import MODELS, SmallSampleHGB, fit_accepts, list_models, make_model
+from .evaluation import MODELS, SmallSampleHGB, _glibc, fit_accepts, list_models, make_model
 from .gouwens import FamilySparsePCA
 from .bilstm import BILSTM_RECIPE, BiLSTMClassifier
 from .commands import options_from
@@ -875,15 +875,6 @@ def _predicted_part(model, df:pd.DataFrame, idc, first:int, choice:dict|None) ->
     return out
 
 # %% ../nbs/05c_bundles.ipynb #1717ca47
-@functools.cache
-def _glibc():
-    "The C library, where it is glibc (it has `malloc_trim`); else None."
-    if not sys.platform.startswith('linux'): return None
-    import ctypes, ctypes.util
-    try: lib = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-    except OSError: return None
-    return lib if hasattr(lib, 'malloc_trim') else None
-
 def release_memory() -> bool:
     "Hand the memory the process freed back to the system (glibc's `malloc_trim`); False where there is no glibc."
     if _glibc() is not None: _glibc().malloc_trim(0)

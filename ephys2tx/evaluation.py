@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_evaluation.ipynb #d305b768
 from __future__ import annotations
-import dataclasses, hashlib, importlib.util, inspect, json, os, time, warnings
+import dataclasses, functools, hashlib, importlib.util, inspect, json, os, sys, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -17,16 +17,16 @@ from .data import DataError, SPECIES, get_dataset, load_cells
 from .commands import from_args, options_from
 
 # %% auto #0
-__all__ = ['METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'INNER_BUDGET', 'ALIGNED_TASK', 'BOTH_PROTOCOLS',
-           'subsample', 'sizes_list', 'Protocol', 'Executor', 'Split', 'splits', 'expected_calibration_error',
-           'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba', 'data_key', 'FitMemo',
-           'run_split', 'run_id', 'ResultStore', 'fan_out', 'take_over', 'evaluate', 'summarize', 'per_class',
-           'mean_confusion', 'own_metrics', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer',
-           'register_model', 'load_plugins', 'list_models', 'make_model', 'config_hash', 'model_factory',
-           'feature_step', 'weighted_percentiles', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'plain_fit',
-           'fit_key', 'SharedFit', 'shared_model', 'candidate_settings', 'Task', 'task_species', 'load_task',
-           'model_specs', 'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums',
-           'module_closure', 'model_code', 'runs_dir', 'register_cli']
+__all__ = ['STEADY_ALLOCATOR', 'METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'INNER_BUDGET', 'ALIGNED_TASK',
+           'BOTH_PROTOCOLS', 'subsample', 'sizes_list', 'Protocol', 'Executor', 'Split', 'splits',
+           'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba',
+           'data_key', 'FitMemo', 'run_split', 'run_id', 'ResultStore', 'steady_allocator', 'fan_out', 'take_over',
+           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare', 'compare_all',
+           'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models', 'make_model',
+           'config_hash', 'model_factory', 'feature_step', 'weighted_percentiles', 'weighted_bin_thresholds',
+           'bin_with', 'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'shared_model', 'candidate_settings',
+           'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'key_hash',
+           'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -487,9 +487,29 @@ def done(self:ResultStore) -> set:
     "Ids of the finished runs."
     return {r['run_id'] for r in self._rows()}
 
+# %% ../nbs/03_evaluation.ipynb #c14cee6b
+@functools.cache
+def _glibc():
+    "The C library, where it is glibc (it has `malloc_trim` and `mallopt`); else None."
+    if not sys.platform.startswith('linux'): return None
+    import ctypes, ctypes.util
+    try: lib = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    except OSError: return None
+    return lib if hasattr(lib, 'malloc_trim') else None
+
+STEADY_ALLOCATOR = {-1: 1 << 30, -2: 64 << 20, -3: 32 << 20}   # glibc's M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD
+
+@functools.cache
+def steady_allocator() -> bool:
+    "Keep freed memory in this process for the next fit (glibc's `mallopt`): fewer page faults, the same numbers."
+    lib = _glibc()
+    return lib is not None and all(lib.mallopt(k, v) == 1 for k, v in STEADY_ALLOCATOR.items())
+
 # %% ../nbs/03_evaluation.ipynb #c14cee6d
 def _job(fn, args, threads):
-    "`fn(*args)` with at most `threads` BLAS/OpenMP and torch threads (None: no limit)."
+    "`fn(*args)` with at most `threads` BLAS/OpenMP and torch threads (None: no limit), the allocator kept steady."
+    from ephys2tx.evaluation import steady_allocator   # by name, as a Dask worker finds it
+    steady_allocator()
     if threads is None: return fn(*args)
     from threadpoolctl import threadpool_limits
     import torch

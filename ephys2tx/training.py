@@ -94,14 +94,15 @@ class TrainTask:
     y: torch.Tensor|None = None
     head: str|None = None
     weight: float = 1.0
+    batch_size: int|None = None   # cells per batch of a further task (None: the loop's `batch_size`)
     def __len__(self): return len(self.values)
 
     @classmethod
-    def of(cls, values, obs, fam, y=None, head=None, weight:float=1.0, device='cpu') -> 'TrainTask':
+    def of(cls, values, obs, fam, y=None, head=None, weight:float=1.0, device='cpu', batch_size=None) -> 'TrainTask':
         "A task from arrays (numpy or torch), moved to `device`."
         tt = lambda a, dt=None: torch.as_tensor(a, dtype=dt).to(device)
         return cls(tt(values, torch.float32), tt(obs, torch.bool), tt(fam, torch.bool),
-                   None if y is None else tt(y, torch.long), head=head, weight=weight)
+                   None if y is None else tt(y, torch.long), head=head, weight=weight, batch_size=batch_size)
 
     def batch(self, b) -> tuple:
         "(values, obs, fam) of the rows `b`."
@@ -198,7 +199,8 @@ def epoch(self:_Loop, g, rng, batch_size:int) -> float:
     "One pass over the first task's cells in shuffled batches, further tasks cycled in step; the mean loss."
     self.net.train()
     n, tot = len(self.tasks[0]), 0.0
-    bts = [min(batch_size, len(t)) for t in self.tasks]
+    bts = [min(batch_size if k == 0 or t.batch_size is None else t.batch_size, len(t))
+           for k, t in enumerate(self.tasks)]
     first = torch.randperm(n, generator=g).split(batch_size)
     orders = [first] + [_cycled(rng, len(t), len(first) * bt) for t, bt in zip(self.tasks[1:], bts[1:])]
     for s in range(len(first)):

@@ -341,6 +341,7 @@ class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
                  pretrain_epochs:int=60,                            # most epochs of the mouse pretraining
                  pretrain_random_state:int=0,                       # seed of the mouse pretraining
                  source_weight:float=1.0,                           # loss weight of the mouse cells in joint training
+                 source_batch_size:int|None=None,                   # mouse (and unlabelled) cells a joint step
                  adv_weight:float=0.3,                              # gradient-reversal strength of `nn_dann`
                  cache_dir=None,                                    # folder of cached pretrainings (None: memory only)
                  device='auto',                                     # 'auto' (CUDA when available), 'cpu' or 'cuda'
@@ -350,6 +351,7 @@ class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
         self.attn_dim, self.dropout = attn_dim, dropout
         self.pretrain_epochs, self.pretrain_random_state = pretrain_epochs, pretrain_random_state
         self.source_weight, self.adv_weight, self.cache_dir = source_weight, adv_weight, cache_dir
+        self.source_batch_size = source_batch_size
         self.device, self.random_state = device, random_state
 
     def pretrain_settings(self) -> dict:
@@ -379,11 +381,12 @@ def __setstate__(self:NetStrategy, s):   # `net_` as ('state_dict', tensors, wid
 
 # %% ../nbs/06_transfer.ipynb #3894478a
 @patch
-def _task(self:NetStrategy, T, y=None, head='human', weight=1.0) -> TrainTask:
+def _task(self:NetStrategy, T, y=None, head='human', weight=1.0, batch_size=None) -> TrainTask:
     yi = None if y is None else pd.Categorical(np.asarray(y), categories=LABEL4).codes
     if yi is not None and (yi < 0).any():
         raise ValueError(f"labels outside {LABEL4}: {sorted(set(y) - set(LABEL4))}")
-    return TrainTask.of(T.values, T.obs_mask, T.fam_mask, yi, head=head, weight=weight, device=self._dev())
+    return TrainTask.of(T.values, T.obs_mask, T.fam_mask, yi, head=head, weight=weight, device=self._dev(),
+                        batch_size=batch_size)
 
 # %% ../nbs/06_transfer.ipynb #f4b15fe9
 @patch
@@ -498,8 +501,11 @@ def _joint(self:NetJoint, X, y, source, unlabelled=None, adversarial=0.0):
     y, T = self._begin(X, y, *tabs)
     self.net_, self.head_ = self._pretrained_net(source), 'human'
     tasks = [self._task(T, y),
-             self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight)]
-    if len(tabs) > 1: tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human'))
+             self._task(_tensors(self.transform_, source), source['label4'], 'mouse', self.source_weight,
+                        self.source_batch_size)]
+    if len(tabs) > 1:
+        tasks.append(self._task(_tensors(self.transform_, unlabelled), None, 'human',
+                                batch_size=self.source_batch_size))
     aux = _domain_loss(self.net_, adversarial) if adversarial > 0 else None
     self.history_ = self._train(tasks, None, self.epochs, self.finetune_lr, aux)
     return self
