@@ -45,10 +45,10 @@ INNER = {'record': {}, 'inner_rf': {'rf': dict(n_estimators=100)},
          'inner_small': {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=100, learning_rate=0.2)}}
 STRATEGIES = 'best_human,blend_mix,selftrain,selftrain_mouse,nn_joint,nn_dann'
 REFERENCE = dict(selftrain=dict(n_estimators=300), selftrain_mouse=dict(n_estimators=300),
-                 nn_joint=dict(epochs=60), nn_dann=dict(epochs=60),
+                 nn_joint=dict(epochs=60, source_batch_size=256), nn_dann=dict(epochs=60, source_batch_size=256),
                  nn_human=dict(epochs=60), nn_finetune=dict(epochs=60), rf_mouse=dict(n_estimators=500))
 CHEAPER = dict(selftrain=dict(n_estimators=100), selftrain_mouse=dict(n_estimators=100),
-               nn_joint=dict(epochs=30), nn_dann=dict(epochs=30),
+               nn_joint=dict(epochs=30, source_batch_size=256), nn_dann=dict(epochs=30, source_batch_size=256),
                nn_human=dict(epochs=30), nn_finetune=dict(epochs=30), rf_mouse=dict(n_estimators=200))
 
 
@@ -172,7 +172,9 @@ def main(argv=None):
     ap.add_argument('--no-progress', action='store_true')
     a = ap.parse_args(argv)
     warnings.filterwarnings('ignore')
-    if a.joint_epochs: CHEAPER.update(nn_joint=dict(epochs=a.joint_epochs), nn_dann=dict(epochs=a.joint_epochs))
+    if a.joint_epochs:
+        CHEAPER.update(nn_joint=dict(epochs=a.joint_epochs, source_batch_size=256),
+                       nn_dann=dict(epochs=a.joint_epochs, source_batch_size=256))
     if a.source_batch:
         CHEAPER.update(nn_joint=dict(source_batch_size=a.source_batch), nn_dann=dict(source_batch_size=a.source_batch))
     parts, t0 = a.part.split(','), time.time()

@@ -184,7 +184,8 @@ def pretrain(source:pd.DataFrame,  # the mouse cells, labelled in `label4` (`sou
 # %% ../nbs/06_transfer.ipynb #dcb063ff
 # the networks' training recipe: the BiLSTM chapter's (`BILSTM_RECIPE`: hidden 32, batch 256, rates x 3), fixed
 # before `bench/bench_transfer_recipe.py` checked it against the earlier one on the same test folds
-EARLIER_TRANSFER_RECIPE = dict(hidden=128, batch_size=64, lr=1e-3, finetune_lr=3e-4)
+EARLIER_TRANSFER_RECIPE = dict(hidden=128, batch_size=64, lr=1e-3, finetune_lr=3e-4,
+                               source_batch_size=None)   # a joint step: as many mouse cells as human ones
 
 # %% ../nbs/06_transfer.ipynb #9a0cecfb
 _RATE = BILSTM_RECIPE['lr'] / NET_DEFAULTS['lr']
@@ -341,7 +342,7 @@ class NetStrategy(Strategy, ClassifierMixin, BaseEstimator):
                  pretrain_epochs:int=60,                            # most epochs of the mouse pretraining
                  pretrain_random_state:int=0,                       # seed of the mouse pretraining
                  source_weight:float=1.0,                           # loss weight of the mouse cells in joint training
-                 source_batch_size:int|None=None,                   # mouse (and unlabelled) cells a joint step
+                 source_batch_size:int|None=128,                    # mouse (and unlabelled) cells a joint step
                  adv_weight:float=0.3,                              # gradient-reversal strength of `nn_dann`
                  cache_dir=None,                                    # folder of cached pretrainings (None: memory only)
                  device='auto',                                     # 'auto' (CUDA when available), 'cpu' or 'cuda'
