@@ -7,10 +7,11 @@
 Stage times are the run's own records (computation plus the report's execution; with `--no-run`, read from
 `<out>/run.log`, where a stage stopped before its end is timed up to its last finished run); fits per model come from the stages' result tables (`fit_seconds` of every run).
 With fan-out the fits of a stage overlap, so a model's share is of the stage's summed fit time, and the
-stage's share is of the total wall time. Writes `bench/results/reproduce_profile[_quick].json` and prints
-the README's table.
+stage's share is of the total wall time. A run it makes also records the CPU time of this process and of its
+children (the Dask workers, the report kernels), user and system, and their minor page faults (`getrusage`).
+Writes `bench/results/reproduce_profile[_quick].json` and prints the README's table.
 """
-import argparse, datetime, json, os, platform, re, sys, time
+import argparse, datetime, json, os, platform, re, resource, sys, time
 from pathlib import Path
 import pandas as pd
 
@@ -111,6 +112,13 @@ def markdown(stages: pd.DataFrame, fits: pd.DataFrame, wall: float) -> str:
     return '\n'.join(lines)
 
 
+def cpu_usage() -> dict:
+    "User and system CPU seconds and minor page faults of this process and its finished children, so far."
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return dict(cpu_user_s=me.ru_utime + kids.ru_utime, cpu_system_s=me.ru_stime + kids.ru_stime,
+                minor_faults=me.ru_minflt + kids.ru_minflt)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--out', default='reports_full', help='run folder')
@@ -119,24 +127,27 @@ def main(argv=None):
     ap.add_argument('--json', default=None, help='where to write the profile (default bench/results/...)')
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
-    records, wall = None, None
+    records, wall, cpu = None, None, {}
     if not a.no_run:
         from ephys2tx.reproduce import reproduce
-        t0 = time.time()
+        t0, c0 = time.time(), cpu_usage()
         records = reproduce(out=out, quick=a.quick, progress=False, echo=True)
-        wall = time.time() - t0
+        wall, c1 = time.time() - t0, cpu_usage()
+        cpu = {k: round(c1[k] - c0[k], 1) for k in c0}
     stages = stage_times(out, records)
     fits = model_fits(out, list(stages.stage))
     wall = wall if wall is not None else float(stages.seconds.sum())
     prof = dict(command=f"ephys2tx reproduce --out {out.name}" + (' --quick' if a.quick else ''),
                 quick=a.quick, complete=bool(stages.complete.all()), wall_seconds=wall, cpus=os.cpu_count(), machine=platform.machine(),
-                python=platform.python_version(), stages=stages.to_dict('records'), fits=fits.to_dict('records'),
+                python=platform.python_version(), **cpu, stages=stages.to_dict('records'), fits=fits.to_dict('records'),
                 measured=time.strftime('%Y-%m-%d %H:%M'))
     dest = Path(a.json) if a.json else HERE / 'results' / ('reproduce_profile_quick.json' if a.quick else 'reproduce_profile.json')
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(prof, indent=1, default=float))
     print(markdown(stages, fits, wall))
     print(f'\nwall time {wall:,.0f} s on {os.cpu_count()} CPUs; profile written to {dest}')
+    if cpu: print(f"CPU {cpu['cpu_user_s']:,.0f} s user, {cpu['cpu_system_s']:,.0f} s system; "
+                  f"{cpu['minor_faults']:,} minor page faults")
     return 0
 
 
