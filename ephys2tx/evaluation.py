@@ -905,7 +905,7 @@ def weighted_percentiles(col:np.ndarray,     # values, none missing
                          weight:np.ndarray,  # their weights, all positive
                          ranks,              # percentile ranks in (0, 100]
                         ) -> np.ndarray:     # one value per rank
-    "Weighted 'averaged inverted CDF' percentiles of `col` at every rank at once, as `_weighted_percentile(average=True)`."
+    "Weighted 'averaged inverted CDF' percentiles of `col` at all `ranks` at once (`_weighted_percentile`)."
     col, weight = np.asarray(col, dtype=np.float64), np.asarray(weight, dtype=np.float64)
     order = np.argsort(col.reshape(-1, 1), axis=0)[:, 0]   # the very sort scikit-learn makes
     cdf = np.cumsum(weight[order])
