@@ -17,16 +17,17 @@ from .data import DataError, SPECIES, get_dataset, load_cells
 from .commands import from_args, options_from
 
 # %% auto #0
-__all__ = ['STEADY_ALLOCATOR', 'METRICS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY', 'INNER_BUDGET', 'ALIGNED_TASK',
-           'BOTH_PROTOCOLS', 'subsample', 'sizes_list', 'Protocol', 'Executor', 'Split', 'splits',
-           'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation', 'aligned_proba',
-           'data_key', 'FitMemo', 'run_split', 'run_id', 'ResultStore', 'steady_allocator', 'fan_out', 'take_over',
-           'evaluate', 'summarize', 'per_class', 'mean_confusion', 'own_metrics', 'compare', 'compare_all',
-           'LookupClassifier', 'RecordingTransformer', 'register_model', 'load_plugins', 'list_models', 'make_model',
-           'config_hash', 'model_factory', 'feature_step', 'weighted_percentiles', 'weighted_bin_thresholds',
-           'bin_with', 'SmallSampleHGB', 'plain_fit', 'fit_key', 'SharedFit', 'shared_model', 'candidate_settings',
-           'Task', 'task_species', 'load_task', 'model_specs', 'run_experiment', 'write_results', 'key_hash',
-           'data_checksums', 'code_checksums', 'module_closure', 'model_code', 'runs_dir', 'register_cli']
+__all__ = ['STEADY_ALLOCATOR', 'RUN_ID_ATTRS', 'METRICS', 'COMPARE_KEYS', 'MODELS', 'PLUGINS', 'BASELINES', 'NOT_IN_KEY',
+           'INNER_BUDGET', 'ALIGNED_TASK', 'BOTH_PROTOCOLS', 'subsample', 'sizes_list', 'Protocol', 'Executor', 'Split',
+           'splits', 'expected_calibration_error', 'confusion', 'score', 'fit_accepts', 'accepts_validation',
+           'aligned_proba', 'data_key', 'FitMemo', 'run_split', 'run_id', 'ResultStore', 'steady_allocator', 'fan_out',
+           'take_over', 'RunIds', 'results_for_file', 'evaluate', 'summarize', 'per_class', 'mean_confusion',
+           'own_metrics', 'compare', 'compare_all', 'LookupClassifier', 'RecordingTransformer', 'register_model',
+           'load_plugins', 'list_models', 'make_model', 'config_hash', 'model_factory', 'feature_step',
+           'weighted_percentiles', 'weighted_bin_thresholds', 'bin_with', 'SmallSampleHGB', 'plain_fit', 'fit_key',
+           'SharedFit', 'shared_model', 'candidate_settings', 'Task', 'task_species', 'load_task', 'model_specs',
+           'run_experiment', 'write_results', 'key_hash', 'data_checksums', 'code_checksums', 'module_closure',
+           'model_code', 'runs_dir', 'register_cli']
 
 # %% ../nbs/03_evaluation.ipynb #75a2f292
 def _quotas(counts:np.ndarray, size:int, min_per_class:int) -> np.ndarray:
@@ -607,6 +608,20 @@ def take_over(store,      # the `ResultStore` to copy into (None: nothing is tak
                 out.append(row['run_id'])
     return out
 
+# %% ../nbs/03_evaluation.ipynb #6b1e0a2b
+class RunIds(tuple):
+    "Run ids in a table's `attrs`: immutable, so pandas' deep copy of `attrs` (at every step) takes them as they are."
+    def __deepcopy__(self, memo): return self
+
+# %% ../nbs/03_evaluation.ipynb #6b1e0a2e
+RUN_ID_ATTRS = ('computed', 'reused')   # `attrs` that name the runs a call fitted or took over
+
+def results_for_file(results:pd.DataFrame) -> pd.DataFrame:   # the table of `evaluate` or `run_experiment`
+    "`results` as a file keeps it: the same columns, `attrs` without the ids of the runs this call fitted or took over."
+    out = results.copy(deep=False)
+    out.attrs = {k: v for k, v in results.attrs.items() if k not in RUN_ID_ATTRS}
+    return out
+
 # %% ../nbs/03_evaluation.ipynb #6b1e0a1f
 def _stored(store, jobs:list, rows:list) -> pd.DataFrame:
     "The rows of `jobs` (read back from `store` when there is one), in the order of `jobs`."
@@ -647,7 +662,7 @@ def evaluate(models:dict,                   # name -> estimator, or factory f(ra
                    on_result=store.write if store is not None else None, desc='evaluate')
     res = _stored(store, jobs, rows)
     res.attrs.update(classes=classes, grouped=protocol.grouped, repeats=protocol.repeats, folds=protocol.folds,
-                     computed=[j.rid for j in todo], reused=reused, planned=len(jobs))
+                     computed=RunIds(j.rid for j in todo), reused=RunIds(reused), planned=len(jobs))
     return res
 
 # %% ../nbs/03_evaluation.ipynb #f245fb1a
@@ -709,6 +724,8 @@ def own_metrics(results:pd.DataFrame,  # the table of `evaluate` or `run_experim
     return summarize(r, names, by=by, wide=True) if names else pd.DataFrame()
 
 # %% ../nbs/03_evaluation.ipynb #83c50508
+COMPARE_KEYS = ('species', 'protocol', 'size', 'repeat', 'fold')   # columns that pair two models' runs
+
 def compare(results:pd.DataFrame,   # the table of `evaluate`, one species, protocol and size
             a:str,                  # a model name (differences are `a` - `b`)
             b:str,                  # the model it is compared with
@@ -719,7 +736,7 @@ def compare(results:pd.DataFrame,   # the table of `evaluate`, one species, prot
            ) -> dict:               # means, mean difference, corrected t, df, p and the bootstrap CI
     "Paired comparison of models `a` and `b` on the same splits: mean diff, corrected t and p, bootstrap CI."
     from scipy import stats
-    keys = [k for k in ['species', 'protocol', 'size', 'repeat', 'fold'] if k in results.columns]
+    keys = [k for k in COMPARE_KEYS if k in results.columns]
     A = results[results['model'] == a].set_index(keys)
     B = results[results['model'] == b].set_index(keys)
     if not len(A) or not len(B): raise ValueError(f"no results for model {a if not len(A) else b!r}")
@@ -757,7 +774,8 @@ def compare_all(results:pd.DataFrame,   # the table of `evaluate`, one species a
     if baseline not in set(results['model']):
         raise ValueError(f"baseline {baseline!r} is not among the models run: {sorted(set(results['model']))}")
     by = [] if by is None else ([by] if isinstance(by, str) else list(by))
-    rows = []
+    read = [*by, *COMPARE_KEYS, 'model', metric, 'n_pool', 'n_train', 'n_test']   # what `compare` reads: no more to copy
+    results, rows = results[[c for c in dict.fromkeys(read) if c in results.columns]], []
     for key, g in (results.groupby(by, sort=False) if by else [((), results)]):
         if baseline not in set(g['model']): continue
         for m in dict.fromkeys(g['model']):
@@ -1127,8 +1145,8 @@ def run_experiment(task:Task,                     # the cells, labels and donors
             parts.append(evaluate(specs, task.X, task.y, task.groups, protocol=p, executor=executor,
                                   context=dict(source=source), tags=dict(species=task.species, protocol=p.name)))
     res = pd.concat(parts, ignore_index=True)
-    res.attrs.update(parts[0].attrs, computed=sum((p.attrs['computed'] for p in parts), []),
-                     reused=sum((p.attrs['reused'] for p in parts), []),
+    res.attrs.update(parts[0].attrs, computed=RunIds(r for p in parts for r in p.attrs['computed']),
+                     reused=RunIds(r for p in parts for r in p.attrs['reused']),
                      planned=sum(p.attrs['planned'] for p in parts))
     return res
 
@@ -1141,7 +1159,7 @@ def write_results(results:pd.DataFrame,  # the table of `evaluate` or `run_exper
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = dict(parquet=out/f'{stem}.parquet', csv=out/f'{stem}.csv', summary=out/f'{stem}_summary.csv')
-    results.to_parquet(paths['parquet'], index=False)
+    results_for_file(results).to_parquet(paths['parquet'], index=False)
     results.to_csv(paths['csv'], index=False)
     by = [c for c in ['species', 'protocol', 'model'] if c in results.columns]
     summarize(results, by=by, wide=True).to_csv(paths['summary'], index=False)

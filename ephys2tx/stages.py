@@ -270,7 +270,7 @@ def evaluation_config(models,                # registered model names (`ephys2tx
 # %% ../nbs/03a_stages.ipynb #b12972ae
 def run_evaluation(ctx:StageContext, species):
     "The evaluation protocol (`ephys2tx.evaluation.run_experiment`) for the configured models x `species`."
-    from ephys2tx.evaluation import load_task, run_experiment, write_results
+    from ephys2tx.evaluation import load_task, results_for_file, run_experiment, write_results
     cfg, run, parts = ctx.config, ctx.run, []
     protocols = [run.protocol(grouped=p == 'grouped') for p in cfg['protocols']]
     for sp in species:
@@ -284,5 +284,5 @@ def run_evaluation(ctx:StageContext, species):
         write_results(r, ctx.dir, f'evaluate_{sp}')
         parts.append(r)
     res = pd.concat(parts, ignore_index=True)
-    res.to_parquet(ctx.dir/'results.parquet', index=False)
+    results_for_file(res).to_parquet(ctx.dir/'results.parquet', index=False)
     res.to_csv(ctx.dir/'results.csv', index=False)

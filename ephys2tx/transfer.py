@@ -36,8 +36,8 @@ from .training import NET_DEFAULTS, TrainTask, resolve_device, train_net
 from .bilstm import BILSTM_RECIPE
 from .evaluation import (MODELS, Executor, FitMemo, Protocol, aligned_proba, compare_all, data_key,
                                  candidate_settings, fit_accepts, load_plugins, shared_model,
-                                 load_task, make_model, model_factory, register_model, run_experiment, summarize,
-                                 sizes_list)
+                                 load_task, make_model, model_factory, register_model, results_for_file,
+                                 run_experiment, summarize, sizes_list)
 from .stages import Stage, register_stage, runs_store, scheduler_for
 from .record import _log_loss
 
@@ -904,7 +904,7 @@ def transfer_experiment(strategies='all',                   # strategy names: a 
     params = {n: p for n in names if (p := strategy_settings(n, network, tiny))}
     res = run_experiment(task, names, protocol, executor, params=params, source=source)
     res.to_csv(out / 'results.csv', index=False)
-    res.to_parquet(out / 'results.parquet', index=False)
+    results_for_file(res).to_parquet(out / 'results.parquet', index=False)   # without the ids of this call's runs
     return res
 
 # %% ../nbs/06_transfer.ipynb #d1e71c86

@@ -100,7 +100,7 @@ def test_resume_and_dask_match_sync(data, tmp_path):
     full = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto, sync, **kw)
     assert len(full) == 8 and set(full.attrs['computed']).isdisjoint(first.run_id)
     again = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto, sync, **kw)
-    assert again.attrs['computed'] == []
+    assert again.attrs['computed'] == ()
     dask = transfer_experiment('best_human,nn_human,nn_finetune,selftrain', proto,
                                Executor(n_workers=2, progress=False, out=tmp_path / 'b'), **kw)
     cols = ['macro_f1', 'accuracy', 'balanced_accuracy']
