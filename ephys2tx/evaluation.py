@@ -502,9 +502,10 @@ STEADY_ALLOCATOR = {-1: 1 << 30, -2: 64 << 20, -3: 32 << 20}   # glibc's M_TRIM_
 
 @functools.cache
 def steady_allocator() -> bool:
-    "Keep freed memory in this process for the next fit (glibc's `mallopt`): fewer page faults, the same numbers."
+    "Keep freed memory in this process for the next fit (glibc's `mallopt`); `EPHYS2TX_ALLOCATOR=glibc`: as it comes."
     lib = _glibc()
-    return lib is not None and all(lib.mallopt(k, v) == 1 for k, v in STEADY_ALLOCATOR.items())
+    if lib is None or os.environ.get('EPHYS2TX_ALLOCATOR', 'steady') == 'glibc': return False
+    return all(lib.mallopt(k, v) == 1 for k, v in STEADY_ALLOCATOR.items())
 
 # %% ../nbs/03_evaluation.ipynb #c14cee6d
 def _job(fn, args, threads):
