@@ -82,11 +82,13 @@ class Chromium:
         cmd = [self.exe, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *flags, '--dump-dom', str(url)]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
 
-    def probe(self, url, profile, *flags, timeout=120) -> dict:
+    def probe(self, url, profile, *flags, timeout=120, tries=2) -> dict:
         "The report of a probe script that appended `<pre id=\"e2t-probe\">JSON</pre>` to the page."
-        dom = self.dom(url, profile, *flags, timeout=timeout)
-        m = re.search(r'<pre id="e2t-probe">(.*?)</pre>', dom, re.S)
-        assert m, f'the probe did not run on {url}; DOM starts {dom[:300]!r}'
+        for _ in range(tries):   # a busy machine's Chromium may dump the DOM before the page's load: load it again
+            dom = self.dom(url, profile, *flags, timeout=timeout)
+            m = re.search(r'<pre id="e2t-probe">(.*?)</pre>', dom, re.S)
+            if m: break
+        assert m, f'the probe did not run on {url} ({tries} loads); DOM starts {dom[:300]!r}'
         return json.loads(html.unescape(m.group(1)))
 
 
