@@ -775,8 +775,7 @@ def compare_all(results:pd.DataFrame,   # the table of `evaluate`, one species a
     if baseline not in set(results['model']):
         raise ValueError(f"baseline {baseline!r} is not among the models run: {sorted(set(results['model']))}")
     by = [] if by is None else ([by] if isinstance(by, str) else list(by))
-    read = [*by, *COMPARE_KEYS, 'model', metric, 'n_pool', 'n_train', 'n_test']   # what `compare` reads
-    results, rows = results[[c for c in dict.fromkeys(read) if c in results.columns]], []
+    rows = []
     for key, g in (results.groupby(by, sort=False) if by else [((), results)]):
         if baseline not in set(g['model']): continue
         for m in dict.fromkeys(g['model']):
