@@ -5,7 +5,7 @@ same test folds with the paired rule (a script, not a test).
     EPHYS2TX_DATA=/path/to/mirror python bench/bench_cheaper_fits.py                  # both parts, fresh seeds
     python bench/bench_cheaper_fits.py --part record --species human --repeats 1 --folds 3 --out /tmp/c.json
 
-Two parts, each with seeds used by no earlier check (record 21, transfer 22):
+Three parts, each with seeds used by no earlier check (record 21, transfer 22, forest 31 and 32):
 
 - `record`: the model of record (`CalibratedVote`) with its candidates' fits on the inner folds (which only set
   the vote's weights, calibration and set thresholds) at a smaller budget, on the same 5 x 5 stratified folds of
@@ -22,6 +22,11 @@ Two parts, each with seeds used by no earlier check (record 21, transfer 22):
   nn_joint,nn_dann --joint-epochs 45 --transfer-seed 24`) checks the joint networks with 45 joint epochs, a fourth
   (`--part transfer --strategies nn_joint,nn_dann --source-batch 128 --transfer-seed 25`) with all 60 epochs but
   128 mouse cells (and 128 unlabelled human cells) a step instead of 256: a cheaper epoch rather than fewer.
+- `forest` (`--part forest`) halves the forest of `rf` and `rf_spca` (250 trees instead of 500; `FOREST`): `rf`,
+  `rf_spca` and the model of record (whose forest member is `rf`) on the same 5 x 5 stratified folds of each
+  species, then `rf`, `best_human` and `blend_mix` (whose refit may be `rf`) on 3 x 5 folds and labelled
+  subsamples at every size. Adopted for `rf` where `rf` and the model of record pass on both species and the
+  three strategies at every size; for `rf_spca` where it passes on both species.
 
 The rule, fixed before the run: a cheaper arm passes where its mean macro-F1 loses less than one SD of the
 reference's and the paired difference is not significantly negative (corrected resampled t-test p > 0.05, or a
@@ -30,7 +35,8 @@ than one SD, not significantly higher). A recipe is adopted where it passes ever
 budget if the arm passes on both species for the record and at every size for `best_human` and `blend_mix` (the
 cheapest such arm); each self-training forest and each joint network per strategy, at every size.
 
-Writes bench/results/cheaper_fits.json (+ cheaper_fits_record.parquet, cheaper_fits_transfer.parquet: every run)
+Writes bench/results/cheaper_fits.json (+ cheaper_fits_record.parquet, cheaper_fits_transfer.parquet,
+cheaper_fits_forest.parquet, cheaper_fits_forest_transfer.parquet: every run)
 and prints the tables.
 """
 import argparse, json, os, platform, sys, tempfile, time, warnings
@@ -41,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from paired import paired_table   # noqa: E402
 
+FOREST = dict(n_estimators=250)   # the cheaper forest of `rf` and `rf_spca` (their recipe of record: 500 trees)
 INNER = {'record': {}, 'inner_rf': {'rf': dict(n_estimators=100)},
          'inner_small': {'rf': dict(n_estimators=100), 'hgb': dict(max_iter=100, learning_rate=0.2)}}
 STRATEGIES = 'best_human,blend_mix,selftrain,selftrain_mouse,nn_joint,nn_dann'
@@ -87,6 +94,61 @@ def record_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple
                              passes=ok_f1 and ok_ll))
             print(rows[-1], flush=True)
     return pd.concat(runs, ignore_index=True), rows
+
+
+def _row(r, new, ref, log_loss: bool) -> dict:
+    "One paired comparison of `new` against `ref` in results `r` (macro-F1; and log-loss where `log_loss`)."
+    from ephys2tx.evaluation import compare
+    g = r.groupby('model')
+    f1 = compare(r, new, ref)
+    out = dict(model=ref, folds=int(f1['n_pairs']),
+               reference=f"{g.macro_f1.mean()[ref]:.3f} ± {g.macro_f1.std()[ref]:.3f}",
+               cheaper=f"{g.macro_f1.mean()[new]:.3f} ± {g.macro_f1.std()[new]:.3f}", diff=float(f1['mean_diff']),
+               p=float(f1['p']), ci=[float(f1['ci_low']), float(f1['ci_high'])],
+               fit_s=[float(g.fit_seconds.mean()[ref]), float(g.fit_seconds.mean()[new])],
+               passes=_rule(f1, g.macro_f1.std()[ref]))
+    if log_loss:
+        ll = compare(r, new, ref, metric='log_loss')
+        out |= dict(log_loss_reference=f"{g.log_loss.mean()[ref]:.3f} ± {g.log_loss.std()[ref]:.3f}",
+                    log_loss_cheaper=f"{g.log_loss.mean()[new]:.3f} ± {g.log_loss.std()[new]:.3f}",
+                    log_loss_diff=float(ll['mean_diff']), log_loss_p=float(ll['p']),
+                    passes=out['passes'] and _rule(ll, g.log_loss.std()[ref], lower_is_better=True))
+    return out
+
+
+def forest_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple:
+    """`rf`, `rf_spca` and the model of record (whose forest member is `rf`) with forests of `FOREST` against their
+    recipe of record, on the same folds of each species: (runs, one row per species x model)."""
+    from ephys2tx.evaluation import Executor, Protocol, load_task, model_factory, run_experiment
+    runs, rows = [], []
+    for sp in species:
+        t = load_task(sp)
+        models = {'rf': model_factory('rf', t.schema), 'rf_cheap': model_factory('rf', t.schema, **FOREST),
+                  'rf_spca': model_factory('rf_spca', t.schema), 'rf_spca_cheap': model_factory('rf_spca', t.schema, **FOREST),
+                  'record': model_factory('record', t.schema),
+                  'record_cheap': model_factory('record', t.schema, params={'rf': dict(FOREST)})}
+        r = run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
+                           Executor(n_workers=n_jobs, progress=progress, out=store / sp))
+        runs.append(r)
+        for m in ('rf', 'rf_spca', 'record'):
+            rows.append(dict(species=sp) | _row(r, f'{m}_cheap', m, log_loss=m == 'record'))
+            print(rows[-1], flush=True)
+    return pd.concat(runs, ignore_index=True), rows
+
+
+def forest_transfer(sizes, repeats, folds, seed, n_workers, store) -> tuple:
+    "`rf`, `best_human` and `blend_mix` with the cheaper forest `FOREST` against the recipe of record, same folds."
+    from ephys2tx import transfer as T
+    def cheaper(s):
+        if s == 'rf': return dict(FOREST)
+        if s == 'best_human': return dict(params={'rf': dict(FOREST)})
+        if s == 'blend_mix': return dict(target_expert=T.BestOfInnerCV(params={'rf': dict(FOREST)}))
+        return {}
+    protocol = T.TRANSFER_PROTOCOL.replace(sizes=sizes, repeats=repeats, folds=folds, random_state=seed)
+    strategies = 'rf,best_human,blend_mix'
+    res = pd.concat([transfer_arm('reference', strategies, lambda s: {}, protocol, n_workers, store),
+                     transfer_arm('cheaper', strategies, cheaper, protocol, n_workers, store)], ignore_index=True)
+    return res, paired_table(res, 'arm', 'cheaper', 'reference', sizes)
 
 
 def one_fit(inner: dict, seed: int) -> float:
@@ -166,6 +228,7 @@ def main(argv=None):
     ap.add_argument('--source-batch', type=int, default=None,
                     help="the cheaper arm's mouse (and unlabelled) cells a step of nn_joint and nn_dann")
     ap.add_argument('--record-seed', type=int, default=21)
+    ap.add_argument('--forest-seed', type=int, default=31, help='the forest part: its folds, and its transfer folds + 1')
     ap.add_argument('--transfer-seed', type=int, default=22)
     ap.add_argument('--n-workers', type=int, default=2)
     ap.add_argument('--out', default=str(HERE / 'results' / 'cheaper_fits.json'))
@@ -197,6 +260,21 @@ def main(argv=None):
             res |= dict(transfer_seed=a.transfer_seed, transfer_checks=transfer_rows.to_dict('records'),
                         transfer_fit_seconds=runs.groupby(['arm', 'model']).fit_seconds.sum().round(1)
                         .unstack(0).to_dict())
+        if 'forest' in parts:
+            runs, forest_rows = forest_part(a.species.split(','), a.repeats or 5, a.folds, a.forest_seed, a.n_workers,
+                                            not a.no_progress, Path(d) / 'forest')
+            truns, ttable = forest_transfer(a.sizes, a.repeats or 3, a.folds, a.forest_seed + 1, a.n_workers, Path(d) / 'forest_transfer')
+            runs.to_parquet(out.with_name(out.stem + '_forest.parquet'), index=False)
+            truns.to_parquet(out.with_name(out.stem + '_forest_transfer.parquet'), index=False)
+            ok = ttable.groupby('strategy').not_worse.all().to_dict()
+            res |= dict(forest=FOREST, forest_seed=a.forest_seed, forest_checks=forest_rows,
+                        forest_transfer_checks=ttable.to_dict('records'),
+                        forest_adopted=dict(
+                            rf=all(r['passes'] for r in forest_rows if r['model'] in ('rf', 'record')) and all(ok.values()),
+                            rf_spca=all(r['passes'] for r in forest_rows if r['model'] == 'rf_spca')))
+            print(pd.DataFrame(forest_rows).to_markdown(index=False))
+            print(ttable.assign(ci=ttable.ci.map(lambda c: f"[{c[0]:+.3f}, {c[1]:+.3f}]")).to_markdown(index=False))
+            print(json.dumps(res['forest_adopted']))
     res |= dict(adopted=adopted(record_rows, transfer_rows), wall_s=round(time.time() - t0, 1),
                 measured=time.strftime('%Y-%m-%d %H:%M'))
     out.write_text(json.dumps(res, indent=1, default=float))

@@ -897,7 +897,7 @@ def feature_step(schema, **kw):
     return FlatFeatures(schema, per_species=kw.pop('per_species', schema == 'aligned'), **kw)
 
 # %% ../nbs/03_evaluation.ipynb #7c3d0a10
-def _rf(schema='human', random_state=0, n_estimators:int=500, **kw):
+def _rf(schema='human', random_state=0, n_estimators:int=250, **kw):
     "Class-balanced random forest on the standardized features"
     from sklearn.pipeline import Pipeline
     from sklearn.ensemble import RandomForestClassifier

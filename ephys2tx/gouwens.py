@@ -203,7 +203,7 @@ def separation(task, # an `ephys2tx.evaluation.load_task` task
                 cluster_purity=purity(cl, task.y[sub]), clusters=cl, cluster_rows=sub, bic=bic)
 
 # %% ../nbs/04_gouwens.ipynb #04c30b82
-def _rf_spca(schema='mouse', random_state=0, n_estimators:int=500, alpha:float=1.0, min_var:float=0.01, **kw):
+def _rf_spca(schema='mouse', random_state=0, n_estimators:int=250, alpha:float=1.0, min_var:float=0.01, **kw):
     "Class-balanced random forest on per-family sparse-PCA components (Gouwens et al. 2020)"
     from sklearn.pipeline import Pipeline
     from sklearn.ensemble import RandomForestClassifier

@@ -83,7 +83,7 @@ def test_a_species_without_a_schema_is_refused():
 
 def test_the_readme_quick_start_runs_as_written(mirror, tmp_path, monkeypatch, capsys):
     """The README's Python quick start, executed as it stands on the mirror's cells. Only the named model behind
-    `model='human'` is a 500-tree forest here instead of the model of record (whose first build takes minutes and
+    `model='human'` is a 250-tree forest here instead of the model of record (whose first build takes minutes and
     which tests/test_predictor.py builds); the cache is a fresh folder, so the build on first use runs too."""
     from ephys2tx import predictor
     monkeypatch.setenv('EPHYS2TX_DATA', str(mirror))
