@@ -124,7 +124,8 @@ def forest_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple
     for sp in species:
         t = load_task(sp)
         models = {'rf': model_factory('rf', t.schema), 'rf_cheap': model_factory('rf', t.schema, **FOREST),
-                  'rf_spca': model_factory('rf_spca', t.schema), 'rf_spca_cheap': model_factory('rf_spca', t.schema, **FOREST),
+                  'rf_spca': model_factory('rf_spca', t.schema),
+                  'rf_spca_cheap': model_factory('rf_spca', t.schema, **FOREST),
                   'record': model_factory('record', t.schema),
                   'record_cheap': model_factory('record', t.schema, params={'rf': dict(FOREST)})}
         r = run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
@@ -263,14 +264,16 @@ def main(argv=None):
         if 'forest' in parts:
             runs, forest_rows = forest_part(a.species.split(','), a.repeats or 5, a.folds, a.forest_seed, a.n_workers,
                                             not a.no_progress, Path(d) / 'forest')
-            truns, ttable = forest_transfer(a.sizes, a.repeats or 3, a.folds, a.forest_seed + 1, a.n_workers, Path(d) / 'forest_transfer')
+            truns, ttable = forest_transfer(a.sizes, a.repeats or 3, a.folds, a.forest_seed + 1, a.n_workers,
+                                            Path(d) / 'forest_transfer')
             runs.to_parquet(out.with_name(out.stem + '_forest.parquet'), index=False)
             truns.to_parquet(out.with_name(out.stem + '_forest_transfer.parquet'), index=False)
             ok = ttable.groupby('strategy').not_worse.all().to_dict()
+            rf_ok = all(r['passes'] for r in forest_rows if r['model'] in ('rf', 'record')) and all(ok.values())
             res |= dict(forest=FOREST, forest_seed=a.forest_seed, forest_checks=forest_rows,
                         forest_transfer_checks=ttable.to_dict('records'),
                         forest_adopted=dict(
-                            rf=all(r['passes'] for r in forest_rows if r['model'] in ('rf', 'record')) and all(ok.values()),
+                            rf=rf_ok,
                             rf_spca=all(r['passes'] for r in forest_rows if r['model'] == 'rf_spca')))
             print(pd.DataFrame(forest_rows).to_markdown(index=False))
             print(ttable.assign(ci=ttable.ci.map(lambda c: f"[{c[0]:+.3f}, {c[1]:+.3f}]")).to_markdown(index=False))
