@@ -65,37 +65,6 @@ def _rule(c: dict, sd: float, lower_is_better: bool = False) -> bool:
     return bool(d >= -sd and (c['p'] > 0.05 or d > 0))
 
 
-def record_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple:
-    "The record's arms on the same folds of each species: (runs, one row per species x arm)."
-    from ephys2tx.evaluation import Executor, Protocol, compare, load_task, make_model, run_experiment
-    runs, rows = [], []
-    for sp in species:
-        t = load_task(sp)
-        models = {arm: make_model('record', t.schema, inner_params=kw) for arm, kw in INNER.items()}
-        r = run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
-                           Executor(n_workers=n_jobs, progress=progress, out=store / sp))
-        runs.append(r)
-        g = r.groupby('model')
-        for arm in INNER:
-            if arm == 'record': continue
-            f1, ll = compare(r, arm, 'record'), compare(r, arm, 'record', metric='log_loss')
-            ok_f1 = _rule(f1, g.macro_f1.std()['record'])
-            ok_ll = _rule(ll, g.log_loss.std()['record'], lower_is_better=True)
-            rows.append(dict(species=sp, arm=arm, folds=int(f1['n_pairs']),
-                             record=f"{g.macro_f1.mean()['record']:.3f} ± {g.macro_f1.std()['record']:.3f}",
-                             cheaper=f"{g.macro_f1.mean()[arm]:.3f} ± {g.macro_f1.std()[arm]:.3f}",
-                             diff=float(f1['mean_diff']), p=float(f1['p']),
-                             ci=[float(f1['ci_low']), float(f1['ci_high'])],
-                             log_loss_record=f"{g.log_loss.mean()['record']:.3f} ± {g.log_loss.std()['record']:.3f}",
-                             log_loss_cheaper=f"{g.log_loss.mean()[arm]:.3f} ± {g.log_loss.std()[arm]:.3f}",
-                             log_loss_diff=float(ll['mean_diff']), log_loss_p=float(ll['p']),
-                             coverage=f"{g.coverage.mean()['record']:.3f} → {g.coverage.mean()[arm]:.3f}",
-                             set_size=f"{g.set_size.mean()['record']:.2f} → {g.set_size.mean()[arm]:.2f}",
-                             passes=ok_f1 and ok_ll))
-            print(rows[-1], flush=True)
-    return pd.concat(runs, ignore_index=True), rows
-
-
 def _row(r, new, ref, log_loss: bool) -> dict:
     "One paired comparison of `new` against `ref` in results `r` (macro-F1; and log-loss where `log_loss`)."
     from ephys2tx.evaluation import compare
@@ -114,6 +83,26 @@ def _row(r, new, ref, log_loss: bool) -> dict:
                     log_loss_diff=float(ll['mean_diff']), log_loss_p=float(ll['p']),
                     passes=out['passes'] and _rule(ll, g.log_loss.std()[ref], lower_is_better=True))
     return out
+
+
+def record_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple:
+    "The record's arms on the same folds of each species: (runs, one row per species x arm)."
+    from ephys2tx.evaluation import Executor, Protocol, load_task, make_model, run_experiment
+    runs, rows = [], []
+    for sp in species:
+        t = load_task(sp)
+        models = {arm: make_model('record', t.schema, inner_params=kw) for arm, kw in INNER.items()}
+        r = run_experiment(t, models, Protocol(repeats=repeats, folds=folds, random_state=seed),
+                           Executor(n_workers=n_jobs, progress=progress, out=store / sp))
+        runs.append(r)
+        g = r.groupby('model')
+        for arm in INNER:
+            if arm == 'record': continue
+            rows.append(dict(species=sp, arm=arm) | _row(r, arm, 'record', log_loss=True) | dict(
+                coverage=f"{g.coverage.mean()['record']:.3f} → {g.coverage.mean()[arm]:.3f}",
+                set_size=f"{g.set_size.mean()['record']:.2f} → {g.set_size.mean()[arm]:.2f}"))
+            print(rows[-1], flush=True)
+    return pd.concat(runs, ignore_index=True), rows
 
 
 def forest_part(species, repeats, folds, seed, n_jobs, progress, store) -> tuple:
@@ -286,8 +275,8 @@ def main(argv=None):
               'log-loss p | 90% sets: coverage; size | passes |')
         print('|---|---|---:|---:|---:|---:|---|---:|---:|---|---|')
         for r in record_rows:
-            print(f"| {r['species']} | {r['arm']} | {r['record']} | {r['cheaper']} | {r['diff']:+.3f} | {r['p']:.2g} | "
-                  f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | {r['log_loss_record']} → {r['log_loss_cheaper']} | "
+            print(f"| {r['species']} | {r['arm']} | {r['reference']} | {r['cheaper']} | {r['diff']:+.3f} | {r['p']:.2g} | "
+                  f"[{r['ci'][0]:+.3f}, {r['ci'][1]:+.3f}] | {r['log_loss_reference']} → {r['log_loss_cheaper']} | "
                   f"{r['log_loss_p']:.2g} | {r['coverage']}; {r['set_size']} | {'yes' if r['passes'] else 'no'} |")
         print('one fit on all mouse cells: ' + ', '.join(f'{k} {v:.1f} s' for k, v in res['one_fit_all_mouse_s'].items()))
     if transfer_rows is not None:
